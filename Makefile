@@ -1,0 +1,49 @@
+# cnnserve: `make serve` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+REPO ?= exported
+# The default models of `make serve`: the digits-trained LeNet-5, the depth-comparison set and
+# the AlphaGo policy network.
+DEFAULT_MODELS ?= lenet5 vgg16 resnet50 resnet152 alphago_policy
+SERVE_ARGS ?=
+
+.PHONY: install serve export test lint typecheck proto clean help
+
+help:
+	@echo "make serve    set up, export the default models if missing, run the server"
+	@echo "make test     set up, run the whole test suite"
+	@echo "make export   export the default models (DEFAULT_MODELS) into $(REPO)/ if missing"
+	@echo "make proto    regenerate the gRPC stubs in server/generated/ from proto/"
+	@echo "make lint     ruff and mypy"
+
+# The stamp tracks pyproject.toml: editing the dependencies re-runs the install.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: 2.13.0 is the CPU build on these machines' disk; an open range
+	# would fetch a multi-gigabyte CUDA build.
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+export: install
+	$(VENV)/bin/cnnserve export --repo $(REPO) --if-missing $(DEFAULT_MODELS)
+
+serve: export
+	$(VENV)/bin/cnnserve serve --repo $(REPO) $(SERVE_ARGS)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check builders server tests
+	$(VENV)/bin/mypy
+
+proto: install
+	$(PY) -m server.protogen
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,308 @@
+"""Export a registered architecture to a model-repository entry (layout in ../shared/DESIGN.md).
+
+    exported/NAME/config.json    what the server needs: I/O, batching, preprocessing, facts
+    exported/NAME/labels.txt     classifiers only, one class name a line
+    exported/NAME/1/model.onnx   batch axis dynamic
+
+Every entry is built in a temporary folder beside its destination and only renamed into place
+after ONNX Runtime has reproduced PyTorch's output on random inputs at two batch sizes, so a
+failed or interrupted export never leaves a half-written entry behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from builders import digits, labels, registry
+from builders.registry import ArchSpec
+from builders.summary import Summary, summarize
+from builders.weights import calibrate_batchnorm, load_checkpoint
+
+DEFAULT_OPSET = 18
+CONFIG_VERSION = 1
+PARITY_BATCH_SIZES = (1, 3)
+# float32 rounding differences between two convolution implementations stay orders of
+# magnitude below these; a wrong graph (a missing layer, a transposed weight) does not.
+FP32_ATOL = 1e-5
+FP32_RTOL = 1e-4
+# Random deep networks amplify every rounding step (a random ResNet-50 in float16 lands ~3% RMS
+# away from float32 on ONNX Runtime's CPU kernels; trained ones far closer), so the float16 check
+# catches a broken graph, not the last digit.
+FP16_RELATIVE_RMS = 5e-2
+
+log = logging.getLogger("cnnserve.export")
+
+Progress = Callable[[str], None]
+
+
+class ExportError(RuntimeError):
+    """An export that was refused; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    name: str
+    path: Path
+    config: dict[str, Any]
+    seconds: float
+
+
+def _quiet_progress(_: str) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _quiet_torch_exporter() -> Iterator[None]:
+    """torch.onnx's dynamo exporter chats on stdout and warns about its own internals."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\..*|copyreg")
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+class _Half(nn.Module):
+    """Runs the network in float16 behind a float32 interface, so clients need not change."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.half()).float()
+
+
+def to_onnx(model: nn.Module, spec: ArchSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """Write ``model`` as ONNX with a symbolic batch axis named ``batch``."""
+    example = torch.randn(2, *spec.input_shape)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with _quiet_torch_exporter():
+        program = torch.onnx.export(
+            model,
+            (example,),
+            input_names=[spec.input_name],
+            output_names=[spec.output_name],
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
+        if program is None:  # pragma: no cover - dynamo=True always returns a program
+            raise ExportError("torch.onnx.export returned no program")
+        program.save(str(path))
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for value in (*graph.input, *graph.output):
+        first = value.type.tensor_type.shape.dim[0]
+        if not first.dim_param:
+            raise ExportError(f"exported {value.name!r} has a fixed batch axis ({first.dim_value}), expected symbolic")
+
+
+def check_parity(
+    reference: nn.Module, spec: ArchSpec, path: Path, *, fp16: bool = False, seed: int = 1
+) -> dict[str, float]:
+    """Run the ONNX file in ONNX Runtime and PyTorch's float32 ``reference`` on the same random
+    inputs at two batch sizes; raise :class:`ExportError` if they disagree.
+
+    float32 exports must agree to within rounding (max abs error <= 1e-5 + 1e-4 * max|output|);
+    float16 ones, whose every layer rounds to 11 bits, to 5% relative RMS error.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(seed)
+    worst_abs = worst_rel = 0.0
+    for batch in PARITY_BATCH_SIZES:
+        x = torch.randn(batch, *spec.input_shape, generator=generator)
+        with torch.no_grad():
+            expected = reference(x).float().numpy()
+        (actual,) = session.run([spec.output_name], {spec.input_name: x.numpy()})
+        if actual.shape != expected.shape:
+            raise ExportError(f"{spec.name}: ONNX output shape {actual.shape}, PyTorch {expected.shape}")
+        diff = actual.astype(np.float64) - expected
+        max_abs = float(np.max(np.abs(diff)))
+        rel_rms = float(np.sqrt(np.mean(diff**2)) / max(np.sqrt(np.mean(expected.astype(np.float64) ** 2)), 1e-30))
+        if fp16:
+            ok, what = rel_rms <= FP16_RELATIVE_RMS, f"relative RMS error {rel_rms:.3g} > {FP16_RELATIVE_RMS}"
+        else:
+            limit = FP32_ATOL + FP32_RTOL * float(np.max(np.abs(expected)))
+            ok, what = max_abs <= limit, f"max abs error {max_abs:.3g} > {limit:.3g} allowed"
+        if not ok or not np.isfinite(diff).all():
+            raise ExportError(f"{spec.name}: ONNX Runtime disagrees with PyTorch at batch {batch}: {what}")
+        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, rel_rms)
+    return {"max_abs_error": worst_abs, "relative_rms_error": worst_rel}
+
+
+def _prepare_weights(
+    model: nn.Module, spec: ArchSpec, checkpoint: str | Path | None, progress: Progress
+) -> dict[str, Any]:
+    """Give ``model`` its weights; return the config's record of where they came from."""
+    if checkpoint is not None:
+        digest = load_checkpoint(model, checkpoint)
+        return {"trained": True, "source": f"checkpoint {Path(checkpoint).name}", "sha256": digest}
+    if spec.name == "lenet5":
+        progress("training on scikit-learn's digits")
+        split = digits.load_split()
+        assert spec.preprocessing is not None
+        mean, std = spec.preprocessing.mean[0], spec.preprocessing.std[0]
+        accuracy = digits.train(model, split, mean, std)
+        return {
+            "trained": True,
+            "source": "trained at export on scikit-learn's digits, rendered at 32x32",
+            "train_examples": len(split.train_labels),
+            "held_out_examples": len(split.test_labels),
+            "held_out_accuracy": round(accuracy, 4),
+        }
+    calibrated = calibrate_batchnorm(model, spec.input_shape)
+    source = "random (seed 0)" + (", batch-norm statistics calibrated on Gaussian noise" if calibrated else "")
+    return {"trained": False, "source": source}
+
+
+def build_config(spec: ArchSpec, facts: Summary, weights: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "config_version": CONFIG_VERSION,
+        "name": spec.name,
+        "architecture": spec.name,
+        "family": spec.family,
+        "task": spec.task,
+        "platform": "onnxruntime_onnx",
+        "description": spec.description,
+        "paper": spec.paper,
+        "max_batch_size": spec.max_batch_size,
+        "input": [
+            {
+                "name": spec.input_name,
+                "datatype": "FP32",
+                "shape": list(spec.input_shape),
+                "layout": "NCHW",
+            }
+        ],
+        "output": [
+            {
+                "name": spec.output_name,
+                "datatype": "FP32",
+                "shape": [spec.num_classes],
+                **({"labels": "labels.txt"} if spec.labels else {}),
+            }
+        ],
+        "dynamic_batching": {
+            "max_queue_delay_us": spec.max_queue_delay_us,
+            "preferred_batch_sizes": [b for b in spec.preferred_batch_sizes if b <= spec.max_batch_size],
+        },
+        "preprocessing": spec.preprocessing.as_dict() if spec.preprocessing else None,
+        "facts": {
+            "weight_layers": facts.weight_layers,
+            "parameters": facts.parameters,
+            "macs": facts.macs,
+            "activations": facts.activations,
+            "activation_bytes": facts.activation_bytes,
+        },
+        "weights": weights,
+    }
+    config.update(extra)
+    return config
+
+
+def export(
+    name: str,
+    repo: str | Path = "exported",
+    *,
+    opset: int = DEFAULT_OPSET,
+    checkpoint: str | Path | None = None,
+    fp16: bool = False,
+    options: dict[str, Any] | None = None,
+    entry_name: str | None = None,
+    seed: int = 0,
+    progress: Progress = _quiet_progress,
+) -> ExportResult:
+    """Build, export, check and atomically install one repository entry; return what was written."""
+    started = time.perf_counter()
+    spec = registry.get(name)
+    options = dict(options or {})
+    entry = entry_name or spec.name
+    repo = Path(repo)
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{entry}.", dir=repo))
+    except OSError as exc:
+        raise ExportError(f"cannot write to repository {repo}: {exc.strerror or exc}") from exc
+    try:
+        torch.manual_seed(seed)
+        progress("building")
+        model = spec.build(**options).eval()
+        weights = _prepare_weights(model, spec, checkpoint, progress)
+        facts = summarize(model, spec.input_shape, spec.name)
+        exported_model: nn.Module = _Half(copy.deepcopy(model)).eval() if fp16 else model
+        progress("exporting to ONNX")
+        version_dir = staging / "1"
+        version_dir.mkdir()
+        onnx_path = version_dir / "model.onnx"
+        to_onnx(exported_model, spec, onnx_path, opset)
+        progress("checking ONNX Runtime against PyTorch")
+        parity = check_parity(model, spec, onnx_path, fp16=fp16)
+        extra = {
+            "name": entry,
+            "options": options,
+            "export": {
+                "opset": opset,
+                "precision": "fp16" if fp16 else "fp32",
+                "torch": torch.__version__,
+                "onnx": onnx.__version__,
+                "parity": {**parity, "batch_sizes": list(PARITY_BATCH_SIZES), "reference": "torch float32"},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        }
+        config = build_config(spec, facts, weights, extra)
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        class_names = labels.for_set(spec.labels)
+        if class_names:
+            (staging / "labels.txt").write_text("\n".join(class_names) + "\n", encoding="utf-8")
+        _install(staging, repo / entry)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(entry, repo / entry, config, time.perf_counter() - started)
+
+
+def _install(staging: Path, destination: Path) -> None:
+    """Replace ``destination`` by ``staging`` with renames only, so readers never see a partial entry."""
+    staging.chmod(0o755)  # mkdtemp makes it 0700
+    old = None
+    if destination.exists():
+        old = destination.with_name(f".{destination.name}.old.{os.getpid()}")
+        destination.rename(old)
+    try:
+        staging.rename(destination)
+    except OSError:
+        if old is not None:
+            old.rename(destination)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""cnnserve's server side: model repository, ONNX Runtime, batching, gRPC services, metrics, CLI."""
