@@ -69,9 +69,7 @@ def _shift(batch: torch.Tensor, generator: torch.Generator, most: int = 2) -> to
     return out
 
 
-def train(
-    model: nn.Module, split: DigitsSplit, mean: float, std: float, *, epochs: int = 30, seed: int = 0
-) -> float:
+def train(model: nn.Module, split: DigitsSplit, mean: float, std: float, *, epochs: int = 30, seed: int = 0) -> float:
     """Train ``model`` in place with Adam; return the held-out accuracy."""
     torch.manual_seed(seed)
     x = to_tensor(split.train_images, mean, std)

@@ -39,13 +39,14 @@ from builders.weights import calibrate_batchnorm, load_checkpoint
 DEFAULT_OPSET = 18
 CONFIG_VERSION = 1
 PARITY_BATCH_SIZES = (1, 3)
-# float32 rounding differences between two convolution implementations stay orders of
-# magnitude below these; a wrong graph (a missing layer, a transposed weight) does not.
-FP32_ATOL = 1e-5
-FP32_RTOL = 1e-4
+# See check_parity: ONNX Runtime may be a few times further from the float64 truth than
+# PyTorch's float32 run (measured: 0.6x to 1.3x on every architecture); a wrong graph (a
+# missing layer, a transposed weight) is orders of magnitude further.
+FP32_ROUNDING_FACTOR = 4.0
+FP32_RTOL = 1e-5
 # Random deep networks amplify every rounding step (a random ResNet-50 in float16 lands ~3% RMS
-# away from float32 on ONNX Runtime's CPU kernels; trained ones far closer), so the float16 check
-# catches a broken graph, not the last digit.
+# away from the truth on ONNX Runtime's CPU kernels; trained ones far closer), so the float16
+# check catches a broken graph, not the last digit.
 FP16_RELATIVE_RMS = 5e-2
 
 log = logging.getLogger("cnnserve.export")
@@ -126,38 +127,52 @@ def to_onnx(model: nn.Module, spec: ArchSpec, path: Path, opset: int = DEFAULT_O
 def check_parity(
     reference: nn.Module, spec: ArchSpec, path: Path, *, fp16: bool = False, seed: int = 1
 ) -> dict[str, float]:
-    """Run the ONNX file in ONNX Runtime and PyTorch's float32 ``reference`` on the same random
-    inputs at two batch sizes; raise :class:`ExportError` if they disagree.
+    """Run the ONNX file in ONNX Runtime on random inputs at two batch sizes and compare it with
+    PyTorch; raise :class:`ExportError` if it computes something else.
 
-    float32 exports must agree to within rounding (max abs error <= 1e-5 + 1e-4 * max|output|);
-    float16 ones, whose every layer rounds to 11 bits, to 5% relative RMS error.
+    "Beyond float32 rounding" is measured, not guessed: the truth is the float64 run of
+    ``reference``, and ONNX Runtime's error against it may be at most 4x PyTorch's own float32
+    error (plus 1e-5 of the output scale). Deep random networks amplify rounding (a random
+    ResNet-152 ends 1e-3 away from float64 in either runtime), so a fixed tolerance would be too
+    loose for shallow nets or too strict for deep ones. float16 exports, whose every layer rounds
+    to 11 bits, must stay within 5% relative RMS error of the truth.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    truth_model = copy.deepcopy(reference).double().eval()
     generator = torch.Generator().manual_seed(seed)
-    worst_abs = worst_rel = 0.0
+    worst = {"max_abs_error": 0.0, "torch_float32_max_abs_error": 0.0, "relative_rms_error": 0.0}
     for batch in PARITY_BATCH_SIZES:
         x = torch.randn(batch, *spec.input_shape, generator=generator)
         with torch.no_grad():
-            expected = reference(x).float().numpy()
+            torch32 = reference(x).float().numpy().astype(np.float64)
+            truth = truth_model(x.double()).numpy()
         (actual,) = session.run([spec.output_name], {spec.input_name: x.numpy()})
-        if actual.shape != expected.shape:
-            raise ExportError(f"{spec.name}: ONNX output shape {actual.shape}, PyTorch {expected.shape}")
-        diff = actual.astype(np.float64) - expected
+        if actual.shape != truth.shape:
+            raise ExportError(f"{spec.name}: ONNX output shape {actual.shape}, PyTorch {truth.shape}")
+        diff = actual.astype(np.float64) - truth
+        scale = float(np.max(np.abs(truth)))
         max_abs = float(np.max(np.abs(diff)))
-        rel_rms = float(np.sqrt(np.mean(diff**2)) / max(np.sqrt(np.mean(expected.astype(np.float64) ** 2)), 1e-30))
+        torch_abs = float(np.max(np.abs(torch32 - truth)))
+        rel_rms = float(np.sqrt(np.mean(diff**2)) / max(np.sqrt(np.mean(truth**2)), 1e-30))
         if fp16:
             ok, what = rel_rms <= FP16_RELATIVE_RMS, f"relative RMS error {rel_rms:.3g} > {FP16_RELATIVE_RMS}"
         else:
-            limit = FP32_ATOL + FP32_RTOL * float(np.max(np.abs(expected)))
-            ok, what = max_abs <= limit, f"max abs error {max_abs:.3g} > {limit:.3g} allowed"
+            limit = FP32_ROUNDING_FACTOR * torch_abs + FP32_RTOL * scale
+            ok = max_abs <= limit
+            what = f"max abs error {max_abs:.3g} > {limit:.3g} allowed (PyTorch float32: {torch_abs:.3g})"
         if not ok or not np.isfinite(diff).all():
             raise ExportError(f"{spec.name}: ONNX Runtime disagrees with PyTorch at batch {batch}: {what}")
-        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, rel_rms)
-    return {"max_abs_error": worst_abs, "relative_rms_error": worst_rel}
+        for key, value in (
+            ("max_abs_error", max_abs),
+            ("torch_float32_max_abs_error", torch_abs),
+            ("relative_rms_error", rel_rms),
+        ):
+            worst[key] = max(worst[key], value)
+    return worst
 
 
 def _prepare_weights(
@@ -275,7 +290,7 @@ def export(
                 "precision": "fp16" if fp16 else "fp32",
                 "torch": torch.__version__,
                 "onnx": onnx.__version__,
-                "parity": {**parity, "batch_sizes": list(PARITY_BATCH_SIZES), "reference": "torch float32"},
+                "parity": {**parity, "batch_sizes": list(PARITY_BATCH_SIZES), "reference": "torch float64"},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         }

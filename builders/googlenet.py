@@ -110,7 +110,8 @@ class GoogLeNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.xavier_uniform_(m.weight)  # the paper's DistBelief-era nets used Xavier init
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         x = self.norm1(self.maxpool1(self.conv1(x)))

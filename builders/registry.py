@@ -87,13 +87,14 @@ class ArchSpec:
         params = inspect.signature(self.builder).parameters.values()
         return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
-    def build(self, **options: Any) -> nn.Module:
+    def check_options(self, options: dict[str, Any]) -> None:
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             takes = ", ".join(self.options) or "no options"
-            raise UnknownOptionError(
-                f"{self.name} does not take option(s) {', '.join(unknown)}; it takes: {takes}"
-            )
+            raise UnknownOptionError(f"{self.name} does not take option(s) {', '.join(unknown)}; it takes: {takes}")
+
+    def build(self, **options: Any) -> nn.Module:
+        self.check_options(options)
         return self.builder(**{**self.defaults, **options})
 
 

@@ -198,7 +198,9 @@ class CifarBasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample: nn.Module = nn.Identity() if stride == 1 and inplanes == planes else ShortcutA(planes - inplanes)
+        self.downsample: nn.Module = (
+            nn.Identity() if stride == 1 and inplanes == planes else ShortcutA(planes - inplanes)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -235,7 +237,13 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-CIFAR_DEPTHS = {"cifar_resnet20": 3, "cifar_resnet32": 5, "cifar_resnet44": 7, "cifar_resnet56": 9, "cifar_resnet110": 18}
+CIFAR_DEPTHS = {
+    "cifar_resnet20": 3,
+    "cifar_resnet32": 5,
+    "cifar_resnet44": 7,
+    "cifar_resnet56": 9,
+    "cifar_resnet110": 18,
+}
 
 
 def cifar_resnet20(*, num_classes: int = 10) -> CifarResNet:

@@ -41,7 +41,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> str:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+    except Exception as exc:
         raise CheckpointError(f"checkpoint {path} could not be read with weights_only=True: {exc}") from exc
     state = {k.removeprefix("module."): v for k, v in _state_dict_of(raw).items()}
     expected = model.state_dict()

@@ -40,7 +40,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     import builders
     from builders.summary import summary, volume
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in builders.names():
         spec = builders.get(name)
         facts = summary(name)
@@ -107,8 +107,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     import builders
     from builders.export import export
 
-    specs = [builders.get(n) for n in args.names]  # unknown names fail before any work
+    # Unknown names and options fail before any work is done.
+    specs = [builders.get(n) for n in args.names]
     options = _parse_options(args.option)
+    for spec in specs:
+        spec.check_options(options)
     if args.checkpoint and len(specs) > 1:
         raise CliError("--checkpoint loads one network's weights: give exactly one NAME with it")
     if args.name and len(specs) > 1:

@@ -1,0 +1,109 @@
+"""The ``cnnserve`` console script, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+
+import builders
+
+
+def cnnserve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning:server"}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
+
+
+def test_summary_prints_the_notes_table() -> None:
+    run = cnnserve("summary", "vgg16")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "vgg_d: per-layer summary (one image, float32)"
+    assert any(line.split()[:3] == ["input", "224x224x3", "150,528"] for line in lines)
+    conv1 = next(line for line in lines if line.startswith("features.0 "))
+    assert "224x224x64" in conv1 and "3,211,264" in conv1 and "1,792" in conv1
+    assert "parameters         138,357,544" in run.stdout
+    assert "weight layers      16" in run.stdout
+    assert "bytes" in run.stdout
+
+
+def test_summary_json_and_all_layers() -> None:
+    run = cnnserve("summary", "alexnet", "--json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["layers"][0]["volume"] == "55x55x96"
+    assert data["totals"]["activation_bytes"] == 4 * data["totals"]["activations"]
+    listed = len(data["layers"])
+    everything = json.loads(cnnserve("summary", "alexnet", "--json", "--all").stdout)["layers"]
+    assert len(everything) > listed and any(layer["layer"] == "relu" for layer in everything)
+
+
+def test_summary_with_a_builder_option() -> None:
+    run = cnnserve("summary", "alphago_policy", "--option", "k=256", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["layers"][0]["volume"] == "19x19x256"
+
+
+def test_models_lists_every_architecture() -> None:
+    run = cnnserve("models", "--json")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    assert [r["name"] for r in rows] == builders.names()
+    resnet50 = next(r for r in rows if r["name"] == "resnet50")
+    assert resnet50["input"] == "224x224x3" and resnet50["weight_layers"] == 50
+    table = cnnserve("models").stdout
+    assert "resnet152" in table and "60.2M" in table and "11.5G" in table
+
+
+def test_unknown_names_and_options_are_one_line_errors() -> None:
+    run = cnnserve("summary", "resnet51")
+    assert run.returncode == 1
+    assert run.stderr.startswith("cnnserve summary: error: unknown architecture 'resnet51'; valid names: lenet5,")
+    assert len(run.stderr.strip().splitlines()) == 1
+    run = cnnserve("export", "alphago_policy", "--option", "filters=3", "--repo", "/nonexistent/never")
+    assert run.returncode == 1
+    assert "alphago_policy does not take option(s) filters; it takes: k" in run.stderr
+
+
+def test_export_writes_a_loadable_entry_and_lists_the_repository(tmp_path: Path) -> None:
+    run = cnnserve("export", "cifar_resnet20", "lenet5", "--repo", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "[1/2] cifar_resnet20: exporting to ONNX" in run.stderr  # progress as it goes
+    assert "[2/2] lenet5: training on scikit-learn's digits" in run.stderr
+    assert "[2/2] lenet5: written to" in run.stderr
+    assert "model repository" in run.stdout and "cifar_resnet20" in run.stdout
+    session = ort.InferenceSession(
+        str(tmp_path / "cifar_resnet20" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert session.get_inputs()[0].shape[0] == "batch"
+
+    again = cnnserve("export", "cifar_resnet20", "--if-missing", "--repo", str(tmp_path), "--json")
+    assert again.returncode == 0, again.stderr
+    assert "already in" in again.stderr
+    assert sorted(e["name"] for e in json.loads(again.stdout)) == ["cifar_resnet20", "lenet5"]
+
+
+def test_options_apply_to_every_name_and_are_checked_first(tmp_path: Path) -> None:
+    run = cnnserve("export", "alphago_policy", "cifar_resnet20", "--option", "k=16", "--repo", str(tmp_path))
+    assert run.returncode == 1
+    assert "cifar_resnet20 does not take option(s) k; it takes: num_classes" in run.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before anything was exported
+
+
+def test_export_into_an_unwritable_place(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    run = cnnserve("export", "lenet5", "--repo", str(tmp_path / "file" / "repo"))
+    assert run.returncode == 1
+    assert "cnnserve export: error: cannot write to repository" in run.stderr
