@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from server.settings import SettingsError
+from server.settings import add_arguments as add_serve_arguments
 from server.tables import human, render_table
 
 EXIT_USAGE = 2
@@ -194,6 +196,13 @@ def cmd_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import run
+    from server.settings import Settings
+
+    return run(Settings.from_args(args))
+
+
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -225,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the repository listing as JSON")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("serve", help="run the gRPC inference server over a model repository")
+    add_serve_arguments(p)
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("repo", help="list the entries of a model repository")
     p.add_argument("--repo", default="exported", help="model repository folder (default: exported)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -244,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UnknownOptionError,
         ExportError,
         CheckpointError,
+        SettingsError,
     )
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -1,0 +1,152 @@
+"""The server's lifecycle: listen, load, serve, and on SIGTERM/SIGINT drain and exit 0.
+
+Order on start: metrics endpoint, gRPC port (live, NOT_SERVING), load and warm every model,
+then SERVING. Order on stop: health NOT_SERVING and the data plane refuses new work, gRPC stops
+taking calls and gives the accepted ones ``grace_seconds``, batchers drain, sessions close,
+metrics endpoint closes. Each step is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.dataplane import DataPlane
+from server.generated.inference import grpc_service_pb2 as pb
+from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from server.grpc_v2 import InferenceServicer
+from server.metrics import Metrics, MetricsServer, serve_metrics
+from server.models import ModelManager
+from server.repository import RepositoryError
+from server.settings import Settings
+
+log = logging.getLogger("cnnserve.server")
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+    ]
+
+
+class Server:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.models = ModelManager(settings, self.metrics)
+        self.plane = DataPlane(self.models)
+        self.health = health.aio.HealthServicer()
+        self.grpc: grpc.aio.Server | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.grpc_port = 0
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        metrics_address = "off"
+        if s.metrics_port >= 0:
+            self.metrics_server = serve_metrics(self.metrics, s.host, s.metrics_port)
+            metrics_address = f"{s.host}:{self.metrics_server.port}"
+        self.grpc = grpc.aio.server(options=grpc_options(s))
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.plane, self.metrics), self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        services = (
+            pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(services, self.grpc)
+        self.grpc_port = self.grpc.add_insecure_port(f"{s.host}:{s.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen on {s.host}:{s.grpc_port} (in use?)")
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.grpc.start()
+        # Tests and scripts read this line to learn the ports (port 0 picks free ones).
+        print(f"cnnserve listening: grpc={s.host}:{self.grpc_port} metrics={metrics_address}", flush=True)
+        log.info("gRPC on %s:%d, metrics on %s; loading %s", s.host, self.grpc_port, metrics_address, s.repo)
+        started = time.perf_counter()
+        await self.models.load_all()
+        self.plane.loaded = True
+        for model in self.models.models.values():
+            status = (
+                health_pb2.HealthCheckResponse.SERVING if model.ready else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await self.health.set(model.name, status)
+        ready = sorted(m.name for m in self.models.models.values() if m.ready)
+        failed = sorted(m.name for m in self.models.models.values() if not m.ready)
+        overall = (
+            health_pb2.HealthCheckResponse.SERVING if self.plane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", overall)
+        log.info(
+            "ready in %.1fs: %d model(s) serving (%s)%s",
+            time.perf_counter() - started,
+            len(ready),
+            ", ".join(ready) or "none",
+            f"; failed: {', '.join(failed)}" if failed else "",
+        )
+        print(f"cnnserve ready: {', '.join(ready) or 'no models'}", flush=True)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        grace = self.settings.grace_seconds
+        log.info("shutting down: health NOT_SERVING, refusing new requests")
+        self.plane.draining = True
+        await self.health.enter_graceful_shutdown()
+        if self.grpc is not None:
+            log.info("waiting up to %.0fs for accepted requests", grace)
+            # Batchers drain while gRPC waits: the calls it waits for are the ones being computed.
+            await asyncio.gather(self.grpc.stop(grace), self.models.close())
+        else:
+            await self.models.close()
+        log.info("batchers drained, sessions closed")
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> int:
+    server = Server(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    try:
+        startup = asyncio.create_task(server.start())
+        stop = asyncio.create_task(server.wait())
+        await asyncio.wait({startup, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if startup.done():
+            startup.result()  # raises if the start failed
+            await stop
+        else:
+            log.info("signal during start-up")
+            startup.cancel()
+            await asyncio.gather(startup, return_exceptions=True)
+    except (RepositoryError, OSError) as exc:
+        log.error("%s", exc)
+        await server.stop()
+        return 1
+    await server.stop()
+    return 0
+
+
+def run(settings: Settings) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(serve(settings))

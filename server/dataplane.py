@@ -1,0 +1,125 @@
+"""The protocol-agnostic data plane: what every front end (KServe V2, cnnserve.v1) calls.
+
+It checks a request against the model's config before it reaches the batcher, so that a bad
+request fails alone, with a message that names the field and the expectation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from server import errors
+from server.models import ModelManager, ServedModel, State
+from server.repository import ModelConfig
+
+SERVER_NAME = "cnnserve"
+SERVER_VERSION = "0.1.0"
+# What ServerMetadata advertises (Triton's names for the extensions cnnserve implements).
+EXTENSIONS = ("classification", "model_repository", "statistics")
+NUMPY_OF = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8, "INT64": np.int64,
+            "INT32": np.int32}  # fmt: skip
+
+
+@dataclass
+class InferResult:
+    model: ServedModel
+    outputs: dict[str, np.ndarray]
+
+
+class DataPlane:
+    def __init__(self, models: ModelManager) -> None:
+        self.models = models
+        self.loaded = False  # set once the repository has been loaded
+        self.draining = False  # set on SIGTERM: no new work
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Ready once loading is done, while not draining, with at least one model ready.
+
+        A model that failed to load does not make the server unready (its ModelReady says so),
+        so one broken entry cannot take every healthy model out of a load balancer.
+        """
+        return self.loaded and not self.draining and any(m.ready for m in self.models.models.values())
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        return self.models.get(name, version).ready and not self.draining
+
+    def config(self, name: str, version: str = "") -> ModelConfig:
+        model = self.models.get(name, version)
+        if model.config is None:
+            raise errors.Unavailable(f"model {name!r} failed to load: {model.reason}")
+        return model.config
+
+    def validate(self, config: ModelConfig, inputs: dict[str, np.ndarray]) -> int:
+        """Check names, datatypes and shapes against config.json; return the batch size."""
+        expected = {t.name: t for t in config.inputs}
+        unknown = sorted(set(inputs) - set(expected))
+        if unknown:
+            raise errors.InvalidArgument(
+                f"inputs: unknown input {unknown[0]!r} for model {config.name!r}; expected {sorted(expected)}"
+            )
+        missing = sorted(set(expected) - set(inputs))
+        if missing:
+            raise errors.InvalidArgument(f"inputs: model {config.name!r} needs input {missing[0]!r}")
+        batch_sizes = set()
+        for name, spec in expected.items():
+            array = inputs[name]
+            want = np.dtype(NUMPY_OF.get(spec.datatype, np.float32))
+            if array.dtype != want:
+                raise errors.InvalidArgument(
+                    f"input {name!r}: datatype {_v2(array.dtype)}, model {config.name!r} expects {spec.datatype}"
+                )
+            if array.ndim != len(spec.shape) + 1:
+                raise errors.InvalidArgument(
+                    f"input {name!r}: shape {list(array.shape)} has rank {array.ndim}, expected "
+                    f"{len(spec.shape) + 1}: [batch, {', '.join(map(str, spec.shape))}]"
+                )
+            if tuple(array.shape[1:]) != spec.shape:
+                raise errors.InvalidArgument(
+                    f"input {name!r}: shape {list(array.shape)}, expected [batch, {', '.join(map(str, spec.shape))}]"
+                )
+            batch_sizes.add(array.shape[0])
+        if len(batch_sizes) != 1:
+            raise errors.InvalidArgument(f"inputs: batch sizes differ between inputs: {sorted(batch_sizes)}")
+        (batch,) = batch_sizes
+        if batch < 1:
+            raise errors.InvalidArgument("inputs: empty batch (shape [0, ...]); send at least one item")
+        if batch > config.max_batch_size:
+            raise errors.InvalidArgument(
+                f"inputs: batch of {batch} exceeds max_batch_size {config.max_batch_size} of model {config.name!r}"
+            )
+        return batch
+
+    async def infer(
+        self, name: str, version: str, inputs: dict[str, np.ndarray], *, timeout: float | None = None
+    ) -> InferResult:
+        """Validate, queue in the model's batcher, and return the outputs for these items."""
+        if self.draining:
+            raise errors.Unavailable("server is shutting down and takes no new requests")
+        model = self.models.get_ready(name, version)
+        assert model.config is not None and model.batcher is not None
+        self.validate(model.config, inputs)
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        outputs = await model.batcher.infer(inputs, deadline=deadline)
+        model.last_inference_ms = int(time.time() * 1000)
+        return InferResult(model, outputs)
+
+    def index(self, ready_only: bool = False) -> list[ServedModel]:
+        return [m for _, m in sorted(self.models.models.items()) if m.ready or not ready_only]
+
+    def statistics(self, name: str = "", version: str = "") -> list[ServedModel]:
+        if name:
+            return [self.models.get(name, version)]
+        return [m for _, m in sorted(self.models.models.items()) if m.state is not State.FAILED]
+
+
+def _v2(dtype: np.dtype) -> str:
+    from server.tensors import V2_OF_NUMPY
+
+    return V2_OF_NUMPY.get(dtype, str(dtype))
