@@ -15,10 +15,12 @@ import sys
 import time
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from server.dataplane import DataPlane
+from server.generated import POOL
 from server.generated.inference import grpc_service_pb2 as pb
 from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from server.grpc_v2 import InferenceServicer
@@ -36,6 +38,17 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
     ]
+
+
+def reflection_pool() -> descriptor_pool.DescriptorPool:
+    """Our stubs live in a private pool (see server/protogen.py); reflection must also describe
+    health and itself, whose descriptors live in protobuf's default pool, so copy them over."""
+    for module in (health_pb2, reflection_pb2):
+        try:
+            POOL.FindFileByName(module.DESCRIPTOR.name)
+        except KeyError:
+            POOL.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return POOL
 
 
 class Server:
@@ -64,7 +77,7 @@ class Server:
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         )
-        reflection.enable_server_reflection(services, self.grpc)
+        reflection.enable_server_reflection(services, self.grpc, pool=reflection_pool())
         self.grpc_port = self.grpc.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on {s.host}:{s.grpc_port} (in use?)")
