@@ -27,6 +27,7 @@ from server.grpc_v2 import InferenceServicer
 from server.metrics import Metrics, MetricsServer, serve_metrics
 from server.models import ModelManager
 from server.repository import RepositoryError
+from server.runtime import RuntimeUnavailable, providers_for
 from server.settings import Settings
 
 log = logging.getLogger("cnnserve.server")
@@ -65,6 +66,8 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
+        if s.device == "cuda":
+            providers_for("cuda")  # fail loudly before listening: --device cuda must mean CUDA
         metrics_address = "off"
         if s.metrics_port >= 0:
             self.metrics_server = serve_metrics(self.metrics, s.host, s.metrics_port)
@@ -148,7 +151,7 @@ async def serve(settings: Settings) -> int:
             log.info("signal during start-up")
             startup.cancel()
             await asyncio.gather(startup, return_exceptions=True)
-    except (RepositoryError, OSError) as exc:
+    except (RepositoryError, RuntimeUnavailable, OSError) as exc:
         log.error("%s", exc)
         await server.stop()
         return 1

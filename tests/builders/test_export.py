@@ -137,7 +137,7 @@ def test_parity_check_refuses_a_graph_that_disagrees(tmp_path: Path) -> None:
     other = builders.build("cifar_resnet20")  # different random weights than the exported ones
     with pytest.raises(
         ExportError,
-        match=r"cifar_resnet20: ONNX Runtime disagrees with PyTorch at batch 1: max abs error .* allowed \(PyTorch"
+        match=r"cifar_resnet20: ONNX Runtime disagrees with PyTorch at batch 1: max abs error .* allowed \(PyTorch",
     ):
         check_parity(other, builders.get("cifar_resnet20"), tmp_path / "cifar_resnet20" / "1" / "model.onnx")
 

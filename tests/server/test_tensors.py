@@ -92,7 +92,9 @@ def _tensor(**kw: object) -> pb.ModelInferRequest.InferInputTensor:
         (_tensor(datatype="BYTES", shape=[2]), b"\x05\x00\x00\x00ab", "raw BYTES element 0 runs past the end"),
     ],
 )
-def test_bad_tensors_name_the_field(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None, message: str) -> None:
+def test_bad_tensors_name_the_field(
+    tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None, message: str
+) -> None:
     with pytest.raises(errors.InvalidArgument) as info:
         tensors.decode_input(tensor, raw)
     assert message in str(info.value)

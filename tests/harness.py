@@ -1,0 +1,125 @@
+"""Starting the real server in a subprocess on free ports, and talking to it, for the tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+)")
+
+
+@dataclass
+class ServerProcess:
+    """A ``cnnserve serve`` subprocess; its output is collected on a thread for assertions."""
+
+    process: subprocess.Popen[str]
+    grpc_address: str = ""
+    metrics_address: str = ""
+    lines: list[str] = field(default_factory=list)
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _reader: threading.Thread | None = None
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            match = LISTENING.search(line)
+            if match:
+                self.grpc_address = match["grpc"]
+                self.metrics_address = match["metrics"]
+                self._ready.set()
+        self._ready.set()  # the process ended: unblock waiters
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def collect(self) -> None:
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def wait_listening(self, timeout: float = 120) -> None:
+        self.collect()
+        if not self._ready.wait(timeout) or not self.grpc_address:
+            self.process.kill()
+            raise AssertionError(f"server did not start listening:\n{self.output}")
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"server did not exit within {timeout}s of signal {sig}:\n{self.output}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Wait for the output reader to see the end, then close the pipe."""
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def start_server(repo: Path, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> ServerProcess:
+    """Start ``cnnserve serve`` on free ports (port 0) and (``wait``) until it listens.
+
+    Listening is not ready: models may still be loading; use :func:`wait_ready`.
+    """
+    command = [
+        sys.executable, "-m", "server.cli", "serve",
+        "--repo", str(repo), "--host", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0", *args,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    server = ServerProcess(process)
+    if wait:
+        server.wait_listening()
+    return server
+
+
+def wait_ready(address: str, timeout: float = 120) -> None:
+    import tritonclient.grpc as triton
+
+    client = triton.InferenceServerClient(address)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if client.is_server_ready():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+    finally:
+        client.close()
+    raise AssertionError(f"server at {address} not ready after {timeout}s")
+
+
+def scrape(address: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Every sample of the server's /metrics, by sample name."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
