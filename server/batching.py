@@ -1,15 +1,27 @@
 """Dynamic batching: concurrent requests for one model joined into one ONNX Runtime run.
 
-Policy (Triton's, simplified): requests with the same item signature (input names, dtypes and
-shapes without the batch axis) queue in arrival order; a batch leaves as soon as a free model
-instance exists and either the queued items reach the largest preferred batch size (or
-``max_batch_size``), or the oldest request has waited ``max_queue_delay_us``. A request is never
-split across batches and a batch never exceeds ``max_batch_size``.
+Policy (Triton's dynamic batcher, simplified):
 
-Every accepted request's future is resolved exactly once, with its outputs or an exception,
-whatever happens: a failing batch is retried request by request so that only the bad request
-fails; a request whose caller went away is dropped before compute; if the batcher's own loop
-dies, everything queued fails with INTERNAL and the next request starts a fresh loop.
+* Requests queue in arrival order. Only requests with the same item signature (input names,
+  dtypes and shapes without the batch axis) share a batch, and a request is never split.
+* A batch of the oldest request's signature leaves once a model instance is free and either its
+  queued items reach the largest preferred batch size (``max_batch_size`` without preferred sizes),
+  or the oldest request has waited ``max_queue_delay_us``, or the batcher is draining. A batch that
+  leaves on size is cut at the largest preferred size a prefix of the queue adds up to (the sizes
+  the runtime was warmed up at); one that leaves on time takes what fits in ``max_batch_size``.
+* While ``concurrency`` batches run, requests keep queueing: that is where batches come from under
+  load. The queue holds at most ``max_queue_size`` requests (default: eight times
+  ``max_batch_size``); beyond that a request is refused with RESOURCE_EXHAUSTED at once.
+
+Like MLServer's adaptive batcher, every accepted request's future is resolved exactly once, with
+its outputs or an exception, whatever happens: a request whose caller cancelled, or whose deadline
+passed while it waited, leaves the queue without being computed; a failing batch is re-run request
+by request so that only the bad request fails; if the batcher's own loop dies, everything queued
+fails with INTERNAL (and the next request starts a fresh loop); ``close()`` drains or fails what
+is queued.
+
+The batcher computes nothing itself: ``run`` is awaited, and the runtime behind it owns the worker
+threads, so the event loop only concatenates inputs and slices outputs.
 """
 
 from __future__ import annotations
@@ -17,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ParamSpec, Protocol
 
 import numpy as np
 
@@ -28,28 +41,47 @@ from server import errors
 
 log = logging.getLogger("cnnserve.batching")
 
+DEFAULT_QUEUE_BATCHES = 8
+"""Without ``max_queue_size``, a model queues this many times ``max_batch_size`` requests."""
+
+Tensors = dict[str, np.ndarray]
 Signature = tuple[tuple[str, str, tuple[int, ...]], ...]
+P = ParamSpec("P")
 
 
-class BatchResult(Protocol):
-    outputs: dict[str, np.ndarray]
-    compute_seconds: float
+class TimedOutputs(Protocol):
+    """What ``run`` may return instead of bare outputs: the outputs with the compute time the
+    runtime measured around the session call itself, without the hop to its worker thread."""
+
+    @property
+    def outputs(self) -> Mapping[str, np.ndarray]: ...
+
+    @property
+    def compute_seconds(self) -> float: ...
 
 
-RunBatch = Callable[[dict[str, np.ndarray]], Awaitable[BatchResult]]
+RunBatch = Callable[[Tensors], Awaitable[Mapping[str, np.ndarray] | TimedOutputs]]
 
 
 class BatchObserver(Protocol):
-    """What the batcher reports (server.metrics.Metrics implements it)."""
+    """What the batcher reports as it goes (``server.metrics.Metrics`` implements it).
 
-    def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None: ...
+    Called on the event loop; an observer that raises is logged and otherwise ignored.
+    """
 
-    def on_dequeue(self, model: str, queue_seconds: float) -> None: ...
+    def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
+        """A batch of ``batch_size`` items ran successfully in ``compute_seconds``."""
 
-    def on_drop(self, model: str, reason: str) -> None: ...
+    def on_dequeue(self, model: str, queue_seconds: float) -> None:
+        """A request waited ``queue_seconds`` before its batch started computing."""
+
+    def on_drop(self, model: str, reason: str) -> None:
+        """A request left without being computed: ``cancelled`` (its caller went away),
+        ``deadline`` (it passed while queued), ``shutdown`` (closed without draining) or
+        ``error`` (the batcher's loop failed)."""
 
 
-class _NullObserver:
+class _NoObserver:
     def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
         pass
 
@@ -62,37 +94,59 @@ class _NullObserver:
 
 @dataclass
 class BatcherStats:
-    """Cumulative counts for ModelStatistics, as Triton reports them."""
+    """Cumulative counts for ModelStatistics, with Triton's meanings; durations in nanoseconds.
 
+    Every accepted request ends in exactly one of success, fail or cancel, so ``request_count``
+    is their sum plus the requests still pending. As in Triton, ``queue`` and ``compute`` are
+    counted for successful requests, each charged its whole batch's compute time;
+    ``inference_count`` counts items and ``execution_count`` runs, both of successful runs only
+    (a batch that failed and was re-run request by request counts the re-runs).
+    """
+
+    request_count: int = 0  # accepted by infer()
     success_count: int = 0
-    success_ns: int = 0  # queue + compute of successful requests
+    success_ns: int = 0  # arrival to answer
     fail_count: int = 0
     fail_ns: int = 0
+    cancel_count: int = 0  # the caller went away first
     queue_count: int = 0
-    queue_ns: int = 0
+    queue_ns: int = 0  # arrival to the start of its batch's run
     compute_count: int = 0
     compute_ns: int = 0
     inference_count: int = 0  # items computed
-    execution_count: int = 0  # batches run
-    batch_sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # size -> (count, compute ns)
+    execution_count: int = 0  # runs
+    batch_sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # items -> (runs, compute ns)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Request:
-    inputs: dict[str, np.ndarray]
+    inputs: Tensors
     items: int
     signature: Signature
-    future: asyncio.Future[dict[str, np.ndarray]]
-    arrived: float
+    future: asyncio.Future[Tensors]
+    arrived: float  # loop.time()
     deadline: float | None
-    dequeued: float = 0.0
+    timer: asyncio.TimerHandle | None = None  # fires at the deadline while queued
+    started: float | None = None  # when its batch began computing
+    compute_seconds: float = 0.0
 
 
-def signature_of(inputs: dict[str, np.ndarray]) -> Signature:
+def signature_of(inputs: Mapping[str, np.ndarray]) -> Signature:
+    """What must match for two requests to share a batch: names, dtypes, item shapes."""
     return tuple(sorted((name, a.dtype.str, tuple(a.shape[1:])) for name, a in inputs.items()))
 
 
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
 class DynamicBatcher:
+    """Joins one model's concurrent requests into batches for ``run`` (see the module's doc).
+
+    It may be constructed outside an event loop; its loop starts on the first ``infer`` (or on
+    ``start()``) and everything after that happens on that one event loop.
+    """
+
     def __init__(
         self,
         name: str,
@@ -105,233 +159,373 @@ class DynamicBatcher:
         concurrency: int = 1,
         observer: BatchObserver | None = None,
     ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if max_queue_delay_us < 0:
+            raise ValueError(f"max_queue_delay_us must be 0 or more, got {max_queue_delay_us}")
+        if any(not 1 <= size <= max_batch_size for size in preferred_batch_sizes):
+            raise ValueError(f"preferred_batch_sizes {list(preferred_batch_sizes)} must lie in 1..{max_batch_size}")
+        if max_queue_size is None:
+            max_queue_size = DEFAULT_QUEUE_BATCHES * max_batch_size
+        if max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.name = name
-        self._run = run
         self.max_batch_size = max_batch_size
         self.max_queue_delay = max_queue_delay_us / 1e6
-        preferred = [b for b in preferred_batch_sizes if b <= max_batch_size]
-        self.target = max(preferred) if preferred else max_batch_size
-        self.max_queue_size = max_queue_size or 8 * max_batch_size
+        self.preferred_batch_sizes = tuple(sorted(set(preferred_batch_sizes)))
+        self.max_queue_size = max_queue_size
         self.concurrency = concurrency
-        self.observer: BatchObserver = observer or _NullObserver()
         self.stats = BatcherStats()
-        self._queue: collections.deque[_Request] = collections.deque()
-        self._wake: asyncio.Event | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._run = run
+        self._observer: BatchObserver = observer or _NoObserver()
+        # A batch leaving on size alone waits for this many items of its signature.
+        self._target = max(self.preferred_batch_sizes, default=max_batch_size)
+        # Insertion-ordered set: FIFO, and O(1) removal when a caller cancels or a deadline fires.
+        self._queue: dict[_Request, None] = {}
+        self._queued_items: collections.Counter[Signature] = collections.Counter()
+        # Neither binds to an event loop before its first wait, so construction needs no loop.
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._accepting = True
 
     @property
     def queued(self) -> int:
+        """Requests waiting for a batch."""
         return len(self._queue)
 
-    def _ensure_started(self) -> None:
-        if self._task is None or self._task.done():
-            if self._wake is None:
-                self._wake = asyncio.Event()
-                self._slots = asyncio.Semaphore(self.concurrency)
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
 
-    async def infer(self, inputs: dict[str, np.ndarray], *, deadline: float | None = None) -> dict[str, np.ndarray]:
-        """Queue ``inputs`` (n >= 1 items on the leading axis) and return the outputs of those n."""
-        if self._closing:
+    def start(self) -> None:
+        """Start the dispatch loop in the running event loop; ``infer`` calls this itself, and
+        restarts a loop that died (its requests were failed, the next ones deserve a try)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._dispatch(), name=f"batcher:{self.name}")
+
+    async def infer(self, inputs: Mapping[str, np.ndarray], *, deadline: float | None = None) -> Tensors:
+        """Queue ``inputs`` (n >= 1 items on the leading axis of each) and return the outputs of
+        exactly those n items. ``deadline`` is in ``loop.time()`` units.
+
+        Raises UNAVAILABLE once closing, INVALID_ARGUMENT for an empty, ragged or oversized
+        request, RESOURCE_EXHAUSTED when the queue is full, DEADLINE_EXCEEDED when the deadline
+        passes before the request's batch starts, and whatever its run raised (as INTERNAL
+        unless it is a ServingError). Cancelling the caller drops a request not yet computed.
+        """
+        if not self._accepting:
             raise errors.Unavailable(f"model {self.name!r} is shutting down and takes no new requests")
-        items = {a.shape[0] if a.ndim else 0 for a in inputs.values()}
-        if len(items) != 1 or 0 in items:
-            raise errors.InvalidArgument(f"model {self.name!r}: every input needs the same batch size of at least 1")
-        (n,) = items
-        if n > self.max_batch_size:
-            raise errors.InvalidArgument(
-                f"model {self.name!r}: batch of {n} exceeds max_batch_size {self.max_batch_size}"
-            )
+        items = self._count_items(inputs)
         if len(self._queue) >= self.max_queue_size:
             raise errors.ResourceExhausted(
-                f"model {self.name!r}: queue full ({self.max_queue_size} requests waiting); retry later"
+                f"model {self.name!r}: queue full ({len(self._queue)} requests waiting, "
+                f"max_queue_size {self.max_queue_size}); retry later"
             )
-        self._ensure_started()
         loop = asyncio.get_running_loop()
-        request = _Request(inputs, n, signature_of(inputs), loop.create_future(), loop.time(), deadline)
-        self._queue.append(request)
-        assert self._wake is not None
-        self._wake.set()
-        # Cancelling the caller cancels this future; the loop then skips the request.
+        now = loop.time()
+        if deadline is not None and deadline <= now:
+            raise errors.DeadlineExceeded(f"model {self.name!r}: deadline passed before the request was queued")
+        self.start()
+        request = _Request(dict(inputs), items, signature_of(inputs), loop.create_future(), now, deadline)
+        self._enqueue(request)
         return await request.future
 
-    async def _loop(self) -> None:
-        assert self._wake is not None and self._slots is not None
+    async def close(self, drain: bool = True) -> None:
+        """Take no new requests (they get UNAVAILABLE); then compute everything queued
+        (``drain``) or fail it with UNAVAILABLE, and wait for the running batches."""
+        self._accepting = False
+        if not drain:
+            self._fail_queued(
+                errors.Unavailable, f"model {self.name!r} is shutting down; the request was not run", reason="shutdown"
+            )
+        self._wake.set()
+        # asyncio.wait, not gather: cancelling close() must not cancel the drain itself.
+        if self._task is not None:
+            await asyncio.wait([self._task])
+        if self._running:
+            await asyncio.wait(list(self._running))
+
+    # -- the queue ------------------------------------------------------------------------------
+
+    def _count_items(self, inputs: Mapping[str, np.ndarray]) -> int:
+        sizes = {a.shape[0] if isinstance(a, np.ndarray) and a.ndim else 0 for a in inputs.values()}
+        if len(sizes) != 1 or 0 in sizes:
+            shapes = {name: list(np.shape(a)) for name, a in inputs.items()}
+            raise errors.InvalidArgument(
+                f"model {self.name!r}: every input needs the same batch size of at least 1, got shapes {shapes}"
+            )
+        (items,) = sizes
+        if items > self.max_batch_size:
+            raise errors.InvalidArgument(
+                f"model {self.name!r}: batch of {items} exceeds max_batch_size {self.max_batch_size}"
+            )
+        return items
+
+    def _enqueue(self, request: _Request) -> None:
+        self._queue[request] = None
+        self._queued_items[request.signature] += request.items
+        self.stats.request_count += 1
+        if request.deadline is not None:
+            request.timer = request.future.get_loop().call_at(request.deadline, self._expire, request)
+        request.future.add_done_callback(functools.partial(self._settle, request))
+        self._wake.set()
+
+    def _unqueue(self, request: _Request) -> bool:
+        """Take ``request`` off the queue; False if it was not there."""
+        if request not in self._queue:
+            return False
+        del self._queue[request]
+        self._queued_items[request.signature] -= request.items
+        if not self._queued_items[request.signature]:
+            del self._queued_items[request.signature]
+        if request.timer is not None:
+            request.timer.cancel()
+        return True
+
+    def _expire(self, request: _Request) -> None:
+        """The deadline timer of a queued request: it is failed, and never computed."""
+        if request.future.done() or not self._unqueue(request):
+            return
+        waited = request.future.get_loop().time() - request.arrived
+        request.future.set_exception(
+            errors.DeadlineExceeded(f"model {self.name!r}: deadline passed after {waited:.3f}s in the queue")
+        )
+        self._observe(self._observer.on_drop, self.name, "deadline")
+        self._wake.set()  # the oldest request may have been this one
+
+    def _settle(self, request: _Request, future: asyncio.Future[Tensors]) -> None:
+        """Done callback of every accepted request: the one place its outcome is counted.
+
+        A future settles once, so counting here cannot count a request twice, whichever path
+        (result, failure, deadline, cancellation by its caller, shutdown) resolved it.
+        """
+        # Every path that resolves a request takes it off the queue first, except a caller's
+        # cancellation: a request still queued here was cancelled.
+        if self._unqueue(request):
+            self._wake.set()
+        now = future.get_loop().time()
+        s = self.stats
+        if future.cancelled():
+            s.cancel_count += 1
+            if request.started is None:
+                self._observe(self._observer.on_drop, self.name, "cancelled")
+        elif future.exception() is not None:
+            s.fail_count += 1
+            s.fail_ns += _ns(now - request.arrived)
+        else:
+            assert request.started is not None
+            s.success_count += 1
+            s.success_ns += _ns(now - request.arrived)
+            s.queue_count += 1
+            s.queue_ns += _ns(request.started - request.arrived)
+            s.compute_count += 1
+            s.compute_ns += _ns(request.compute_seconds)
+
+    def _fail_queued(self, error: type[errors.ServingError], message: str, *, reason: str) -> None:
+        for request in list(self._queue):
+            self._unqueue(request)
+            if not request.future.done():
+                request.future.set_exception(error(message))
+                self._observe(self._observer.on_drop, self.name, reason)
+
+    # -- the dispatch loop ----------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
         try:
-            while True:
-                self._drop_dead()
-                if not self._queue:
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                await self._slots.acquire()
-                try:
-                    batch = await self._gather()
-                except BaseException:
-                    self._slots.release()
-                    raise
-                if not batch:
-                    self._slots.release()
-                    continue
-                task = asyncio.get_running_loop().create_task(self._execute(batch))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
-        except asyncio.CancelledError:
-            self._fail_queued(errors.Unavailable(f"model {self.name!r}: batcher stopped"))
+            while await self._dispatch_one():
+                pass
+        except asyncio.CancelledError:  # the event loop is going away
+            self._fail_queued(
+                errors.Unavailable,
+                f"model {self.name!r}: batcher stopped before the request was run",
+                reason="shutdown",
+            )
             raise
         except Exception as exc:
-            log.exception("batcher of %s died; failing its queued requests", self.name)
-            self._fail_queued(errors.Internal(f"model {self.name!r}: batcher failed: {type(exc).__name__}: {exc}"))
+            log.exception("batcher of model %s failed; failing its %d queued requests", self.name, len(self._queue))
+            message = f"model {self.name!r}: batcher failed: {type(exc).__name__}: {exc}"
+            self._fail_queued(errors.Internal, message, reason="error")
 
-    async def _gather(self) -> list[_Request]:
-        """Wait until the oldest signature's batch should leave, then take it from the queue."""
-        assert self._wake is not None
+    async def _dispatch_one(self) -> bool:
+        """Wait for a free instance and a batch worth sending, and launch it; False once closed
+        and drained."""
+        await self._slots.acquire()
+        try:
+            batch = await self._next_batch()
+        except BaseException:
+            self._slots.release()
+            raise
+        if batch is None:
+            self._slots.release()
+            return False
+        task = asyncio.get_running_loop().create_task(self._execute(batch), name=f"batch:{self.name}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return True
+
+    async def _next_batch(self) -> list[_Request] | None:
+        """Wait until the oldest signature's batch should leave, and take it off the queue;
+        None once closed and drained."""
         loop = asyncio.get_running_loop()
         while True:
-            self._drop_dead()
-            if not self._queue:
-                return []
-            oldest = self._queue[0]
-            queued = sum(r.items for r in self._queue if r.signature == oldest.signature)
-            wait = oldest.arrived + self.max_queue_delay - loop.time()
-            if queued >= self.target or wait <= 0 or self._closing:
-                break
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            oldest = self._oldest()
+            if oldest is None:
+                if not self._accepting:
+                    return None
+                await self._sleep(until=None)
+                continue
+            due = oldest.arrived + self.max_queue_delay
+            # Enough items queued means the FIFO prefix either reaches the target or cannot grow
+            # (its next request would overflow max_batch_size): either way, waiting gains nothing.
+            full = self._queued_items[oldest.signature] >= self._target
+            if not self._accepting or loop.time() >= due:
+                return self._take(oldest.signature, cut_to_preferred=False)
+            if full:
+                return self._take(oldest.signature, cut_to_preferred=True)
+            await self._sleep(until=due)
+
+    def _oldest(self) -> _Request | None:
+        # Requests whose caller just cancelled stay until their done callback runs: skip them.
+        return next((r for r in self._queue if not r.future.done()), None)
+
+    async def _sleep(self, *, until: float | None) -> None:
+        """Until something is queued or leaves the queue, or the loop time ``until``."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(until):
+                await self._wake.wait()
+
+    def _take(self, signature: Signature, *, cut_to_preferred: bool) -> list[_Request]:
+        """Take the FIFO run of ``signature``'s requests that fits in ``max_batch_size``; when
+        ``cut_to_preferred``, only its longest prefix that adds up to a preferred size."""
         batch: list[_Request] = []
         total = 0
-        now = loop.time()
-        for request in list(self._queue):
-            if request.signature != oldest.signature or request.future.done():
+        preferred_end = 0
+        for request in self._queue:
+            if request.signature != signature or request.future.done():
                 continue
             if total + request.items > self.max_batch_size:
-                break
-            self._queue.remove(request)
-            request.dequeued = now
-            self.observer.on_dequeue(self.name, now - request.arrived)
+                break  # requests are not split, and one does not overtake another
             batch.append(request)
             total += request.items
+            if total in self.preferred_batch_sizes:
+                preferred_end = len(batch)
+        if cut_to_preferred and preferred_end:
+            del batch[preferred_end:]
+        for request in batch:
+            self._unqueue(request)
         return batch
 
-    def _drop_dead(self) -> None:
-        """Drop requests whose caller cancelled or whose deadline passed: never computed."""
-        if not self._queue:
-            return
-        now = asyncio.get_running_loop().time()
-        keep: collections.deque[_Request] = collections.deque()
-        for request in self._queue:
-            if request.future.done():
-                self.observer.on_drop(self.name, "cancelled")
-            elif request.deadline is not None and request.deadline <= now:
-                request.future.set_exception(
-                    errors.DeadlineExceeded(f"model {self.name!r}: deadline passed while queued")
-                )
-                self.observer.on_drop(self.name, "deadline")
-            else:
-                keep.append(request)
-        self._queue = keep
+    # -- running a batch ------------------------------------------------------------------------
 
     async def _execute(self, batch: list[_Request]) -> None:
-        assert self._slots is not None
+        """Run one batch in its instance slot; every request of it is resolved on return."""
         try:
-            live = [r for r in batch if not r.future.done()]
-            if not live:
-                return
-            try:
-                await self._compute(live)
-            except Exception as exc:
-                if len(live) == 1:
-                    self._fail(live[0], exc)
-                    return
-                # One bad request must not fail its batch-mates: run each alone.
-                for request in live:
-                    if request.future.done():
-                        continue
-                    try:
-                        await self._compute([request])
-                    except Exception as single:
-                        self._fail(request, single)
-        except BaseException as exc:
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(errors.Internal(f"model {self.name!r}: {exc!r}"))
+            await self._compute_batch(batch)
+        except Exception as exc:  # a bug of ours: nobody else would answer these requests
+            log.exception("batcher of model %s failed while running a batch", self.name)
+            self._fail_all(batch, errors.Internal, f"model {self.name!r}: batcher failed: {type(exc).__name__}: {exc}")
+        except BaseException:
+            self._fail_all(batch, errors.Unavailable, f"model {self.name!r}: batcher stopped while the request ran")
             raise
         finally:
             self._slots.release()
 
+    async def _compute_batch(self, batch: list[_Request]) -> None:
+        now = asyncio.get_running_loop().time()
+        # A caller may have cancelled between the take and now: it is dropped, not computed.
+        live = [r for r in batch if not r.future.done()]
+        for request in live:
+            request.started = now
+            self._observe(self._observer.on_dequeue, self.name, now - request.arrived)
+        if not live:
+            return
+        try:
+            await self._compute(live)
+        except Exception as exc:
+            if len(live) == 1:
+                self._fail(live[0], exc)
+                return
+            # One bad request must not fail its batch-mates: run each alone, so only it fails.
+            log.warning(
+                "model %s: a batch of %d requests failed (%s: %s); running each alone",
+                self.name,
+                len(live),
+                type(exc).__name__,
+                exc,
+            )
+            for request in live:
+                if request.future.done():
+                    continue
+                try:
+                    await self._compute([request])
+                except Exception as single:
+                    self._fail(request, single)
+
     async def _compute(self, requests: list[_Request]) -> None:
-        if len(requests) == 1:
-            inputs = requests[0].inputs
-        else:
-            names = requests[0].inputs.keys()
-            inputs = {n: np.concatenate([r.inputs[n] for r in requests]) for n in names}
         size = sum(r.items for r in requests)
+        inputs = requests[0].inputs if len(requests) == 1 else _concatenate(r.inputs for r in requests)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         result = await self._run(inputs)
-        for name, value in result.outputs.items():
-            if value.shape[:1] != (size,):
-                raise errors.Internal(f"model {self.name!r}: output {name!r} has shape {value.shape}, batch is {size}")
-        self._record_batch(size, result.compute_seconds)
-        done = asyncio.get_running_loop().time()
+        elapsed = loop.time() - started
+        if isinstance(result, Mapping):
+            outputs, seconds = result, elapsed
+        else:  # the runtime timed the session call itself
+            outputs, seconds = result.outputs, result.compute_seconds
+        self._check_outputs(outputs, size)
+        self._record_execution(size, seconds)
         offset = 0
         for request in requests:
-            part = {k: v[offset : offset + request.items] for k, v in result.outputs.items()}
-            offset += request.items
+            request.compute_seconds = seconds
             if not request.future.done():
-                request.future.set_result(part)
-            self._record_request(request, done, ok=True)
+                request.future.set_result({name: v[offset : offset + request.items] for name, v in outputs.items()})
+            offset += request.items
 
-    def _fail(self, request: _Request, exc: BaseException) -> None:
-        error = (
-            exc
-            if isinstance(exc, errors.ServingError)
-            else errors.Internal(f"model {self.name!r}: inference failed: {type(exc).__name__}: {exc}")
-        )
-        if not request.future.done():
-            request.future.set_exception(error)
-        self._record_request(request, asyncio.get_running_loop().time(), ok=False)
+    def _check_outputs(self, outputs: Mapping[str, np.ndarray], size: int) -> None:
+        for name, value in outputs.items():
+            shape = np.shape(value)
+            if shape[:1] != (size,):
+                raise errors.Internal(
+                    f"model {self.name!r}: output {name!r} has shape {list(shape)}, expected {size} items first"
+                )
 
-    def _record_batch(self, size: int, seconds: float) -> None:
-        ns = int(seconds * 1e9)
+    def _record_execution(self, size: int, seconds: float) -> None:
         s = self.stats
         s.execution_count += 1
         s.inference_count += size
-        s.compute_count += 1
-        s.compute_ns += ns
-        count, total = s.batch_sizes.get(size, (0, 0))
-        s.batch_sizes[size] = (count + 1, total + ns)
-        self.observer.on_batch(self.name, size, seconds)
+        runs, ns = s.batch_sizes.get(size, (0, 0))
+        s.batch_sizes[size] = (runs + 1, ns + _ns(seconds))
+        self._observe(self._observer.on_batch, self.name, size, seconds)
 
-    def _record_request(self, request: _Request, done: float, *, ok: bool) -> None:
-        s = self.stats
-        s.queue_count += 1
-        s.queue_ns += int((request.dequeued - request.arrived) * 1e9)
-        if ok:
-            s.success_count += 1
-            s.success_ns += int((done - request.arrived) * 1e9)
-        else:
-            s.fail_count += 1
-            s.fail_ns += int((done - request.arrived) * 1e9)
+    def _fail(self, request: _Request, exc: Exception) -> None:
+        if request.future.done():
+            return
+        if isinstance(exc, errors.ServingError):
+            request.future.set_exception(exc)
+            return
+        log.error("model %s: inference failed", self.name, exc_info=exc)
+        error = errors.Internal(f"model {self.name!r}: inference failed: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        request.future.set_exception(error)
 
-    def _fail_queued(self, error: errors.ServingError) -> None:
-        while self._queue:
-            request = self._queue.popleft()
+    def _fail_all(self, requests: list[_Request], error: type[errors.ServingError], message: str) -> None:
+        for request in requests:
             if not request.future.done():
-                request.future.set_exception(error)
+                # One instance per request: an exception's traceback is written as it is raised.
+                request.future.set_exception(error(message))
 
-    async def close(self, *, drain: bool = True) -> None:
-        """Take no new requests; answer the accepted ones (``drain``) or fail them UNAVAILABLE."""
-        self._closing = True
-        if not drain:
-            self._fail_queued(errors.Unavailable(f"model {self.name!r} is shutting down"))
-        if self._wake is not None:
-            self._wake.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+    def _observe(self, event: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
+        # Metrics are not worth a request: a failing observer is logged, never propagated.
+        try:
+            event(*args, **kwargs)
+        except Exception:
+            log.exception("model %s: batch observer failed", self.name)
+
+
+def _concatenate(parts: Iterable[Tensors]) -> Tensors:
+    parts = list(parts)
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -1,19 +1,25 @@
 """One exception hierarchy carrying the gRPC status code, and the decorator that turns it into one.
 
-The data plane raises these without knowing about gRPC contexts; servicers are wrapped by
-:func:`handle_errors`, so a bad request becomes a status and a message, never a dead server.
+The data plane raises these without knowing about gRPC contexts (as Seldon MLServer's
+``MLServerError`` does); servicer methods are wrapped by :func:`handle_errors`, so a bad request
+becomes a status and a message that names the field, never a dead server or a bare UNKNOWN.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import grpc
 
 log = logging.getLogger("cnnserve.errors")
+
+# Status details travel in trailing metadata, which clients cap (grpc's default is 8 KiB for all
+# metadata together); a message quoting a huge client-chosen name would turn into a transport error.
+MAX_DETAILS = 1024
 
 
 class ServingError(Exception):
@@ -27,57 +33,92 @@ class ServingError(Exception):
 
 
 class InvalidArgument(ServingError):
+    """The request itself is wrong: a bad shape, datatype, parameter or payload."""
+
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class NotFound(ServingError):
+    """No such model or version."""
+
     code = grpc.StatusCode.NOT_FOUND
 
 
 class Unavailable(ServingError):
+    """Not ready: loading, failed to load, or shutting down. Retrying later may succeed."""
+
     code = grpc.StatusCode.UNAVAILABLE
 
 
 class ResourceExhausted(ServingError):
+    """A queue or size limit is reached."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class DeadlineExceeded(ServingError):
+    """The caller's deadline passed before the work was done."""
+
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class Cancelled(ServingError):
+    """The caller went away."""
+
     code = grpc.StatusCode.CANCELLED
 
 
 class Internal(ServingError):
+    """A bug or a broken model on the server's side; not the caller's fault."""
+
     code = grpc.StatusCode.INTERNAL
 
 
+def _shorten(message: str) -> str:
+    return message if len(message) <= MAX_DETAILS else message[: MAX_DETAILS - 3] + "..."
+
+
 def to_status(exc: Exception, where: str = "") -> tuple[grpc.StatusCode, str]:
-    """The status and message a caller gets for ``exc``; unexpected errors are logged in full."""
+    """The status code and details a caller gets for ``exc``.
+
+    ServingErrors are expected (the caller's mistake, or the server's state) and are not logged.
+    Anything else is a bug: logged with its traceback, reported as INTERNAL naming only the
+    exception, so the caller has something to quote in a bug report.
+    """
     if isinstance(exc, ServingError):
-        return exc.code, exc.message
+        return exc.code, _shorten(exc.message)
     log.error("unexpected error%s", f" in {where}" if where else "", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+    return grpc.StatusCode.INTERNAL, _shorten(f"internal error: {type(exc).__name__}: {exc}")
 
 
-R = TypeVar("R")
-Handler = Callable[..., Awaitable[R]]
+Servicer = TypeVar("Servicer")
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Method = Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+Wrapped = Callable[[Servicer, Request, grpc.aio.ServicerContext], Coroutine[Any, Any, Response]]
 
 
-def handle_errors(method: Handler[R]) -> Handler[R]:
-    """Wrap an async servicer method: ServingError -> its status; anything else -> INTERNAL."""
+def handle_errors(method: Method[Servicer, Request, Response]) -> Wrapped[Servicer, Request, Response]:
+    """Wrap a unary ``async def Rpc(self, request, context)`` servicer method.
+
+    A :class:`ServingError` becomes ``context.abort(code, message)``; any other exception becomes
+    INTERNAL (and is logged). An abort the method made itself passes through unchanged, and so does
+    ``asyncio.CancelledError`` (a BaseException): grpc.aio raises it when the caller goes away, and
+    there is nobody left to answer.
+    """
+    if not inspect.iscoroutinefunction(method):
+        # A sync or streaming method would return before anything is raised: nothing to catch.
+        raise TypeError(f"handle_errors wraps `async def` unary methods; {method.__qualname__} is not one")
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+    async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            code, message = to_status(exc, method.__name__)
-            await context.abort(code, message)
-        raise AssertionError("unreachable: context.abort raises")
+            code, details = to_status(exc, method.__qualname__)
+            await context.abort(code, details)
+            raise AssertionError("unreachable: context.abort raises") from exc
 
     return wrapper

@@ -1,7 +1,24 @@
-"""Every Prometheus metric of the server, defined here and nowhere else (names in DESIGN.md).
+"""Every Prometheus metric of the server, defined here and nowhere else (names fixed in DESIGN.md).
 
-Each :class:`Metrics` owns its registry, so tests (and several servers in one process) never
-share counters. It also implements the batcher's observer protocol.
+Each :class:`Metrics` owns a registry, never prometheus_client's global one, so tests and several
+servers in one process never share series. It also implements the batcher's observer protocol
+(``server.batching.BatchObserver``), and :meth:`Metrics.start_http_server` serves ``/metrics``.
+
+Series, all with a ``model`` label (``""`` for requests naming no known model, so that clients
+cannot grow the label set without end):
+
+- ``cnnserve_request_duration_seconds{model,rpc}``: arrival to reply of one RPC.
+- ``cnnserve_queue_duration_seconds{model}``: time one request waited in the batcher.
+- ``cnnserve_compute_duration_seconds{model}``: one ONNX Runtime run of a batch.
+- ``cnnserve_batch_size{model}``: items in one ONNX Runtime run.
+- ``cnnserve_requests_total{model,rpc,code}``: RPCs answered, by gRPC status code name.
+- ``cnnserve_dropped_requests_total{model,reason}``: requests the batcher dropped before compute
+  (``cancelled``, ``deadline``). Not in DESIGN.md's list: the same calls are also counted in
+  ``cnnserve_requests_total`` under their final code; this counter says the compute was skipped.
+- ``cnnserve_inflight_requests{model}``: RPCs received and not yet answered.
+- ``cnnserve_model_info{model,version,architecture,weight_layers,parameters,macs,provider,trained,
+  state,reason}``: 1 per repository entry, failed ones included, so a dashboard can put latency
+  beside depth and show why a model is missing.
 """
 
 from __future__ import annotations
@@ -9,80 +26,112 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
-# 100 us to 10 s in a 1-2-5 series: a LeNet run and a VGG-19 batch of 32 both resolve.
-DURATION_BUCKETS = (
-    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
-    0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+# 100 us to 10 s in a 1-2-5 series: a LeNet-5 run on a GPU and a VGG-19 batch of 64 on a CPU both
+# land in a bucket of their own, and three buckets a decade keep quantile estimates within ~2x.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.0002, 0.0005,
+    0.001, 0.002, 0.005,
+    0.01, 0.02, 0.05,
+    0.1, 0.2, 0.5,
+    1.0, 2.0, 5.0,
+    10.0,
 )  # fmt: skip
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# Powers of two, as batch sizes are usually chosen; 512 leaves room above the usual 256 maximum.
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+INFO_LABELS = ("model", "version", "architecture", "weight_layers", "parameters", "macs", "provider", "trained",
+               "state", "reason")  # fmt: skip
 
 
 class Metrics:
+    """The server's metrics in one registry (a fresh one unless ``registry`` is given)."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.request_duration = Histogram(
             "cnnserve_request_duration_seconds",
-            "Arrival to reply of one RPC",
+            "Arrival to reply of one RPC.",
             ["model", "rpc"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.queue_duration = Histogram(
             "cnnserve_queue_duration_seconds",
-            "Time a request waited in its model's batcher before its batch ran",
+            "Time one request waited in its model's batcher before its batch ran.",
             ["model"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.compute_duration = Histogram(
             "cnnserve_compute_duration_seconds",
-            "One ONNX Runtime run of a batch",
+            "One ONNX Runtime run of a batch.",
             ["model"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(
-            "cnnserve_batch_size", "Items in one ONNX Runtime run", ["model"], buckets=BATCH_BUCKETS, registry=r
-        )
-        self.requests = Counter(
-            "cnnserve_requests", "RPCs answered, by gRPC status code", ["model", "rpc", "code"], registry=r
-        )
-        self.inflight_requests = Gauge(
-            "cnnserve_inflight_requests", "RPCs received and not yet answered", ["model"], registry=r
-        )
-        self.model_info = Gauge(
-            "cnnserve_model_info",
-            "1 for each model in the repository, with what a dashboard puts beside its latency",
-            ["model", "version", "architecture", "weight_layers", "parameters", "macs", "provider", "trained", "state",
-             "reason"],
+            "cnnserve_batch_size",
+            "Items in one ONNX Runtime run.",
+            ["model"],
+            buckets=BATCH_SIZE_BUCKETS,
             registry=r,
-        )  # fmt: skip
+        )
+        # prometheus_client strips "_total" from a counter's name and appends it on exposition;
+        # spelling it out keeps the exposed name greppable.
+        self.requests = Counter(
+            "cnnserve_requests_total",
+            "RPCs answered, by gRPC status code name.",
+            ["model", "rpc", "code"],
+            registry=r,
+        )
         self.dropped = Counter(
-            "cnnserve_dropped_requests",
-            "Queued requests dropped before compute (client cancelled, deadline passed)",
+            "cnnserve_dropped_requests_total",
+            "Queued requests the batcher dropped before compute (client cancelled, deadline passed).",
             ["model", "reason"],
             registry=r,
         )
-        self._info_labels: dict[str, tuple[str, ...]] = {}
+        self.inflight_requests = Gauge(
+            "cnnserve_inflight_requests",
+            "RPCs received and not yet answered.",
+            ["model"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "cnnserve_model_info",
+            "1 for each repository entry, with the facts a dashboard puts beside its latency.",
+            INFO_LABELS,
+            registry=r,
+        )
+        self._info_lock = threading.Lock()
+        self._info_labels: dict[str, tuple[str, ...]] = {}  # model -> its one model_info series
+
+    # -- the RPC handlers' side ---------------------------------------------------------------
 
     def observe_request(self, model: str, rpc: str, code: str, seconds: float) -> None:
+        """One answered RPC: its duration (arrival to reply) and its status code name, e.g. "OK"."""
         self.request_duration.labels(model, rpc).observe(seconds)
         self.requests.labels(model, rpc, code).inc()
 
     @contextlib.contextmanager
     def inflight(self, model: str) -> Iterator[None]:
+        """Count an RPC as in flight for the duration of the ``with`` block."""
+        # Keep the child: if remove_model() runs meanwhile, the decrement goes to the detached
+        # child instead of re-creating the series at -1.
         gauge = self.inflight_requests.labels(model)
         gauge.inc()
         try:
             yield
         finally:
             gauge.dec()
+
+    # -- the model manager's side -------------------------------------------------------------
 
     def set_model_info(
         self,
@@ -98,46 +147,108 @@ class Metrics:
         state: str,
         reason: str = "",
     ) -> None:
-        self.remove_model(model)  # one series per model: labels change when its state does
+        """Publish (or replace) the one ``cnnserve_model_info`` series of ``model``.
+
+        ``provider`` is the execution provider the session actually uses (e.g.
+        "CUDAExecutionProvider"), ``state`` "ready" or "failed", ``reason`` empty when ready.
+        """
         labels = (model, version, architecture, str(weight_layers), str(parameters), str(macs), provider,
                   "true" if trained else "false", state, reason)  # fmt: skip
-        self.model_info.labels(*labels).set(1)
-        self._info_labels[model] = labels
+        with self._info_lock:
+            # Labels change with the state, and a stale "failed" series beside a "ready" one
+            # would count the model twice.
+            old = self._info_labels.pop(model, None)
+            if old is not None:
+                self.model_info.remove(*old)
+            self.model_info.labels(*labels).set(1)
+            self._info_labels[model] = labels
 
     def remove_model(self, model: str) -> None:
-        labels = self._info_labels.pop(model, None)
-        if labels is not None:
-            self.model_info.remove(*labels)
+        """Forget ``model``: its info series and every other series labelled with it."""
+        with self._info_lock:
+            old = self._info_labels.pop(model, None)
+            if old is not None:
+                self.model_info.remove(*old)
+        for metric, labelnames in (
+            (self.request_duration, ("model", "rpc")),
+            (self.queue_duration, ("model",)),
+            (self.compute_duration, ("model",)),
+            (self.batch_size, ("model",)),
+            (self.requests, ("model", "rpc", "code")),
+            (self.dropped, ("model", "reason")),
+            (self.inflight_requests, ("model",)),
+        ):
+            _remove_series(metric, labelnames, model)
 
-    # The batcher's observer protocol.
+    # -- the batcher's observer protocol (server.batching.BatchObserver) ----------------------
+
     def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
+        """One ONNX Runtime run of ``batch_size`` items took ``compute_seconds``."""
         self.batch_size.labels(model).observe(batch_size)
         self.compute_duration.labels(model).observe(compute_seconds)
 
     def on_dequeue(self, model: str, queue_seconds: float) -> None:
+        """One request left the queue for a batch after waiting ``queue_seconds``."""
         self.queue_duration.labels(model).observe(queue_seconds)
 
     def on_drop(self, model: str, reason: str) -> None:
+        """One queued request was dropped before compute (``reason``: "cancelled", "deadline")."""
         self.dropped.labels(model, reason).inc()
 
+    # -- exposition ---------------------------------------------------------------------------
 
-@dataclass
+    def start_http_server(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:
+        """Serve this registry at ``http://addr:port/metrics`` on a daemon thread; port 0 picks a
+        free port (see :attr:`MetricsServer.port`). Call ``close()`` on the result to stop."""
+        try:
+            server, thread = prometheus_client.start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as exc:  # "[Errno 98] Address already in use" alone does not say which
+            raise OSError(exc.errno, f"cannot serve metrics on {addr}:{port}: {exc.strerror}") from exc
+        return MetricsServer(server, thread)
+
+
 class MetricsServer:
-    """The /metrics HTTP endpoint (prometheus_client's, on its own thread)."""
+    """A running ``/metrics`` endpoint (prometheus_client's WSGI server and its thread)."""
 
-    server: WSGIServer
-    thread: threading.Thread
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self.server = server
+        self.thread = thread
+        self._closed = False
 
     @property
     def port(self) -> int:
+        """The bound port, also when 0 was asked for."""
         return int(self.server.server_address[1])
 
     def close(self) -> None:
-        self.server.shutdown()
+        """Stop serving, free the port and join the thread; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self.server.shutdown()  # returns once serve_forever() has left its loop (<= 0.5 s)
         self.server.server_close()
         self.thread.join(timeout=5)
 
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def serve_metrics(metrics: Metrics, host: str, port: int) -> MetricsServer:
-    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
-    return MetricsServer(server, thread)
+    """``metrics.start_http_server(port, host)``; the name server/app.py uses."""
+    return metrics.start_http_server(port, host)
+
+
+def _remove_series(metric: MetricWrapperBase, labelnames: tuple[str, ...], model: str) -> None:
+    # MetricWrapperBase.remove_by_labels() is recent (2025) and pyproject allows
+    # prometheus-client 0.20, so find the label values in what the metric exposes.
+    values = {
+        tuple(sample.labels[name] for name in labelnames)
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.labels.get("model") == model
+    }
+    for labelvalues in values:
+        metric.remove(*labelvalues)

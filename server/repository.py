@@ -1,18 +1,30 @@
-"""Reading the model repository that ``cnnserve export`` writes (layout in DESIGN.md).
+"""Reading the model repository that ``cnnserve export`` writes (layout in DESIGN.md):
 
-A broken entry is reported with its reason and does not hide the good ones.
+    REPO/NAME/config.json, REPO/NAME/labels.txt (classifiers), REPO/NAME/<version>/model.onnx
+
+The highest numeric version folder is served. Every problem is a :class:`RepositoryError` whose
+message names the file and the field; :func:`scan` reports a broken entry by name and reason and
+goes on with the others, so that one bad export never takes a whole server down.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 V2_DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
                 "FP16", "FP32", "FP64", "BYTES")  # fmt: skip
+
+# What callers (the settings module: CLI flags and CNNSERVE_* variables) may override per server.
+OVERRIDABLE = ("max_batch_size", "max_queue_delay_us", "preferred_batch_sizes")
+Overrides = Mapping[str, int | Sequence[int] | None]
+
+_VERSION = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
 
 
 class RepositoryError(ValueError):
@@ -24,7 +36,7 @@ class TensorSpec:
     name: str
     datatype: str  # V2 name, e.g. "FP32"
     shape: tuple[int, ...]  # one item: no batch axis
-    layout: str = ""
+    layout: str = ""  # e.g. "NCHW"; "" where config.json gives none
 
 
 @dataclass(frozen=True)
@@ -32,98 +44,217 @@ class ModelConfig:
     name: str
     architecture: str
     family: str
-    task: str  # "classification" or "policy"
-    version: int
+    task: str  # "classification" or "policy" for the exported networks
+    version: int  # the served (highest) version folder
     onnx_path: Path
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
     max_queue_delay_us: int
-    preferred_batch_sizes: tuple[int, ...]
-    labels: tuple[str, ...]
-    preprocessing: Mapping[str, Any] | None
-    facts: Mapping[str, Any]
+    preferred_batch_sizes: tuple[int, ...]  # ascending, each <= max_batch_size
+    labels: tuple[str, ...]  # class names of the output that names a labels file; () otherwise
+    preprocessing: Mapping[str, Any] | None  # resize, crop, mean, std for image models
+    facts: Mapping[str, Any]  # weight_layers, parameters, macs (checked), and whatever else export wrote
     trained: bool
     weights_source: str
-    raw: Mapping[str, Any]
+    raw: Mapping[str, Any]  # config.json as read, before overrides
+
+    @property
+    def weight_layers(self) -> int:
+        return int(self.facts["weight_layers"])
+
+    @property
+    def parameters(self) -> int:
+        return int(self.facts["parameters"])
+
+    @property
+    def macs(self) -> int:
+        return int(self.facts["macs"])
 
 
-def _field(data: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a batch size
+
+
+_KIND_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "an object", bool: "true or false"}
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type, file: Path, prefix: str = "") -> Any:
+    """``data[key]`` checked against ``kind``; errors read 'FILE: field PREFIX.KEY ...'."""
+    field = f"{prefix}{key}"
     if key not in data:
-        raise RepositoryError(f"{where}: missing field {key!r}")
+        raise RepositoryError(f"{file}: missing field {field!r}")
     value = data[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise RepositoryError(f"{where}: field {key!r} must be {names}, got {value!r}")
+    ok = _is_int(value) if kind is int else isinstance(value, kind)
+    if not ok:
+        raise RepositoryError(f"{file}: field {field!r} must be {_KIND_NAMES.get(kind, kind.__name__)}, got {value!r}")
     return value
 
 
-def _tensor(data: Any, where: str) -> TensorSpec:
-    if not isinstance(data, Mapping):
-        raise RepositoryError(f"{where}: expected an object with name, datatype and shape")
-    name = _field(data, "name", where, str)
-    datatype = _field(data, "datatype", where, str)
-    if datatype not in V2_DATATYPES:
-        raise RepositoryError(f"{where}: datatype {datatype!r} is not a V2 datatype ({', '.join(V2_DATATYPES)})")
-    shape = _field(data, "shape", where, list)
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise RepositoryError(f"{where}: shape must be positive integers (no batch axis), got {shape!r}")
-    return TensorSpec(name, datatype, tuple(shape), str(data.get("layout", "")))
-
-
-def _versions(entry: Path) -> list[int]:
-    return sorted(int(p.name) for p in entry.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def load_entry(entry: Path, overrides: Mapping[str, int] | None = None) -> ModelConfig:
-    """Parse and check one entry; ``overrides`` may set max_batch_size and max_queue_delay_us."""
-    config_path = entry / "config.json"
-    where = str(config_path)
-    if not config_path.is_file():
-        raise RepositoryError(f"{entry}: no config.json")
-    try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RepositoryError(f"{where}: not valid JSON: {exc}") from None
+def _tensor(data: Any, file: Path, field: str) -> TensorSpec:
     if not isinstance(data, dict):
-        raise RepositoryError(f"{where}: expected a JSON object")
-    name = _field(data, "name", where, str)
-    if name != entry.name:
-        raise RepositoryError(f"{where}: name {name!r} differs from the folder name {entry.name!r}")
-    inputs = tuple(_tensor(t, f"{where} input[{i}]") for i, t in enumerate(_field(data, "input", where, list)))
-    outputs = tuple(_tensor(t, f"{where} output[{i}]") for i, t in enumerate(_field(data, "output", where, list)))
-    if not inputs or not outputs:
-        raise RepositoryError(f"{where}: needs at least one input and one output")
-    overrides = overrides or {}
-    max_batch = int(overrides.get("max_batch_size", _field(data, "max_batch_size", where, int)))
+        raise RepositoryError(f"{file}: field {field!r} must be an object with name, datatype and shape")
+    prefix = f"{field}."
+    name = _get(data, "name", str, file, prefix)
+    datatype = _get(data, "datatype", str, file, prefix)
+    if datatype not in V2_DATATYPES:
+        raise RepositoryError(
+            f"{file}: field '{prefix}datatype' is {datatype!r}, not a V2 datatype ({', '.join(V2_DATATYPES)})"
+        )
+    shape = _get(data, "shape", list, file, prefix)
+    if not all(_is_int(d) and d > 0 for d in shape):
+        raise RepositoryError(f"{file}: field '{prefix}shape' must be positive integers (no batch axis), got {shape}")
+    layout = data.get("layout", "")
+    if not isinstance(layout, str):
+        raise RepositoryError(f"{file}: field '{prefix}layout' must be a string, got {layout!r}")
+    return TensorSpec(name, datatype, tuple(shape), layout)
+
+
+def _tensors(data: Mapping[str, Any], key: str, file: Path) -> tuple[TensorSpec, ...]:
+    items = _get(data, key, list, file)
+    if not items:
+        raise RepositoryError(f"{file}: field {key!r} is empty; a model needs at least one {key}")
+    specs = tuple(_tensor(item, file, f"{key}[{i}]") for i, item in enumerate(items))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise RepositoryError(f"{file}: field {key!r} repeats a tensor name: {names}")
+    return specs
+
+
+def _check_overrides(overrides: Overrides) -> dict[str, Any]:
+    """The overrides that are set (None = keep config.json's), checked once for every entry."""
+    unknown = set(overrides) - set(OVERRIDABLE)
+    if unknown:
+        raise ValueError(f"unknown batching override(s) {sorted(unknown)}; expected some of {list(OVERRIDABLE)}")
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    for key, least in (("max_batch_size", 1), ("max_queue_delay_us", 0)):
+        value = given.get(key, least)
+        if not (_is_int(value) and value >= least):
+            raise ValueError(f"{key} override must be an integer >= {least}, got {value!r}")
+    preferred = given.get("preferred_batch_sizes", ())
+    if not (isinstance(preferred, Sequence) and all(_is_int(b) and b >= 1 for b in preferred)):
+        raise ValueError(f"preferred_batch_sizes override must be integers >= 1, got {preferred!r}")
+    return given
+
+
+def _batching(data: Mapping[str, Any], file: Path, given: Mapping[str, Any]) -> tuple[int, int, tuple[int, ...]]:
+    """max_batch_size, max_queue_delay_us and the preferred sizes, overrides applied.
+
+    Preferred sizes above max_batch_size are clamped to it rather than dropped: lowering
+    ``--max-batch-size`` to 8 on a model that prefers (1, 16, 64) gives (1, 8), so full batches
+    still count as preferred and get warmed up.
+    """
+    max_batch = _get(data, "max_batch_size", int, file)
     if max_batch < 1:
-        raise RepositoryError(f"{where}: max_batch_size must be at least 1, got {max_batch}")
-    batching = data.get("dynamic_batching") or {}
-    delay = int(overrides.get("max_queue_delay_us", batching.get("max_queue_delay_us", 0)))
-    preferred = tuple(sorted({int(b) for b in batching.get("preferred_batch_sizes", []) if 1 <= int(b) <= max_batch}))
-    versions = _versions(entry)
-    if not versions:
-        raise RepositoryError(f"{entry}: no version folder (expected {entry}/1/model.onnx)")
-    onnx_path = entry / str(versions[-1]) / "model.onnx"
+        raise RepositoryError(f"{file}: field 'max_batch_size' must be at least 1 (the batch axis is dynamic)")
+    batching = data.get("dynamic_batching", {})
+    if not isinstance(batching, dict):
+        raise RepositoryError(f"{file}: field 'dynamic_batching' must be an object, got {batching!r}")
+    delay = batching.get("max_queue_delay_us", 0)
+    if not (_is_int(delay) and delay >= 0):
+        raise RepositoryError(f"{file}: field 'dynamic_batching.max_queue_delay_us' must be an integer >= 0")
+    preferred = batching.get("preferred_batch_sizes", [])
+    if not (isinstance(preferred, list) and all(_is_int(b) and b >= 1 for b in preferred)):
+        raise RepositoryError(f"{file}: field 'dynamic_batching.preferred_batch_sizes' must be integers >= 1")
+    max_batch = int(given.get("max_batch_size", max_batch))
+    delay = int(given.get("max_queue_delay_us", delay))
+    preferred = list(given.get("preferred_batch_sizes", preferred))
+    return max_batch, delay, tuple(sorted({min(int(b), max_batch) for b in preferred}))
+
+
+def _version(entry: Path) -> tuple[int, Path]:
+    folders = {int(p.name): p for p in entry.iterdir() if p.is_dir() and _VERSION.fullmatch(p.name)}
+    if not folders:
+        raise RepositoryError(f"{entry}: no version folder (expected {entry / '1' / 'model.onnx'})")
+    version = max(folders)
+    onnx_path = folders[version] / "model.onnx"
     if not onnx_path.is_file():
-        raise RepositoryError(f"{entry}: version {versions[-1]} has no model.onnx")
-    labels: tuple[str, ...] = ()
-    labels_file = next((o for o in data["output"] if o.get("labels")), None)
-    if labels_file:
-        path = entry / str(labels_file["labels"])
-        if not path.is_file():
-            raise RepositoryError(f"{where}: labels file {path.name} does not exist")
-        labels = tuple(path.read_text(encoding="utf-8").splitlines())
-        classes = outputs[0].shape[-1]
-        if len(labels) != classes:
-            raise RepositoryError(f"{path}: {len(labels)} labels, but output {outputs[0].name!r} has {classes} classes")
-    weights = data.get("weights") or {}
+        # No fallback to an older version: serving something other than the newest export silently
+        # would be worse than a clear refusal.
+        raise RepositoryError(f"{onnx_path}: missing (version {version} is the highest version folder)")
+    return version, onnx_path
+
+
+def _labels(data: Mapping[str, Any], outputs: tuple[TensorSpec, ...], entry: Path, file: Path) -> tuple[str, ...]:
+    labelled = [(i, o) for i, o in enumerate(data["output"]) if "labels" in o]
+    if not labelled:
+        return ()
+    if len(labelled) > 1:
+        raise RepositoryError(f"{file}: only one output may name a labels file; outputs {[i for i, _ in labelled]} do")
+    index, item = labelled[0]
+    name = item["labels"]
+    field = f"output[{index}].labels"
+    if not isinstance(name, str) or not name:
+        raise RepositoryError(f"{file}: field {field!r} must be a file name, got {name!r}")
+    path = entry / name
+    if entry.resolve() not in path.resolve().parents:
+        raise RepositoryError(f"{file}: field {field!r} must name a file inside {entry}, got {name!r}")
+    if not path.is_file():
+        raise RepositoryError(f"{path}: missing (named by field {field!r} of {file.name})")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RepositoryError(f"{path}: cannot read: {exc}") from None
+    while lines and not lines[-1].strip():  # a trailing blank line is not a class
+        lines.pop()
+    output = outputs[index]
+    classes = math.prod(output.shape)
+    if len(lines) != classes:
+        raise RepositoryError(
+            f"{path}: {len(lines)} labels, but output {output.name!r} (field 'output[{index}].shape' "
+            f"of {file.name}) has {classes} classes"
+        )
+    return tuple(lines)
+
+
+def load_entry(entry: str | Path, overrides: Overrides | None = None) -> ModelConfig:
+    """Parse and check one repository entry (a folder ``REPO/NAME``).
+
+    ``overrides`` may replace max_batch_size, max_queue_delay_us and preferred_batch_sizes
+    (None values keep config.json's); preferred sizes are clamped to the resulting max_batch_size.
+    """
+    return _load(Path(entry), _check_overrides(overrides or {}))
+
+
+def _load(entry: Path, given: Mapping[str, Any]) -> ModelConfig:
+    file = entry / "config.json"
+    if not file.is_file():
+        raise RepositoryError(f"{file}: missing (every entry needs one; `cnnserve export` writes it)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RepositoryError(f"{file}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RepositoryError(f"{file}: expected a JSON object, got {type(data).__name__}")
+
+    name = _get(data, "name", str, file)
+    if name != entry.name:
+        # Clients address models by name and the server finds them by folder: the two must agree.
+        raise RepositoryError(f"{file}: field 'name' is {name!r}, but the folder is {entry.name!r}")
+    architecture = _get(data, "architecture", str, file)
+    inputs = _tensors(data, "input", file)
+    outputs = _tensors(data, "output", file)
+    max_batch, delay, preferred = _batching(data, file, given)
+
+    preprocessing = data.get("preprocessing")
+    if preprocessing is not None and not isinstance(preprocessing, dict):
+        raise RepositoryError(f"{file}: field 'preprocessing' must be an object or null, got {preprocessing!r}")
+    facts = _get(data, "facts", dict, file)
+    for key in ("weight_layers", "parameters", "macs"):
+        if _get(facts, key, int, file, "facts.") < 0:
+            raise RepositoryError(f"{file}: field 'facts.{key}' must be >= 0")
+    weights = _get(data, "weights", dict, file)
+    trained = _get(weights, "trained", bool, file, "weights.")
+    source = weights.get("source", "")
+
+    version, onnx_path = _version(entry)
+    labels = _labels(data, outputs, entry, file)
     return ModelConfig(
         name=name,
-        architecture=str(data.get("architecture", name)),
+        architecture=architecture,
         family=str(data.get("family", "")),
         task=str(data.get("task", "")),
-        version=versions[-1],
+        version=version,
         onnx_path=onnx_path,
         inputs=inputs,
         outputs=outputs,
@@ -131,27 +262,30 @@ def load_entry(entry: Path, overrides: Mapping[str, int] | None = None) -> Model
         max_queue_delay_us=delay,
         preferred_batch_sizes=preferred,
         labels=labels,
-        preprocessing=data.get("preprocessing"),
-        facts=dict(data.get("facts") or {}),
-        trained=bool(weights.get("trained", False)),
-        weights_source=str(weights.get("source", "")),
+        preprocessing=preprocessing,
+        facts=facts,
+        trained=trained,
+        weights_source=str(source),
         raw=data,
     )
 
 
-def scan(repo: str | Path, overrides: Mapping[str, int] | None = None) -> tuple[list[ModelConfig], dict[str, str]]:
-    """Every entry of ``repo``: the good ones, and name -> reason for the rest.
+def scan(repo: str | Path, overrides: Overrides | None = None) -> tuple[list[ModelConfig], dict[str, str]]:
+    """Every entry of ``repo``, by name: the good ones, and name -> reason for the rest.
 
-    Hidden folders are skipped: the exporter stages entries in ``.NAME.xxxx`` before renaming.
+    Hidden folders are skipped: the exporter stages entries in ``.NAME.xxxx`` before renaming them
+    into place, and keeps the replaced one as ``.NAME.old.PID`` for a moment. Files (a README) are
+    skipped too. A missing repository, or overrides that are wrong for every entry, raise.
     """
     repo = Path(repo)
     if not repo.is_dir():
         raise RepositoryError(f"model repository {repo} does not exist (run `cnnserve export NAME` or `make export`)")
+    given = _check_overrides(overrides or {})
     good: list[ModelConfig] = []
     bad: dict[str, str] = {}
     for entry in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
-            good.append(load_entry(entry, overrides))
-        except (RepositoryError, OSError, ValueError) as exc:
+            good.append(_load(entry, given))
+        except (RepositoryError, OSError) as exc:
             bad[entry.name] = str(exc)
     return good, bad

@@ -1,179 +1,265 @@
-"""Every server setting in one typed place: flags win over ``CNNSERVE_*`` variables, which win
-over the defaults below.
+"""Every ``cnnserve serve`` setting in one typed place.
+
+Precedence: a command-line flag wins over its ``CNNSERVE_*`` environment variable, which wins over
+the default. Each field's variable is ``CNNSERVE_`` and the field name in capitals (``grpc_port``:
+``CNNSERVE_GRPC_PORT``); an empty variable counts as unset, so a compose file may pass ``${X:-}``.
+``CNNSERVE_MODELS`` is comma-separated, ``--model`` repeatable (or comma-separated too); when any
+``--model`` is given, the variable is ignored, not merged.
+
+Invalid values fail with the source and the expectation named, e.g.
+``CNNSERVE_GRPC_PORT='abc': expected an integer port 0-65535`` (also when a flag overrides the
+variable: a typo should not hide until the flag is dropped); bad flags get argparse's usual error
+(exit status 2) with the same expectation.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-MIB = 1024 * 1024
+KIB, MIB, GIB = 1024, 1024**2, 1024**3
+DEVICES = ("auto", "cpu", "cuda")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(ValueError):
-    """A setting with a value that cannot work; the message names the flag or variable."""
+    """A setting with a value that cannot work; the message names the variable or field."""
 
 
 @dataclass(frozen=True)
 class Settings:
+    """What ``cnnserve serve`` runs with. Build it with :meth:`from_args` or :meth:`from_env`;
+    direct construction is checked the same way."""
+
     repo: str = "exported"
-    """Model repository folder (CNNSERVE_REPO)."""
+    """Model repository folder (CNNSERVE_REPO, --repo)."""
     host: str = "0.0.0.0"
-    """Address both ports bind to (CNNSERVE_HOST)."""
+    """Address both ports bind to (CNNSERVE_HOST, --host)."""
     grpc_port: int = 8001
-    """gRPC port, Triton's default; 0 picks a free one (CNNSERVE_GRPC_PORT)."""
+    """gRPC port, Triton's default; 0 picks a free one (CNNSERVE_GRPC_PORT, --grpc-port)."""
     metrics_port: int = 8002
-    """Prometheus /metrics port; 0 picks a free one, -1 turns it off (CNNSERVE_METRICS_PORT)."""
+    """Prometheus ``/metrics`` port, Triton's default; 0 picks a free one, -1 turns the endpoint
+    off (CNNSERVE_METRICS_PORT, --metrics-port)."""
     device: str = "auto"
-    """auto: CUDA where a GPU is usable, else CPU; cpu; cuda: fail unless CUDA runs (CNNSERVE_DEVICE)."""
+    """``auto``: CUDA where a session can use it, else CPU; ``cpu``; ``cuda``: fail at start
+    unless CUDA works (CNNSERVE_DEVICE, --device)."""
     intra_op_threads: int = 0
-    """ONNX Runtime threads inside one operator; 0 = one per core (CNNSERVE_INTRA_OP_THREADS)."""
+    """ONNX Runtime threads inside one operator; 0 = its default, one per physical core
+    (CNNSERVE_INTRA_OP_THREADS, --intra-op-threads)."""
     inter_op_threads: int = 0
-    """ONNX Runtime threads across operators; 0 = its default (CNNSERVE_INTER_OP_THREADS)."""
+    """ONNX Runtime threads across operators (parallel execution mode only); 0 = its default
+    (CNNSERVE_INTER_OP_THREADS, --inter-op-threads)."""
     instances: int = 1
-    """ONNX Runtime sessions per model, each run by its own thread (CNNSERVE_INSTANCES)."""
+    """ONNX Runtime sessions per model, each driven by its own thread; more than one pays on a
+    GPU, see DESIGN.md (CNNSERVE_INSTANCES, --instances)."""
     max_batch_size: int | None = None
-    """Override every model's max_batch_size from config.json (CNNSERVE_MAX_BATCH_SIZE)."""
+    """Override every model's ``max_batch_size``; None = each model's config.json
+    (CNNSERVE_MAX_BATCH_SIZE, --max-batch-size)."""
     max_queue_delay_us: int | None = None
-    """Override every model's max_queue_delay_us (CNNSERVE_MAX_QUEUE_DELAY_US)."""
+    """Override every model's ``max_queue_delay_us``; None = each model's config.json
+    (CNNSERVE_MAX_QUEUE_DELAY_US, --max-queue-delay-us)."""
     max_queue_size: int | None = None
-    """Requests a model may queue before RESOURCE_EXHAUSTED; default 8x max_batch_size (CNNSERVE_MAX_QUEUE_SIZE)."""
+    """Requests one model may queue before RESOURCE_EXHAUSTED; None = the batcher's default, eight
+    times max_batch_size (CNNSERVE_MAX_QUEUE_SIZE, --max-queue-size)."""
     max_message_bytes: int = 64 * MIB
-    """Largest gRPC message either way; gRPC's own 4 MiB holds fewer than seven float32 224x224
-    images (CNNSERVE_MAX_MESSAGE_BYTES)."""
+    """Largest gRPC message either way. gRPC's own 4 MiB holds fewer than seven float32 224x224x3
+    images; gRPC takes at most 2 GiB - 1 (CNNSERVE_MAX_MESSAGE_BYTES, --max-message-bytes; a KiB,
+    MiB or GiB suffix may follow the number)."""
     grace_seconds: float = 10.0
-    """On SIGTERM/SIGINT, how long accepted requests may take to finish (CNNSERVE_GRACE_SECONDS)."""
+    """On SIGTERM/SIGINT, how long accepted requests get to finish (CNNSERVE_GRACE_SECONDS,
+    --grace-seconds)."""
     log_level: str = "info"
-    """debug, info, warning or error (CNNSERVE_LOG_LEVEL)."""
+    """debug, info, warning or error (CNNSERVE_LOG_LEVEL, --log-level)."""
     models: tuple[str, ...] = ()
-    """Load only these entries; empty = every entry (CNNSERVE_MODELS, comma-separated)."""
+    """Load only these repository entries; empty = every entry (CNNSERVE_MODELS, --model)."""
 
     def __post_init__(self) -> None:
-        for name in ("grpc_port",):
-            _check(0 <= getattr(self, name) <= 65535, f"--grpc-port {self.grpc_port}: expected a port 0-65535")
-        _check(-1 <= self.metrics_port <= 65535, f"--metrics-port {self.metrics_port}: expected -1 (off) or 0-65535")
-        _check(self.device in ("auto", "cpu", "cuda"), f"--device {self.device!r}: expected auto, cpu or cuda")
-        _check(self.instances >= 1, f"--instances {self.instances}: expected at least 1")
-        _check(self.intra_op_threads >= 0, f"--intra-op-threads {self.intra_op_threads}: expected 0 or more")
-        _check(self.inter_op_threads >= 0, f"--inter-op-threads {self.inter_op_threads}: expected 0 or more")
-        _check(
-            self.max_batch_size is None or self.max_batch_size >= 1,
-            f"--max-batch-size {self.max_batch_size}: expected at least 1",
-        )
-        _check(
-            self.max_queue_delay_us is None or self.max_queue_delay_us >= 0,
-            f"--max-queue-delay-us {self.max_queue_delay_us}: expected 0 or more",
-        )
-        _check(
-            self.max_queue_size is None or self.max_queue_size >= 1,
-            f"--max-queue-size {self.max_queue_size}: expected at least 1",
-        )
-        _check(self.max_message_bytes >= 1024, f"--max-message-bytes {self.max_message_bytes}: expected >= 1024")
-        _check(self.grace_seconds >= 0, f"--grace-seconds {self.grace_seconds}: expected 0 or more")
-        _check(
-            self.log_level in ("debug", "info", "warning", "error"),
-            f"--log-level {self.log_level!r}: expected debug, info, warning or error",
-        )
+        for option in OPTIONS:
+            value = getattr(self, option.field)
+            if not option.check(value):
+                raise SettingsError(f"{option.field}={value!r}: expected {option.expected}")
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return self.metrics_port >= 0
 
     def batching_overrides(self) -> dict[str, int]:
+        """The per-model config.json values these settings replace (for repository.scan)."""
         overrides = {"max_batch_size": self.max_batch_size, "max_queue_delay_us": self.max_queue_delay_us}
         return {k: v for k, v in overrides.items() if v is not None}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Defaults, overridden by the ``CNNSERVE_*`` variables present in ``environ``."""
         return cls(**_from_environ(environ))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Like :meth:`from_env`, overridden by the flags given (those of :func:`add_arguments`;
+        a flag left out is None in ``args``)."""
         values = _from_environ(environ)
-        for f in fields(cls):
-            given = getattr(args, f.name, None)
-            if given is not None and given != []:
-                values[f.name] = tuple(given) if f.name == "models" else given
+        for option in OPTIONS:
+            given = getattr(args, option.field, None)
+            if given is not None:
+                values[option.field] = tuple(given) if option.field == "models" else given
         return cls(**values)
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise SettingsError(message)
+# -- parsing and checking, one entry per field ------------------------------------------------
 
 
-def _int(text: str) -> int:
-    return int(text.strip())
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python
 
 
-def _optional_int(text: str) -> int | None:
-    return None if text.strip() == "" else int(text)
+def _is_number(value: object) -> bool:
+    return _is_int(value) or isinstance(value, float)
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "repo": str,
-    "host": str,
-    "grpc_port": _int,
-    "metrics_port": _int,
-    "device": str,
-    "intra_op_threads": _int,
-    "inter_op_threads": _int,
-    "instances": _int,
-    "max_batch_size": _optional_int,
-    "max_queue_delay_us": _optional_int,
-    "max_queue_size": _optional_int,
-    "max_message_bytes": _int,
-    "grace_seconds": float,
-    "log_level": str,
-    "models": lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
-}
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
+def _parse_int(text: str) -> int:
+    return int(text.strip())  # int() accepts "_" separators: "67_108_864"
+
+
+_SIZE = re.compile(r"\s*([0-9_]+)\s*(KiB|MiB|GiB)?\s*", re.IGNORECASE)
+
+
+def _parse_bytes(text: str) -> int:
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(text)
+    unit = {"kib": KIB, "mib": MIB, "gib": GIB}.get((match[2] or "").lower(), 1)
+    return int(match[1]) * unit
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:  # "--model ''" must not quietly mean "every model"
+        raise ValueError(text)
+    return names
+
+
+def _words(choices: tuple[str, ...]) -> str:
+    return ", ".join(choices[:-1]) + " or " + choices[-1]
+
+
+@dataclass(frozen=True)
+class _Option:
+    field: str
+    flag: str
+    metavar: str
+    parse: Callable[[str], Any]  # raises ValueError on text that is not even of the right kind
+    check: Callable[[Any], bool]  # the value's range, also applied to directly built Settings
+    expected: str  # completes "...: expected "
+    help: str
+    shown_default: str = ""  # for the help text where repr(default) says little
+
+    @property
+    def variable(self) -> str:
+        return "CNNSERVE_" + self.field.upper()
+
+    def convert(self, text: str) -> Any:
+        """Text from a variable or a flag to a checked value; ValueError when it will not do."""
+        value = self.parse(text)
+        if not self.check(value):
+            raise ValueError(text)
+        return value
+
+
+def _port(low: int) -> Callable[[Any], bool]:
+    return lambda v: _is_int(v) and low <= v <= 65535
+
+
+def _at_least(low: int, optional: bool = False) -> Callable[[Any], bool]:
+    return lambda v: (optional and v is None) or (_is_int(v) and v >= low)
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
+_ANY_INT = "an integer, 0 or more"
+_POSITIVE = "an integer, 1 or more"
+_CONFIG = "each model's config.json"
+
+OPTIONS: tuple[_Option, ...] = (
+    # field, flag, metavar, parse, check, expected, help[, shown default]
+    _Option("repo", "--repo", "DIR", str.strip, _text, "a folder path", "model repository folder"),
+    _Option("host", "--host", "ADDR", str.strip, _text, "an address or host name", "address both ports bind to"),
+    _Option("grpc_port", "--grpc-port", "PORT", _parse_int, _port(0), "an integer port 0-65535",
+            "gRPC port; 0 picks a free one"),
+    _Option("metrics_port", "--metrics-port", "PORT", _parse_int, _port(-1), "an integer port 0-65535, or -1 for off",
+            "Prometheus /metrics port; 0 picks a free one, -1 turns it off"),
+    _Option("device", "--device", "{" + ",".join(DEVICES) + "}", _lower, lambda v: v in DEVICES, _words(DEVICES),
+            "auto: CUDA where usable, else CPU; cuda: fail unless CUDA works"),
+    _Option("intra_op_threads", "--intra-op-threads", "N", _parse_int, _at_least(0), _ANY_INT,
+            "ONNX Runtime threads inside one operator; 0: one per physical core"),
+    _Option("inter_op_threads", "--inter-op-threads", "N", _parse_int, _at_least(0), _ANY_INT,
+            "ONNX Runtime threads across operators; 0: its default"),
+    _Option("instances", "--instances", "N", _parse_int, _at_least(1), _POSITIVE,
+            "ONNX Runtime sessions per model, each on its own thread"),
+    _Option("max_batch_size", "--max-batch-size", "N", _parse_int, _at_least(1, optional=True), _POSITIVE,
+            "override every model's max_batch_size", _CONFIG),
+    _Option("max_queue_delay_us", "--max-queue-delay-us", "US", _parse_int, _at_least(0, optional=True),
+            "an integer number of microseconds, 0 or more", "override every model's max_queue_delay_us", _CONFIG),
+    _Option("max_queue_size", "--max-queue-size", "N", _parse_int, _at_least(1, optional=True), _POSITIVE,
+            "requests one model may queue before RESOURCE_EXHAUSTED", "8x max batch size"),
+    _Option("max_message_bytes", "--max-message-bytes", "SIZE", _parse_bytes,
+            lambda v: _is_int(v) and KIB <= v < 2 * GIB, "a size from 1KiB to 2GiB-1 (bytes, or a KiB/MiB/GiB suffix)",
+            "largest gRPC message either way; bytes, or with a KiB/MiB/GiB suffix", "64MiB"),
+    _Option("grace_seconds", "--grace-seconds", "SECONDS", float,
+            lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a number of seconds, 0 or more",
+            "time accepted requests get to finish on SIGTERM/SIGINT"),
+    _Option("log_level", "--log-level", "{" + ",".join(LOG_LEVELS) + "}", _lower, lambda v: v in LOG_LEVELS,
+            _words(LOG_LEVELS), "log level"),
+    _Option("models", "--model", "NAME", _parse_names,
+            lambda v: isinstance(v, tuple) and all(_text(n) and "," not in n for n in v),
+            "model names, comma-separated", "serve only this repository entry; repeatable, or comma-separated",
+            "every entry"),
+)  # fmt: skip
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name, parse in _PARSERS.items():
-        variable = f"CNNSERVE_{name.upper()}"
-        if variable in environ:
-            try:
-                values[name] = parse(environ[variable])
-            except ValueError:
-                raise SettingsError(f"{variable}={environ[variable]!r}: expected {_expectation(name)}") from None
+    for option in OPTIONS:
+        text = environ.get(option.variable, "")
+        if text.strip() == "":
+            continue
+        try:
+            values[option.field] = option.convert(text)
+        except ValueError:
+            raise SettingsError(f"{option.variable}={text!r}: expected {option.expected}") from None
     return values
 
 
-def _expectation(name: str) -> str:
-    return "a number" if name == "grace_seconds" else "an integer" if name not in ("repo", "host") else "text"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``serve`` flags; each defaults to None so that the environment and defaults can apply."""
-    d = Settings()
+    """Add the ``serve`` flags. Each defaults to None, so that :meth:`Settings.from_args` can tell
+    a flag given from one left out and let the environment and the defaults apply."""
+    defaults = Settings()
+    for option in OPTIONS:
 
-    def add(flag: str, kind: Callable[[str], Any], help_text: str, **kw: Any) -> None:
-        dest = flag.lstrip("-").replace("-", "_")
-        variable = "CNNSERVE_" + ("MODELS" if dest == "models" else dest.upper())
-        default = getattr(d, dest, None)
-        shown = "from config.json" if default is None else default
-        parser.add_argument(flag, type=kind, default=None, help=f"{help_text} [{variable}; default: {shown}]", **kw)
+        def convert(text: str, option: _Option = option) -> Any:
+            try:
+                return option.convert(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected {option.expected}, got {text!r}") from None
 
-    add("--repo", str, "model repository folder")
-    add("--host", str, "bind address")
-    add("--grpc-port", int, "gRPC port (0: a free one)")
-    add("--metrics-port", int, "Prometheus /metrics port (0: a free one, -1: off)")
-    add("--device", str, "execution provider", choices=("auto", "cpu", "cuda"))
-    add("--intra-op-threads", int, "ONNX Runtime intra-op threads (0: one per core)")
-    add("--inter-op-threads", int, "ONNX Runtime inter-op threads (0: its default)")
-    add("--instances", int, "ONNX Runtime sessions per model")
-    add("--max-batch-size", int, "override every model's max_batch_size")
-    add("--max-queue-delay-us", int, "override every model's max_queue_delay_us")
-    add("--max-queue-size", int, "queued requests per model before RESOURCE_EXHAUSTED (default: 8x max batch)")
-    add("--max-message-bytes", int, "largest gRPC message")
-    add("--grace-seconds", float, "time accepted requests get to finish on SIGTERM")
-    add("--log-level", str, "log level", choices=("debug", "info", "warning", "error"))
-    parser.add_argument(
-        "--model",
-        dest="models",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help="serve only this entry (repeatable) [CNNSERVE_MODELS, comma-separated; default: every entry]",
-    )
+        default = option.shown_default or str(getattr(defaults, option.field))
+        # --model NAME[,NAME] may repeat; "extend" flattens the tuples _parse_names returns.
+        kwargs: dict[str, Any] = {"dest": "models", "action": "extend"} if option.field == "models" else {}
+        parser.add_argument(
+            option.flag,
+            type=convert,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} (default: {default}; env {option.variable})",
+            **kwargs,
+        )

@@ -1,14 +1,15 @@
-"""The dynamic batcher, driven with a fake model whose runs can be held at a gate.
+"""The dynamic batcher, driven by a fake model whose runs can be held at a gate.
 
-Nothing here asserts on time: situations (a busy model, a queue that fills) are made with gates
-and events, and the assertions are about which requests shared which batch and what each got.
+Nothing here asserts on time: situations (a busy model, a full queue, a request left waiting)
+are made with gates and events, and the assertions are about which requests shared which batch
+and what each caller got. Timeouts are safety nets only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,49 +18,83 @@ import pytest
 from server import errors
 from server.batching import DynamicBatcher
 
-POISON = -1.0  # a request containing this value makes the fake model fail
-
-
-@dataclass
-class Result:
-    outputs: dict[str, np.ndarray]
-    compute_seconds: float = 0.001
+BAD = -1.0  # an item of this value makes the fake model raise InvalidArgument (a ServingError)
+BOOM = -2.0  # ... and this one a ValueError (an unexpected failure)
+HOUR_US = 3_600_000_000  # a queue delay no test waits out: only size, or a drain, can dispatch
 
 
 @dataclass
 class FakeModel:
-    """Doubles its input; records every batch it ran; can be held at a gate."""
+    """Doubles ``x``; records each batch (the first column of its items) as it starts; can be
+    held at a gate (``held=True``: closed until ``gate.set()``), and fails on the marker values."""
 
+    held: InitVar[bool] = False
+    gate: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     batches: list[list[float]] = field(default_factory=list)
-    gate: asyncio.Event | None = None
-    started: asyncio.Event = field(default_factory=asyncio.Event)
+    shapes: list[tuple[tuple[int, ...], str]] = field(default_factory=list)
     running: int = 0
     most_running: int = 0
-    wrong_size: bool = False
 
-    async def __call__(self, inputs: dict[str, np.ndarray]) -> Result:
+    async def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = inputs["x"]
+        self.batches.append(x.reshape(len(x), -1)[:, 0].tolist())
+        self.shapes.append((x.shape, x.dtype.name))
         self.running += 1
         self.most_running = max(self.most_running, self.running)
-        self.started.set()
         try:
-            if self.gate is not None:
-                await self.gate.wait()
-            self.batches.append(x[:, 0].tolist())
-            if (x == POISON).any():
-                raise ValueError("poisoned input")
-            y = x * 2
-            return Result({"y": y[:-1] if self.wrong_size else y})
+            await self.gate.wait()
         finally:
             self.running -= 1
+        if (x == BAD).any():
+            raise errors.InvalidArgument("input 'x': bad item")
+        if (x == BOOM).any():
+            raise ValueError("model exploded")
+        return {"y": x * 2, "n": np.arange(len(x))}
+
+    def __post_init__(self, held: bool) -> None:
+        if not held:
+            self.gate.set()
 
 
-def items(*values: float, width: int = 1) -> dict[str, np.ndarray]:
-    return {"x": np.array([[v] * width for v in values], dtype=np.float32)}
+@dataclass
+class Timed:
+    """What a runtime that times its own session call returns."""
+
+    outputs: dict[str, np.ndarray]
+    compute_seconds: float
 
 
-def run(test: Callable[[], Awaitable[Any]]) -> Any:
-    return asyncio.run(asyncio.wait_for(test(), timeout=30))  # a safety net, not a timing
+@dataclass
+class Recorder:
+    """A batch observer that remembers every event."""
+
+    batches: list[int] = field(default_factory=list)
+    dequeued: int = 0
+    drops: list[str] = field(default_factory=list)
+
+    def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
+        assert model == "fake" and compute_seconds >= 0
+        self.batches.append(batch_size)
+
+    def on_dequeue(self, model: str, queue_seconds: float) -> None:
+        assert model == "fake" and queue_seconds >= 0
+        self.dequeued += 1
+
+    def on_drop(self, model: str, reason: str) -> None:
+        assert model == "fake"
+        self.drops.append(reason)
+
+
+def items(*values: float, width: int = 1, dtype: type = np.float32) -> dict[str, np.ndarray]:
+    return {"x": np.array([[v] * width for v in values], dtype=dtype)}
+
+
+def doubled(result: dict[str, np.ndarray]) -> list[float]:
+    return [float(v) for v in result["y"][:, 0]]
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), timeout=20))  # a safety net, not a timing
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -67,51 +102,87 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.001)
 
 
-def make(model: FakeModel, **kw: Any) -> DynamicBatcher:
-    options = {"max_batch_size": 8, "max_queue_delay_us": 100_000, "preferred_batch_sizes": (4,)} | kw
-    return DynamicBatcher("fake", model, **options)
+def make(model: Callable[..., Awaitable[Any]], **options: Any) -> DynamicBatcher:
+    settings: dict[str, Any] = {"max_batch_size": 8, "max_queue_delay_us": 0} | options
+    return DynamicBatcher("fake", model, **settings)
 
 
-def test_a_lone_request_leaves_after_the_delay() -> None:
+async def busy(model: FakeModel, batcher: DynamicBatcher, *values: float) -> asyncio.Task[dict[str, np.ndarray]]:
+    """Start a request and wait until the (gated) model is computing it: what comes next queues."""
+    started = len(model.batches)
+    task = asyncio.create_task(batcher.infer(items(*values)))
+    await until(lambda: len(model.batches) > started)
+    return task
+
+
+def submit(batcher: DynamicBatcher, *requests: dict[str, np.ndarray]) -> list[asyncio.Task[dict[str, np.ndarray]]]:
+    return [asyncio.create_task(batcher.infer(r)) for r in requests]
+
+
+# -- batching ----------------------------------------------------------------------------------
+
+
+def test_a_single_request_is_answered() -> None:
     async def test() -> None:
         model = FakeModel()
-        batcher = make(model, max_queue_delay_us=1000)
-        out = await batcher.infer(items(3.0))
-        np.testing.assert_array_equal(out["y"], [[6.0]])
-        assert model.batches == [[3.0]]
+        batcher = make(model)
+        out = await batcher.infer(items(3.0, 4.0))
+        assert doubled(out) == [6.0, 8.0] and out["n"].tolist() == [0, 1]
+        assert model.batches == [[3.0, 4.0]]
 
     run(test)
 
 
-def test_concurrent_requests_join_one_batch_and_split_back_exactly() -> None:
+def test_the_batcher_can_be_built_outside_an_event_loop() -> None:
+    model = FakeModel()
+    batcher = make(model)  # no loop runs here: the server builds batchers before serving
+
     async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, preferred_batch_sizes=())
-        first = asyncio.create_task(batcher.infer(items(1.0)))
-        await model.started.wait()  # the model is busy with the first request
-        rest = [asyncio.create_task(batcher.infer(items(*vals))) for vals in ([2.0, 3.0], [4.0], [5.0, 6.0, 7.0])]
+        batcher.start()
+        assert doubled(await batcher.infer(items(1.0))) == [2.0]
+
+    run(test)
+
+
+def test_concurrent_requests_join_one_batch_and_results_split_back_exactly() -> None:
+    async def test() -> None:
+        model = FakeModel(held=True)
+        batcher = make(model)
+        first = await busy(model, batcher, 1.0)
+        rest = submit(batcher, items(2.0, 3.0), items(4.0), items(5.0, 6.0, 7.0))
         await until(lambda: batcher.queued == 3)
         model.gate.set()
         results = await asyncio.gather(first, *rest)
         assert model.batches == [[1.0], [2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]
-        assert [r["y"][:, 0].tolist() for r in results] == [[2.0], [4.0, 6.0], [8.0], [10.0, 12.0, 14.0]]
-        assert batcher.stats.execution_count == 2 and batcher.stats.inference_count == 7
-        assert batcher.stats.batch_sizes[6][0] == 1
+        assert [doubled(r) for r in results] == [[2.0], [4.0, 6.0], [8.0], [10.0, 12.0, 14.0]]
+        # Every output is sliced, not only the first: the item index restarts per caller.
+        assert [r["n"].tolist() for r in results] == [[0], [0, 1], [2], [3, 4, 5]]
 
     run(test)
 
 
 def test_max_batch_size_is_respected_and_requests_are_never_split() -> None:
     async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, max_batch_size=4, preferred_batch_sizes=())
-        first = asyncio.create_task(batcher.infer(items(0.0)))
-        await model.started.wait()
-        rest = [asyncio.create_task(batcher.infer(items(*v))) for v in ([1, 1, 1], [2, 2], [3], [4, 4, 4, 4])]
+        model = FakeModel(held=True)
+        batcher = make(model, max_batch_size=4)
+        first = await busy(model, batcher, 0.0)
+        rest = submit(batcher, items(1, 1, 1), items(2, 2), items(3), items(4, 4, 4, 4))
         await until(lambda: batcher.queued == 4)
         model.gate.set()
-        await asyncio.gather(first, *rest)
+        results = await asyncio.gather(first, *rest)
+        # FIFO: [2, 2] does not fit beside [1, 1, 1], so it leads the next batch; [3] does not overtake it.
         assert model.batches == [[0.0], [1.0, 1.0, 1.0], [2.0, 2.0, 3.0], [4.0, 4.0, 4.0, 4.0]]
+        assert [doubled(r) for r in results[1:]] == [[2.0] * 3, [4.0] * 2, [6.0], [8.0] * 4]
+
+    run(test)
+
+
+def test_a_lone_request_leaves_when_its_delay_is_over() -> None:
+    async def test() -> None:
+        model = FakeModel()
+        batcher = make(model, max_queue_delay_us=2000)  # no preferred size, and 8 items will never come
+        assert doubled(await batcher.infer(items(5.0))) == [10.0]
+        assert model.batches == [[5.0]]
 
     run(test)
 
@@ -119,186 +190,351 @@ def test_max_batch_size_is_respected_and_requests_are_never_split() -> None:
 def test_a_batch_leaves_early_at_the_preferred_size() -> None:
     async def test() -> None:
         model = FakeModel()
-        batcher = make(model, max_queue_delay_us=3_600_000_000)  # an hour: only the size can dispatch
+        batcher = make(model, max_queue_delay_us=HOUR_US, preferred_batch_sizes=(4,))
         results = await asyncio.gather(*(batcher.infer(items(float(i))) for i in range(4)))
         assert model.batches == [[0.0, 1.0, 2.0, 3.0]]
-        assert len(results) == 4
+        assert [doubled(r) for r in results] == [[0.0], [2.0], [4.0], [6.0]]
 
     run(test)
 
 
-def test_different_item_shapes_never_share_a_batch() -> None:
+def test_a_batch_leaving_on_size_is_cut_at_the_preferred_size() -> None:
     async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, preferred_batch_sizes=())
-        first = asyncio.create_task(batcher.infer(items(0.0)))
-        await model.started.wait()
-        narrow = [asyncio.create_task(batcher.infer(items(1.0))) for _ in range(2)]
-        wide = [asyncio.create_task(batcher.infer(items(2.0, width=3))) for _ in range(2)]
-        await until(lambda: batcher.queued == 4)
+        model = FakeModel(held=True)
+        batcher = make(model, max_queue_delay_us=HOUR_US, preferred_batch_sizes=(2, 4))
+        first = submit(batcher, *(items(0.0) for _ in range(4)))  # leaves at once: preferred size 4
+        await until(lambda: len(model.batches) == 1)
+        queued = submit(batcher, *(items(float(i)) for i in range(1, 7)))
+        await until(lambda: batcher.queued == 6)
         model.gate.set()
-        await asyncio.gather(first, *narrow, *wide)
-        assert sorted(model.batches) == [[0.0], [1.0, 1.0], [2.0, 2.0]]
+        await asyncio.gather(*first, *queued[:4])
+        assert model.batches == [[0.0] * 4, [1.0, 2.0, 3.0, 4.0]]  # 4 of the 6, not all that fit in 8
+        await until(lambda: batcher.queued == 2)  # short of the target, the rest waits
+        await batcher.close(drain=True)
+        await asyncio.gather(*queued)
+        assert model.batches[2:] == [[5.0, 6.0]]
 
     run(test)
 
 
-def test_a_full_queue_refuses_at_once() -> None:
+def test_different_signatures_never_share_a_batch() -> None:
     async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, max_queue_size=2)
-        first = asyncio.create_task(batcher.infer(items(0.0)))
-        await model.started.wait()
-        queued = [asyncio.create_task(batcher.infer(items(1.0))) for _ in range(2)]
-        await until(lambda: batcher.queued == 2)
-        with pytest.raises(errors.ResourceExhausted, match=r"model 'fake': queue full \(2 requests waiting\)"):
-            await batcher.infer(items(9.0))
-        model.gate.set()
-        await asyncio.gather(first, *queued)
-        assert [9.0] not in model.batches
-
-    run(test)
-
-
-def test_requests_past_their_deadline_or_cancelled_are_never_computed() -> None:
-    async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, preferred_batch_sizes=())
-        first = asyncio.create_task(batcher.infer(items(0.0)))
-        await model.started.wait()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 0.05
-        expired = asyncio.create_task(batcher.infer(items(7.0), deadline=deadline))
-        cancelled = asyncio.create_task(batcher.infer(items(8.0)))
-        alive = asyncio.create_task(batcher.infer(items(1.0)))
-        await until(lambda: batcher.queued == 3)
-        cancelled.cancel()
-        await until(lambda: loop.time() > deadline)  # it expires while the model is busy
-        model.gate.set()
-        await first
-        with pytest.raises(errors.DeadlineExceeded, match="deadline passed while queued"):
-            await expired
-        with pytest.raises(asyncio.CancelledError):
-            await cancelled
-        np.testing.assert_array_equal((await alive)["y"], [[2.0]])
-        assert model.batches == [[0.0], [1.0]]
-
-    run(test)
-
-
-def test_a_failing_request_fails_alone() -> None:
-    async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, preferred_batch_sizes=())
-        first = asyncio.create_task(batcher.infer(items(0.0)))
-        await model.started.wait()
-        good = [asyncio.create_task(batcher.infer(items(float(v)))) for v in (1, 2)]
-        bad = asyncio.create_task(batcher.infer(items(POISON)))
-        more = asyncio.create_task(batcher.infer(items(3.0)))
-        await until(lambda: batcher.queued == 4)
-        model.gate.set()
-        await first
-        assert [(await g)["y"][0, 0] for g in good] == [2.0, 4.0]
-        np.testing.assert_array_equal((await more)["y"], [[6.0]])
-        with pytest.raises(errors.Internal, match="inference failed: ValueError: poisoned input"):
-            await bad
-        # The whole batch ran once, failed, then each request alone.
-        assert model.batches[1] == [1.0, 2.0, POISON, 3.0]
-        assert sorted(model.batches[2:]) == sorted([[1.0], [2.0], [POISON], [3.0]])
-        assert batcher.stats.fail_count == 1 and batcher.stats.success_count == 4
-
-    run(test)
-
-
-def test_wrong_output_size_is_an_internal_error() -> None:
-    async def test() -> None:
-        batcher = make(FakeModel(wrong_size=True), max_queue_delay_us=0)
-        with pytest.raises(errors.Internal, match=r"output 'y' has shape \(0, 1\), batch is 1"):
-            await batcher.infer(items(1.0))
-
-    run(test)
-
-
-def test_oversized_and_empty_requests_are_refused() -> None:
-    async def test() -> None:
-        batcher = make(FakeModel(), max_batch_size=2)
-        with pytest.raises(errors.InvalidArgument, match="batch of 3 exceeds max_batch_size 2"):
-            await batcher.infer(items(1.0, 2.0, 3.0))
-        with pytest.raises(errors.InvalidArgument, match="same batch size of at least 1"):
-            await batcher.infer({"x": np.zeros((0, 1), np.float32)})
-
-    run(test)
-
-
-def test_a_dying_loop_resolves_every_queued_request_and_the_next_one_works(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, preferred_batch_sizes=())
-        first = asyncio.create_task(batcher.infer(items(0.0)))
-        await model.started.wait()
-        queued = [asyncio.create_task(batcher.infer(items(1.0))) for _ in range(3)]
-        await until(lambda: batcher.queued == 3)
-
-        def broken() -> None:
-            raise RuntimeError("bug in the batcher")
-
-        monkeypatch.setattr(batcher, "_drop_dead", broken)
-        model.gate.set()
-        await first
-        for task in queued:
-            with pytest.raises(errors.Internal, match="batcher failed: RuntimeError: bug in the batcher"):
-                await task
-        monkeypatch.undo()
-        np.testing.assert_array_equal((await batcher.infer(items(5.0)))["y"], [[10.0]])
-
-    run(test)
-
-
-def test_close_with_drain_answers_everything_accepted_and_refuses_new_work() -> None:
-    async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
+        model = FakeModel(held=True)
         batcher = make(model)
-        accepted = [asyncio.create_task(batcher.infer(items(float(i)))) for i in range(3)]
-        await model.started.wait()
-        closing = asyncio.create_task(batcher.close(drain=True))
-        await asyncio.sleep(0)
-        with pytest.raises(errors.Unavailable, match="shutting down"):
-            await batcher.infer(items(9.0))
+        first = await busy(model, batcher, 0.0)
+        narrow, wide, double = items(1.0), items(2.0, width=3), items(3.0, dtype=np.float64)
+        rest = submit(batcher, narrow, wide, double, narrow, wide, double)
+        await until(lambda: batcher.queued == 6)
         model.gate.set()
-        await closing
-        assert [r["y"][0, 0] for r in await asyncio.gather(*accepted)] == [0.0, 2.0, 4.0]
-
-    run(test)
-
-
-def test_close_without_drain_fails_the_queued_ones() -> None:
-    async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, preferred_batch_sizes=())
-        first = asyncio.create_task(batcher.infer(items(0.0)))
-        await model.started.wait()
-        queued = asyncio.create_task(batcher.infer(items(1.0)))
-        await until(lambda: batcher.queued == 1)
-        closing = asyncio.create_task(batcher.close(drain=False))
-        with pytest.raises(errors.Unavailable):
-            await queued
-        model.gate.set()
-        await closing
-        await first  # the running batch still completes
+        results = await asyncio.gather(first, *rest)
+        # One batch per signature, in order of each one's oldest request.
+        assert model.batches == [[0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]
+        assert model.shapes[1:] == [((2, 1), "float32"), ((2, 3), "float32"), ((2, 1), "float64")]
+        assert [r["y"].dtype.name for r in results[1:4]] == ["float32", "float32", "float64"]
 
     run(test)
 
 
 def test_concurrency_two_runs_two_batches_at_once() -> None:
     async def test() -> None:
-        model = FakeModel(gate=asyncio.Event())
-        batcher = make(model, concurrency=2, max_queue_delay_us=0)
-        a = asyncio.create_task(batcher.infer(items(1.0)))
-        await until(lambda: model.running == 1)
-        b = asyncio.create_task(batcher.infer(items(2.0, width=2)))
-        await until(lambda: model.running == 2)
+        model = FakeModel(held=True)
+        batcher = make(model, concurrency=2)
+        first = await busy(model, batcher, 1.0)
+        second = await busy(model, batcher, 2.0)  # would queue behind the first with one instance
+        third = asyncio.create_task(batcher.infer(items(3.0)))
+        await until(lambda: batcher.queued == 1)  # both instances busy: it waits
+        assert model.running == 2
         model.gate.set()
-        await asyncio.gather(a, b)
-        assert model.most_running == 2
+        assert [doubled(r) for r in await asyncio.gather(first, second, third)] == [[2.0], [4.0], [6.0]]
+        assert model.most_running == 2 and model.batches == [[1.0], [2.0], [3.0]]
 
     run(test)
+
+
+# -- refusing and dropping ---------------------------------------------------------------------
+
+
+def test_a_full_queue_refuses_at_once() -> None:
+    async def test() -> None:
+        model = FakeModel(held=True)
+        batcher = make(model, max_queue_size=2)
+        first = await busy(model, batcher, 0.0)
+        queued = submit(batcher, items(1.0), items(2.0))
+        await until(lambda: batcher.queued == 2)
+        refused = batcher.infer(items(9.0))
+        # It raises on its first step: the caller is never left waiting.
+        with pytest.raises(errors.ResourceExhausted, match=r"model 'fake': queue full .*max_queue_size 2"):
+            refused.send(None)
+        model.gate.set()
+        await asyncio.gather(first, *queued)
+        assert [9.0] not in model.batches and batcher.stats.request_count == 3
+
+    run(test)
+
+
+def test_invalid_requests_are_refused() -> None:
+    async def test() -> None:
+        batcher = make(FakeModel(), max_batch_size=2)
+        with pytest.raises(errors.InvalidArgument, match="batch of 3 exceeds max_batch_size 2"):
+            await batcher.infer(items(1.0, 2.0, 3.0))
+        with pytest.raises(errors.InvalidArgument, match="same batch size of at least 1"):
+            await batcher.infer({"x": np.zeros((0, 1), np.float32)})
+        with pytest.raises(errors.InvalidArgument, match=r"got shapes \{'x': \[1, 1\], 'z': \[2, 1\]\}"):
+            await batcher.infer(items(1.0) | {"z": np.zeros((2, 1), np.float32)})
+        assert batcher.stats.request_count == 0
+
+    run(test)
+
+
+def test_a_deadline_passing_in_the_queue_fails_the_request_uncomputed() -> None:
+    async def test() -> None:
+        model, recorder = FakeModel(held=True), Recorder()
+        batcher = make(model, observer=recorder)
+        first = await busy(model, batcher, 0.0)
+        loop = asyncio.get_running_loop()
+        expiring = asyncio.create_task(batcher.infer(items(7.0), deadline=loop.time() + 0.005))
+        alive = asyncio.create_task(batcher.infer(items(1.0), deadline=loop.time() + 3600))
+        with pytest.raises(errors.DeadlineExceeded, match=r"deadline passed after .* in the queue"):
+            await expiring  # answered while the model is still busy, not when it frees up
+        assert not model.gate.is_set() and batcher.queued == 1
+        with pytest.raises(errors.DeadlineExceeded, match="before the request was queued"):
+            await batcher.infer(items(8.0), deadline=loop.time() - 1)
+        model.gate.set()
+        assert [doubled(r) for r in await asyncio.gather(first, alive)] == [[0.0], [2.0]]
+        assert model.batches == [[0.0], [1.0]]
+        assert recorder.drops == ["deadline"]
+
+    run(test)
+
+
+def test_a_cancelled_caller_is_not_computed() -> None:
+    async def test() -> None:
+        model, recorder = FakeModel(held=True), Recorder()
+        batcher = make(model, observer=recorder)
+        first = await busy(model, batcher, 0.0)
+        cancelled, alive = submit(batcher, items(8.0), items(1.0))
+        await until(lambda: batcher.queued == 2)
+        cancelled.cancel()
+        await until(lambda: batcher.queued == 1)  # it leaves the queue at once, freeing its place
+        model.gate.set()
+        await asyncio.gather(first, alive)
+        assert cancelled.cancelled()
+        assert model.batches == [[0.0], [1.0]]
+        assert recorder.drops == ["cancelled"] and batcher.stats.cancel_count == 1
+
+    run(test)
+
+
+def test_a_caller_cancelling_after_its_batch_formed_is_not_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test() -> None:
+        model, recorder = FakeModel(held=True), Recorder()
+        batcher = make(model, observer=recorder)
+        first = await busy(model, batcher, 0.0)
+        victim, alive = submit(batcher, items(8.0), items(1.0))
+        await until(lambda: batcher.queued == 2)
+        take = batcher._take
+
+        def take_then_cancel(*args: Any, **kwargs: Any) -> Any:
+            batch = take(*args, **kwargs)
+            victim.cancel()  # its caller goes away after the batch formed, before it runs
+            return batch
+
+        monkeypatch.setattr(batcher, "_take", take_then_cancel)
+        model.gate.set()
+        await asyncio.gather(first, alive)
+        assert victim.cancelled()
+        assert model.batches == [[0.0], [1.0]] and recorder.drops == ["cancelled"]
+
+    run(test)
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+def test_a_failing_request_fails_alone() -> None:
+    async def test() -> None:
+        model = FakeModel(held=True)
+        batcher = make(model)
+        first = await busy(model, batcher, 0.0)
+        good1, bad, good2 = submit(batcher, items(1.0, 2.0), items(3.0, BAD), items(4.0))
+        await until(lambda: batcher.queued == 3)
+        model.gate.set()
+        assert [doubled(r) for r in await asyncio.gather(first, good1, good2)] == [[0.0], [2.0, 4.0], [8.0]]
+        with pytest.raises(errors.InvalidArgument, match="input 'x': bad item"):  # passed through as it was
+            await bad
+        # The batch ran once and failed; then each request ran alone.
+        assert model.batches[1:] == [[1.0, 2.0, 3.0, BAD, 4.0], [1.0, 2.0], [3.0, BAD], [4.0]]
+        assert batcher.stats.success_count == 3 and batcher.stats.fail_count == 1
+
+    run(test)
+
+
+def test_an_unexpected_error_of_the_model_is_internal() -> None:
+    async def test() -> None:
+        model = FakeModel(held=True)
+        batcher = make(model)
+        first = await busy(model, batcher, 0.0)
+        boom, good = submit(batcher, items(BOOM), items(1.0))
+        await until(lambda: batcher.queued == 2)
+        model.gate.set()
+        assert doubled(await good) == [2.0]
+        with pytest.raises(errors.Internal, match="model 'fake': inference failed: ValueError: model exploded") as info:
+            await boom
+        assert isinstance(info.value.__cause__, ValueError)
+        await first
+
+    run(test)
+
+
+def test_a_failing_batch_of_one_is_not_run_again() -> None:
+    async def test() -> None:
+        model = FakeModel()
+        batcher = make(model)
+        with pytest.raises(errors.InvalidArgument, match="bad item"):
+            await batcher.infer(items(BAD, 1.0))
+        assert model.batches == [[BAD, 1.0]]
+
+    run(test)
+
+
+def test_outputs_without_the_batch_size_are_internal() -> None:
+    async def short(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": inputs["x"][:-1]}
+
+    async def test() -> None:
+        with pytest.raises(errors.Internal, match=r"output 'y' has shape \[1, 1\], expected 2 items first"):
+            await make(short).infer(items(1.0, 2.0))
+
+    run(test)
+
+
+def test_a_dying_loop_resolves_every_queued_request_and_the_next_one_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test() -> None:
+        model, recorder = FakeModel(held=True), Recorder()
+        batcher = make(model, observer=recorder)
+        first = await busy(model, batcher, 0.0)
+        queued = submit(batcher, items(1.0), items(2.0), items(3.0, width=2))
+        await until(lambda: batcher.queued == 3)
+
+        def broken(*args: Any, **kwargs: Any) -> list[Any]:
+            raise RuntimeError("bug in the batcher")
+
+        monkeypatch.setattr(batcher, "_take", broken)
+        model.gate.set()
+        assert doubled(await first) == [0.0]  # the running batch is not the loop's to fail
+        for task in queued:
+            with pytest.raises(errors.Internal, match="model 'fake': batcher failed: RuntimeError: bug in the batcher"):
+                await task
+        assert recorder.drops == ["error"] * 3 and batcher.queued == 0
+        monkeypatch.undo()
+        assert doubled(await batcher.infer(items(5.0))) == [10.0]  # a fresh loop serves the next one
+
+    run(test)
+
+
+def test_a_failing_observer_fails_no_request() -> None:
+    class Broken(Recorder):
+        def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
+            raise RuntimeError("metrics are down")
+
+    async def test() -> None:
+        batcher = make(FakeModel(), observer=Broken())
+        assert doubled(await batcher.infer(items(1.0))) == [2.0]
+        assert batcher.stats.success_count == 1
+
+    run(test)
+
+
+# -- shutting down -----------------------------------------------------------------------------
+
+
+def test_close_with_drain_answers_everything_accepted_and_refuses_new_work() -> None:
+    async def test() -> None:
+        model = FakeModel(held=True)
+        batcher = make(model, max_queue_delay_us=HOUR_US, preferred_batch_sizes=(2,))
+        running = submit(batcher, items(0.0), items(1.0))
+        await until(lambda: len(model.batches) == 1)
+        waiting = submit(batcher, items(2.0))  # alone, it would wait an hour for a partner
+        await until(lambda: batcher.queued == 1)
+        closing = asyncio.create_task(batcher.close(drain=True))
+        await asyncio.sleep(0)
+        with pytest.raises(errors.Unavailable, match="model 'fake' is shutting down"):
+            await batcher.infer(items(9.0))
+        model.gate.set()
+        await closing
+        assert [doubled(r) for r in await asyncio.gather(*running, *waiting)] == [[0.0], [2.0], [4.0]]
+        assert model.batches == [[0.0, 1.0], [2.0]]
+
+    run(test)
+
+
+def test_close_without_drain_fails_the_queued_ones() -> None:
+    async def test() -> None:
+        model, recorder = FakeModel(held=True), Recorder()
+        batcher = make(model, observer=recorder)
+        first = await busy(model, batcher, 0.0)
+        queued = submit(batcher, items(1.0), items(2.0))
+        await until(lambda: batcher.queued == 2)
+        closing = asyncio.create_task(batcher.close(drain=False))
+        for task in queued:
+            with pytest.raises(errors.Unavailable, match="shutting down; the request was not run"):
+                await task
+        model.gate.set()
+        await closing
+        assert doubled(await first) == [0.0]  # the running batch still completes
+        assert model.batches == [[0.0]] and recorder.drops == ["shutdown", "shutdown"]
+
+    run(test)
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+def test_statistics_add_up() -> None:
+    async def timed(inputs: dict[str, np.ndarray]) -> Timed:
+        outputs = await model(inputs)
+        return Timed(outputs, compute_seconds=0.25)  # as measured by the runtime itself
+
+    async def test() -> None:
+        batcher = make(timed, observer=recorder)
+        first = await busy(model, batcher, 0.0)
+        good, bad, cancelled = submit(batcher, items(1.0, 2.0), items(BAD), items(3.0))
+        loop = asyncio.get_running_loop()
+        expired = asyncio.create_task(batcher.infer(items(4.0), deadline=loop.time() + 0.001))
+        await until(lambda: batcher.queued == 3 and expired.done())
+        cancelled.cancel()
+        await until(lambda: batcher.queued == 2)
+        model.gate.set()
+        await asyncio.gather(first, good, bad, cancelled, expired, return_exceptions=True)
+
+        s = batcher.stats
+        assert (s.request_count, s.success_count, s.fail_count, s.cancel_count) == (5, 2, 2, 1)
+        # Runs: [0], then [1, 2, BAD] failed, then [1, 2] and [BAD] alone, of which [BAD] failed.
+        assert s.batch_sizes == {1: (1, 250_000_000), 2: (1, 250_000_000)}
+        assert s.execution_count == 2 and s.inference_count == 3 and recorder.batches == [1, 2]
+        assert s.queue_count == s.compute_count == s.success_count
+        assert s.compute_ns == 2 * 250_000_000  # each request is charged its batch's compute time
+        assert s.success_ns >= s.queue_ns >= 0 and s.fail_ns >= 0
+        assert recorder.dequeued == 3 and sorted(recorder.drops) == ["cancelled", "deadline"]
+
+    model, recorder = FakeModel(held=True), Recorder()
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_batch_size": 0}, "max_batch_size must be at least 1"),
+        ({"max_queue_delay_us": -1}, "max_queue_delay_us must be 0 or more"),
+        ({"preferred_batch_sizes": (4, 16)}, r"preferred_batch_sizes \[4, 16\] must lie in 1..8"),
+        ({"max_queue_size": 0}, "max_queue_size must be at least 1"),
+        ({"concurrency": 0}, "concurrency must be at least 1"),
+    ],
+)
+def test_nonsense_settings_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make(FakeModel(), **options)
+
+
+def test_the_default_queue_holds_eight_full_batches() -> None:
+    assert make(FakeModel(), max_batch_size=16).max_queue_size == 128

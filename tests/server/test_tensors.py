@@ -1,119 +1,319 @@
-"""V2 tensor conversions, including what the stock tritonclient puts on the wire."""
+"""V2 tensor conversions, checked against what the stock tritonclient sends and reads."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from tritonclient.utils import deserialize_bytes_tensor
+from tritonclient.grpc import _utils as tc_utils
+from tritonclient.grpc import service_pb2 as triton
+from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor, triton_to_np_dtype
 
 from server import errors, tensors
 from server.generated.inference import grpc_service_pb2 as pb
 
-NUMERIC = [name for name in tensors.DATATYPES if name != "BYTES"]
+ALL = list(tensors.DATATYPES)
+TYPED = [name for name in ALL if tensors.DATATYPES[name].field]  # all but FP16
 
 
-def _request_from_tritonclient(array: np.ndarray, datatype: str) -> pb.ModelInferRequest:
-    """The ModelInferRequest tritonclient builds (always raw bytes), parsed with our own stubs."""
-    tensor = tc.InferInput("x", list(array.shape), datatype)
-    tensor.set_data_from_numpy(array)
-    request = pb.ModelInferRequest(model_name="m")
-    request.inputs.append(pb.ModelInferRequest.InferInputTensor.FromString(tensor._get_tensor().SerializeToString()))
-    raw = tensor._get_content()
-    if raw is not None:
-        request.raw_input_contents.append(raw)
-    return request
+def sample(datatype: str) -> np.ndarray:
+    """A (2, 3) array of ``datatype`` that includes its extreme values."""
+    dtype = tensors.DATATYPES[datatype].dtype
+    if datatype == "BYTES":
+        return np.array([[b"", b"a", "é".encode()], [b"\x00\xff", b"hello world", b"x" * 300]], dtype=object)
+    if datatype == "BOOL":
+        return np.array([[True, False, True], [False, False, True]])
+    if dtype.kind == "f":
+        real = np.finfo(dtype)
+        return np.array([[0, -1.5, real.max], [real.min, real.tiny, np.inf]], dtype=dtype)
+    integer = np.iinfo(dtype)
+    return np.array([[0, 1, integer.max], [integer.min, integer.max - 1, 7]], dtype=dtype)
 
 
-@pytest.mark.parametrize("datatype", NUMERIC)
-def test_raw_round_trip_through_tritonclient(datatype: str) -> None:
-    dtype = tensors.DATATYPES[datatype][0]
-    array = (np.arange(24) % 7).astype(dtype).reshape(2, 3, 4)
-    decoded = tensors.decode_request_inputs(_request_from_tritonclient(array, datatype))
-    np.testing.assert_array_equal(decoded["x"], array)
-    assert decoded["x"].dtype == dtype
+def tritonclient_request(**arrays: tuple[np.ndarray, str]) -> pb.ModelInferRequest:
+    """The request tritonclient.grpc's ``infer`` would send for these inputs, parsed by our stubs."""
+    inputs = []
+    for name, (array, datatype) in arrays.items():
+        infer_input = tc.InferInput(name, list(array.shape), datatype)
+        infer_input.set_data_from_numpy(array)
+        inputs.append(infer_input)
+    request = tc_utils._get_inference_request(
+        model_name="m", inputs=inputs, model_version="", request_id="", outputs=None, sequence_id=0,
+        sequence_start=False, sequence_end=False, priority=0, timeout=None, parameters=None,
+    )  # fmt: skip
+    return pb.ModelInferRequest.FromString(request.SerializeToString())
 
 
-@pytest.mark.parametrize("datatype", [d for d in NUMERIC if d != "FP16"])
-def test_typed_contents(datatype: str) -> None:
-    dtype, field = tensors.DATATYPES[datatype]
-    array = (np.arange(6) % 5).astype(dtype).reshape(2, 3)
-    tensor = pb.ModelInferRequest.InferInputTensor(name="x", datatype=datatype, shape=[2, 3])
-    getattr(tensor.contents, field).extend(array.reshape(-1).tolist())
-    decoded = tensors.decode_request_inputs(pb.ModelInferRequest(inputs=[tensor]))
-    np.testing.assert_array_equal(decoded["x"], array)
-    assert decoded["x"].dtype == dtype
+def tritonclient_reads(tensor: pb.ModelInferResponse.InferOutputTensor, raw: bytes) -> np.ndarray:
+    """What ``InferResult.as_numpy`` returns to a tritonclient user for this output."""
+    response = pb.ModelInferResponse(model_name="m", outputs=[tensor], raw_output_contents=[raw])
+    result = tc.InferResult(triton.ModelInferResponse.FromString(response.SerializeToString()))
+    array = result.as_numpy(tensor.name)
+    assert array is not None
+    return array
 
 
-def test_bytes_both_ways() -> None:
-    array = np.array([[b"a", b""], [b"hello", b"\x00\xff"]], dtype=object)
-    decoded = tensors.decode_request_inputs(_request_from_tritonclient(array, "BYTES"))
+def input_tensor(datatype: str, shape: list[int], **contents: list) -> pb.ModelInferRequest.InferInputTensor:
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype=datatype, shape=shape)
+    for field, values in contents.items():
+        getattr(tensor.contents, field).extend(values)
+    return tensor
+
+
+# -- the datatype table ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("datatype", ALL)
+def test_datatypes_agree_with_tritonclient(datatype: str) -> None:
+    dtype = tensors.DATATYPES[datatype].dtype
+    assert dtype == np.dtype(triton_to_np_dtype(datatype))
+    assert tensors.v2_datatype(dtype) == np_to_triton_dtype(dtype) == datatype
+
+
+def test_contents_fields() -> None:
+    fields = {name: spec.field for name, spec in tensors.DATATYPES.items()}
+    assert fields == {
+        "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+        "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+        "INT64": "int64_contents", "FP16": "", "FP32": "fp32_contents", "FP64": "fp64_contents",
+        "BYTES": "bytes_contents",
+    }  # fmt: skip
+    assert set(tensors.CONTENTS_FIELDS) == {f.name for f in pb.InferTensorContents.DESCRIPTOR.fields}
+
+
+def test_v2_datatype_of_other_dtypes() -> None:
+    assert tensors.v2_datatype(np.dtype(">f4")) == "FP32"
+    assert tensors.v2_datatype(np.dtype("U5")) == tensors.v2_datatype(np.dtype("S5")) == "BYTES"
+    with pytest.raises(ValueError, match="numpy dtype complex64 has no V2 datatype"):
+        tensors.v2_datatype(np.dtype(np.complex64))
+
+
+# -- decoding what clients send --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("datatype", ALL)
+def test_raw_inputs_from_tritonclient(datatype: str) -> None:
+    array = sample(datatype)
+    decoded = tensors.decode_request_inputs(tritonclient_request(x=(array, datatype)))
+    assert list(decoded) == ["x"]
+    assert decoded["x"].dtype == tensors.DATATYPES[datatype].dtype
+    assert decoded["x"].shape == (2, 3)
     assert decoded["x"].tolist() == array.tolist()
-    typed = pb.ModelInferRequest.InferInputTensor(name="x", datatype="BYTES", shape=[2, 2])
-    typed.contents.bytes_contents.extend(array.reshape(-1).tolist())
-    assert tensors.decode_input(typed, None).tolist() == array.tolist()
-    tensor, raw = tensors.encode_output("y", array)
-    assert tensor.datatype == "BYTES" and list(tensor.shape) == [2, 2]
-    assert deserialize_bytes_tensor(raw).tolist() == [b"a", b"", b"hello", b"\x00\xff"]
 
 
-def test_encode_output_is_little_endian_raw() -> None:
-    array = np.arange(6, dtype=np.float32).reshape(2, 3)
-    tensor, raw = tensors.encode_output("logits", array)
-    assert (tensor.name, tensor.datatype, list(tensor.shape)) == ("logits", "FP32", [2, 3])
-    np.testing.assert_array_equal(np.frombuffer(raw, "<f4").reshape(2, 3), array)
+def test_several_raw_inputs_pair_in_order() -> None:
+    request = tritonclient_request(
+        a=(sample("FP32"), "FP32"), b=(sample("BYTES"), "BYTES"), c=(np.zeros((0, 4), np.uint8), "UINT8")
+    )
+    decoded = tensors.decode_request_inputs(request)
+    assert list(decoded) == ["a", "b", "c"]
+    assert decoded["a"].tolist() == sample("FP32").tolist()
+    assert decoded["b"].tolist() == sample("BYTES").tolist()
+    assert decoded["c"].shape == (0, 4) and decoded["c"].dtype == np.uint8
 
 
-def _tensor(**kw: object) -> pb.ModelInferRequest.InferInputTensor:
-    return pb.ModelInferRequest.InferInputTensor(name="input", **kw)  # type: ignore[arg-type]
+@pytest.mark.parametrize("datatype", TYPED)
+def test_typed_contents(datatype: str) -> None:
+    array = sample(datatype)
+    tensor = input_tensor(datatype, [2, 3], **{tensors.DATATYPES[datatype].field: array.reshape(-1).tolist()})
+    decoded = tensors.decode_request_inputs(pb.ModelInferRequest(inputs=[tensor]))["input"]
+    assert decoded.dtype == tensors.DATATYPES[datatype].dtype
+    assert decoded.tolist() == array.tolist()
 
 
-@pytest.mark.parametrize(
-    ("tensor", "raw", "message"),
-    [
-        (_tensor(datatype="FP33", shape=[1]), None, "input 'input': datatype 'FP33' is not a V2 datatype"),
-        (_tensor(datatype="FP32", shape=[1, -2]), None, "input 'input': shape [1, -2] has a negative dimension"),
-        (
-            _tensor(datatype="FP32", shape=[1, 3, 224, 224]),
-            b"\x00" * 602111,
-            "input 'input': raw_input_contents has 602111 bytes, expected 602112 for shape [1, 3, 224, 224] FP32",
-        ),
-        (
-            _tensor(datatype="FP32", shape=[2, 2], contents=pb.InferTensorContents(fp32_contents=[1, 2, 3])),
-            None,
-            "input 'input': contents.fp32_contents has 3 elements, expected 4 for shape [2, 2]",
-        ),
-        (
-            _tensor(datatype="FP32", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1])),
-            b"\x00" * 4,
-            "input 'input': give either contents or raw_input_contents, not both",
-        ),
-        (_tensor(datatype="FP16", shape=[1]), None, "input 'input': FP16 can only be sent in raw_input_contents"),
-        (_tensor(datatype="BYTES", shape=[2]), b"\x05\x00\x00\x00ab", "raw BYTES element 0 runs past the end"),
-    ],
-)
-def test_bad_tensors_name_the_field(
+def test_raw_numeric_inputs_are_read_only_views_of_the_request() -> None:
+    raw = np.arange(6, dtype="<f4").tobytes()
+    decoded = tensors.decode_input(input_tensor("FP32", [2, 3]), raw)
+    assert np.shares_memory(decoded, np.frombuffer(raw, np.uint8))
+    assert not decoded.flags.writeable
+
+
+def test_raw_bool_is_any_non_zero_byte() -> None:
+    decoded = tensors.decode_input(input_tensor("BOOL", [3]), b"\x00\x01\x02")
+    assert decoded.dtype == np.bool_ and decoded.tolist() == [False, True, True]
+    assert decoded.view(np.uint8).tolist() == [0, 1, 1]
+
+
+def test_bytes_elements_stay_bytes_objects() -> None:
+    raw = tensors.pack_bytes([b"ab", b"cd"])
+    decoded = tensors.decode_input(input_tensor("BYTES", [2]), raw)
+    assert decoded.dtype == object and decoded.tolist() == [b"ab", b"cd"]
+    typed = tensors.decode_input(input_tensor("BYTES", [1, 2], bytes_contents=[b"ab", b"cd"]), None)
+    assert typed.shape == (1, 2) and typed.tolist() == [[b"ab", b"cd"]]
+
+
+def test_empty_tensors_need_no_data() -> None:
+    assert tensors.decode_input(input_tensor("FP32", [0, 3]), None).shape == (0, 3)
+    assert tensors.decode_input(input_tensor("BYTES", [2, 0]), b"").shape == (2, 0)
+
+
+# -- refusals name the field and the expectation ---------------------------------------------------
+
+BAD_INPUTS = [
+    pytest.param(input_tensor("FP33", [1]), None,
+                 "input 'input': datatype 'FP33' is not a V2 datatype (one of BOOL, UINT8,", id="datatype"),
+    pytest.param(input_tensor("FP32", [1, -1]), b"",
+                 "input 'input': shape [1, -1] has a negative dimension; dimensions are >= 0", id="negative-dim"),
+    pytest.param(input_tensor("FP32", [1, 3, 224, 224]), b"\x00" * 602111,
+                 "input 'input': raw_input_contents has 602111 bytes, expected 602112 for shape [1, 3, 224, 224] FP32",
+                 id="raw-size"),
+    pytest.param(input_tensor("INT64", [2**40, 2**40]), b"\x00" * 8,
+                 f"input 'input': raw_input_contents has 8 bytes, expected {2**83} for shape", id="raw-size-huge"),
+    pytest.param(input_tensor("FP32", [2, 2], fp32_contents=[1, 2, 3]), None,
+                 "input 'input': contents.fp32_contents has 3 elements, expected 4 for shape [2, 2]",
+                 id="contents-count"),
+    pytest.param(input_tensor("FP32", [2]), None,
+                 "input 'input': no data; expected 2 elements in contents.fp32_contents or a raw_input_contents entry",
+                 id="no-data"),
+    pytest.param(input_tensor("FP32", [1], fp32_contents=[1]), b"\x00" * 4,
+                 "input 'input': data given twice, in contents.fp32_contents and in raw_input_contents; send one",
+                 id="both"),
+    pytest.param(input_tensor("FP32", [2], int_contents=[1, 2]), None,
+                 "input 'input': FP32 data goes in contents.fp32_contents, not contents.int_contents",
+                 id="wrong-field"),
+    pytest.param(input_tensor("FP16", [1]), None,
+                 "input 'input': FP16 has no contents field; send it in raw_input_contents", id="fp16-contents"),
+    pytest.param(input_tensor("INT8", [3], int_contents=[1, -128, 300]), None,
+                 "input 'input': contents.int_contents[2] is 300, outside INT8's range [-128, 127]",
+                 id="int8-range"),
+    pytest.param(input_tensor("UINT16", [2], uint_contents=[65536, 1]), None,
+                 "input 'input': contents.uint_contents[0] is 65536, outside UINT16's range [0, 65535]",
+                 id="uint16-range"),
+    pytest.param(input_tensor("FP32", [1] * 70), b"\x00" * 4,
+                 "input 'input': shape [1, 1, 1,", id="too-many-dims"),
+    pytest.param(input_tensor("BYTES", [2**40, 2**40]), b"\x00" * 8,
+                 f"input 'input': raw_input_contents has 8 bytes, too few for {2**80} BYTES elements "
+                 "of at least 4 bytes each (their length prefixes)", id="bytes-huge-shape"),
+    pytest.param(input_tensor("BYTES", [2]), b"\x03\x00\x00\x00abc\x01\x00",
+                 "input 'input': raw_input_contents ends at byte 9 before BYTES element 1 of 2; "
+                 "each element is a 4-byte little-endian length, then that many bytes", id="bytes-prefix"),
+    pytest.param(input_tensor("BYTES", [1]), b"\x05\x00\x00\x00ab",
+                 "input 'input': raw_input_contents BYTES element 0 claims 5 bytes, only 2 are left",
+                 id="bytes-past-end"),
+    pytest.param(input_tensor("BYTES", [1]), b"\x01\x00\x00\x00ab",
+                 "input 'input': raw_input_contents has 1 bytes left after the 1 BYTES elements the shape holds",
+                 id="bytes-left-over"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("tensor", "raw", "message"), BAD_INPUTS)
+def test_bad_inputs_name_the_field(
     tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None, message: str
 ) -> None:
     with pytest.raises(errors.InvalidArgument) as info:
         tensors.decode_input(tensor, raw)
-    assert message in str(info.value)
+    assert message in info.value.message
+    assert info.value.code.name == "INVALID_ARGUMENT"
 
 
-def test_raw_entries_must_pair_with_inputs() -> None:
-    request = pb.ModelInferRequest(inputs=[_tensor(datatype="FP32", shape=[1]), _tensor(datatype="FP32", shape=[1])])
+def test_raw_entries_pair_one_to_one_with_inputs() -> None:
+    request = pb.ModelInferRequest(inputs=[input_tensor("FP32", [1]), input_tensor("FP32", [1])])
     request.inputs[1].name = "other"
     request.raw_input_contents.append(b"\x00" * 4)
-    with pytest.raises(errors.InvalidArgument, match=r"raw_input_contents has 1 entries, expected one per input \(2\)"):
+    with pytest.raises(errors.InvalidArgument) as info:
         tensors.decode_request_inputs(request)
-    request.raw_input_contents.append(b"\x00" * 4)
-    request.inputs[1].name = "input"
-    with pytest.raises(errors.InvalidArgument, match="inputs: 'input' given twice"):
-        tensors.decode_request_inputs(request)
+    assert info.value.message == "raw_input_contents has 1 entries, expected one per input (2 inputs)"
 
 
-def test_classification_strings_are_tritons() -> None:
-    scores = np.array([[0.1, 2.5, -1.0, 2.25], [3.0, 0.0, 1.0, 2.0]], dtype=np.float32)
-    top = tensors.classify(scores, 2, ["a", "b", "c", "d"])
-    assert top.tolist() == [[b"2.5:1:b", b"2.25:3:d"], [b"3:0:a", b"2:3:d"]]
-    assert tensors.classify(scores, 1).tolist() == [[b"2.5:1"], [b"3:0"]]
+def test_an_input_given_twice_is_refused() -> None:
+    request = pb.ModelInferRequest(inputs=[input_tensor("FP32", [1]), input_tensor("FP32", [1])])
+    request.raw_input_contents.extend([b"\x00" * 4, b"\x00" * 4])
+    with pytest.raises(errors.InvalidArgument) as info:
+        tensors.decode_request_inputs(request)
+    assert info.value.message == "inputs[1]: input 'input' is given more than once"
+
+
+# -- encoding outputs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("datatype", ALL)
+def test_outputs_read_back_by_tritonclient(datatype: str) -> None:
+    array = sample(datatype)
+    tensor, raw = tensors.encode_output("y", array)
+    assert (tensor.name, tensor.datatype, list(tensor.shape)) == ("y", datatype, [2, 3])
+    assert not tensor.HasField("contents")
+    read = tritonclient_reads(tensor, raw)
+    assert read.dtype == tensors.DATATYPES[datatype].dtype
+    assert read.tolist() == array.tolist()
+
+
+def test_outputs_are_little_endian_whatever_the_array() -> None:
+    array = np.arange(6, dtype=">f4").reshape(2, 3)[:, ::2]  # big-endian and not contiguous
+    tensor, raw = tensors.encode_output("y", array)
+    assert tensor.datatype == "FP32" and list(tensor.shape) == [2, 2]
+    assert raw == np.array([[0, 2], [3, 5]], dtype="<f4").tobytes()
+
+
+def test_string_outputs_are_bytes() -> None:
+    tensor, raw = tensors.encode_output("y", np.array(["a", "é"]))
+    assert tensor.datatype == "BYTES"
+    assert tritonclient_reads(tensor, raw).tolist() == [b"a", "é".encode()]
+
+
+def test_pack_bytes_is_tritonclients_serialization() -> None:
+    items = np.array([b"ab", "é", 3, b""], dtype=object)
+    assert tensors.pack_bytes(items) == serialize_byte_tensor(items).item()
+
+
+def test_an_output_dtype_v2_cannot_carry_is_internal() -> None:
+    with pytest.raises(errors.Internal, match="output 'y': numpy dtype complex64 has no V2 datatype"):
+        tensors.encode_output("y", np.zeros(2, np.complex64))
+
+
+# -- classification --------------------------------------------------------------------------------
+
+
+def test_classification_is_top_k_in_tritons_format() -> None:
+    scores = np.array([[0.1, 12.3456, -1.0, 2.25], [3.0, 0.0, 1.0, 2.0]], dtype=np.float32)
+    top = tensors.classify(scores, 2, ["cat", "dog", "bird", "fish"])
+    assert top.tolist() == [
+        [b"12.345600:1:dog", b"2.250000:3:fish"],
+        [b"3.000000:0:cat", b"2.000000:3:fish"],
+    ]
+
+
+def test_classification_without_labels_and_k_past_the_classes() -> None:
+    scores = np.array([[0.5, 1e-7, -2.0]], dtype=np.float64)
+    assert tensors.classify(scores, 5).tolist() == [[b"0.500000:0", b"0.000000:1", b"-2.000000:2"]]
+
+
+def test_classification_labels_only_where_there_is_one() -> None:
+    # Triton leaves the label off where the labels file has none for that class.
+    top = tensors.classify(np.array([[1.0, 3.0, 2.0]]), 3, ["a", ""])
+    assert top.tolist() == [[b"3.000000:1", b"2.000000:2", b"1.000000:0:a"]]
+
+
+def test_classification_ties_keep_index_order_and_nan_comes_last() -> None:
+    scores = np.array([[1.0, np.nan, 2.0, 2.0, 1.0]], dtype=np.float32)
+    indices = [int(item.split(b":")[1]) for item in tensors.classify(scores, 5)[0]]
+    assert indices == [2, 3, 0, 4, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint64])
+def test_classification_of_integer_scores(dtype: type[np.integer]) -> None:
+    info = np.iinfo(dtype)
+    scores: np.ndarray = np.array([[0, info.max, 7, info.max, info.min]], dtype=dtype)
+    top = tensors.classify(scores, 4)
+    assert top.tolist() == [[f"{info.max}:1".encode(), f"{info.max}:3".encode(), b"7:2", b"0:0"]]
+
+
+def test_classification_read_by_tritonclient() -> None:
+    scores = np.array([[0.25, 0.75], [0.9, 0.1]], dtype=np.float32)
+    tensor, raw = tensors.encode_output("probs", tensors.classify(scores, 1, ["no", "yes"]))
+    assert tensor.datatype == "BYTES" and list(tensor.shape) == [2, 1]
+    read = tritonclient_reads(tensor, raw)
+    assert [item.decode().split(":") for item in read[:, 0]] == [["0.750000", "1", "yes"], ["0.900000", "0", "no"]]
+
+
+@pytest.mark.parametrize(
+    ("scores", "k", "message"),
+    [
+        (np.zeros(3), 1, "classification needs scores shaped [batch, classes], got [3]"),
+        (np.zeros((1, 3), bool), 1, "classification needs numeric scores, got dtype bool"),
+        (np.zeros((1, 3)), 0, "classification needs a class count >= 1, got 0"),
+    ],
+)
+def test_classification_refusals(scores: np.ndarray, k: int, message: str) -> None:
+    with pytest.raises(errors.InvalidArgument) as info:
+        tensors.classify(scores, k)
+    assert info.value.message == message

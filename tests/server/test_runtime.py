@@ -1,0 +1,233 @@
+"""ONNX Runtime sessions: parity with a bare session, concurrency, warm-up, provider choice, refusals.
+
+Nothing here asserts on time. On a CPU-only machine (CI), ``device="auto"`` must pick the CPU
+without ONNX Runtime's CUDA error lines, and ``device="cuda"`` must refuse loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from server import errors, runtime
+from server.repository import ModelConfig, load_entry
+from server.runtime import CPU, CUDA, GraphMismatch, ModelRunner, RuntimeUnavailable
+
+CUDA_WORKS_HERE = CUDA in ort.get_available_providers() and runtime.gpu_present()
+
+
+@pytest.fixture(scope="module")
+def resnet(exported_repo: Path) -> ModelConfig:
+    return load_entry(exported_repo / "cifar_resnet20")
+
+
+@pytest.fixture(scope="module")
+def reference(resnet: ModelConfig) -> ort.InferenceSession:
+    """A bare session on the same file: what the runner must reproduce."""
+    return ort.InferenceSession(str(resnet.onnx_path), providers=[CPU])
+
+
+@pytest.fixture
+def runner(resnet: ModelConfig) -> Iterator[ModelRunner]:
+    r = ModelRunner(resnet, device="cpu", instances=2)
+    yield r
+    r.close()
+
+
+def images(batch: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, 3, 32, 32), dtype=np.float32)
+
+
+def test_results_equal_a_bare_session(resnet: ModelConfig, reference: ort.InferenceSession) -> None:
+    runner = ModelRunner(resnet, device="auto")
+    try:
+        x = images(5, seed=1)
+        result = asyncio.run(runner.run({"input": x}))
+    finally:
+        runner.close()
+    (expected,) = reference.run(["logits"], {"input": x})
+    assert list(result.outputs) == ["logits"]
+    np.testing.assert_allclose(result.outputs["logits"], expected, rtol=0, atol=1e-6)
+    assert result.compute_seconds >= 0
+
+
+class SessionSpy:
+    """Wraps every session's ``run``: records batch sizes, and how many threads used it at once."""
+
+    def __init__(self, runner: ModelRunner) -> None:
+        self.sizes: dict[int, list[int]] = {i: [] for i in range(len(runner.sessions))}
+        self.most_at_once = 0
+        self._busy = [0] * len(runner.sessions)
+        self._lock = threading.Lock()
+        for i, session in enumerate(runner.sessions):
+            session.run = self._wrap(i, session.run)
+
+    def _wrap(self, index: int, run: Any) -> Any:
+        def spy(names: Any, feeds: dict[str, np.ndarray], *args: Any) -> Any:
+            with self._lock:
+                self._busy[index] += 1
+                self.most_at_once = max(self.most_at_once, self._busy[index])
+                self.sizes[index].append(next(iter(feeds.values())).shape[0])
+            try:
+                return run(names, feeds, *args)
+            finally:
+                with self._lock:
+                    self._busy[index] -= 1
+
+        return spy
+
+
+def test_concurrent_runs_on_two_instances(runner: ModelRunner, reference: ort.InferenceSession) -> None:
+    spy = SessionSpy(runner)
+    batches = [images(1 + i % 4, seed=i) for i in range(8)]
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(runner.run({"input": x}) for x in batches))
+
+    results = asyncio.run(main())
+    for x, result in zip(batches, results, strict=True):
+        (expected,) = reference.run(["logits"], {"input": x})
+        np.testing.assert_allclose(result.outputs["logits"], expected, rtol=0, atol=1e-6)
+    assert sum(len(s) for s in spy.sizes.values()) == 8
+    assert spy.most_at_once == 1  # a session is never shared by two worker threads
+
+
+def test_warmup_runs_every_size_on_every_session(runner: ModelRunner) -> None:
+    spy = SessionSpy(runner)
+    warmed = asyncio.run(runner.warmup([8, 1, 4, 4]))
+    assert sorted(warmed) == [1, 4, 8]
+    assert spy.sizes == {0: [1, 4, 8], 1: [1, 4, 8]}
+    with pytest.raises(ValueError, match=r"warm-up batch sizes \[0, 1\] must be 1 to"):
+        asyncio.run(runner.warmup([0, 1]))
+
+
+def test_provider_is_the_cpu_here(resnet: ModelConfig) -> None:
+    for device in ("auto", "cpu"):
+        runner = ModelRunner(resnet, device=device)
+        runner.close()
+        expected = CUDA if device == "auto" and CUDA_WORKS_HERE else CPU
+        assert runner.provider == expected and runner.providers[0] == expected
+
+
+@pytest.mark.skipif(CUDA_WORKS_HERE, reason="a usable GPU is present")
+def test_device_cuda_refuses_a_machine_without_a_gpu(resnet: ModelConfig) -> None:
+    missing = (
+        r"--device cuda: (this onnxruntime build .* has no CUDAExecutionProvider|no NVIDIA driver|the NVIDIA driver)"
+    )
+    with pytest.raises(RuntimeUnavailable, match=missing):
+        runtime.providers_for("cuda")
+    with pytest.raises(RuntimeUnavailable, match=missing):
+        ModelRunner(resnet, device="cuda")
+
+
+@pytest.mark.skipif(
+    CUDA_WORKS_HERE or CUDA not in ort.get_available_providers(),
+    reason="needs the onnxruntime-gpu wheel on a machine where CUDA cannot load",
+)
+def test_a_cuda_provider_that_falls_back_is_caught(
+    resnet: ModelConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pretend a driver is present: ONNX Runtime then asks for CUDA, cannot load it, and falls back."""
+    monkeypatch.setattr(runtime, "gpu_present", lambda: True)
+    monkeypatch.setattr(runtime, "_preload_cuda_libraries", lambda: None)
+    assert runtime.providers_for("auto") == [CUDA, CPU]
+    with pytest.raises(RuntimeUnavailable, match=r"--device cuda: cifar_resnet20 fell back to CPUExecutionProvider"):
+        ModelRunner(resnet, device="cuda")
+    with caplog.at_level(logging.WARNING, logger="cnnserve.runtime"):
+        runner = ModelRunner(resnet, device="auto")
+    runner.close()
+    assert runner.provider == CPU
+    assert "CUDA was requested but ONNX Runtime fell back to CPUExecutionProvider" in caplog.text
+
+
+def test_device_auto_prints_no_onnxruntime_errors(resnet: ModelConfig) -> None:
+    """In a fresh process, as the server starts: nothing on stderr, in particular no CUDA ERROR."""
+    script = f"""
+import asyncio, numpy as np
+from server.repository import load_entry
+from server.runtime import ModelRunner
+runner = ModelRunner(load_entry({str(resnet.onnx_path.parent.parent)!r}), device="auto")
+asyncio.run(runner.warmup([1, 2]))
+print(runner.provider)
+runner.close()
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == (CUDA if CUDA_WORKS_HERE else CPU)
+    assert "[E:onnxruntime" not in run.stderr and "[W:onnxruntime" not in run.stderr
+    if not CUDA_WORKS_HERE:
+        assert run.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"inputs": ("name", "pixels")},
+            r"config\.json names inputs \['pixels'\], but the ONNX graph's inputs are \['input'\]",
+        ),
+        (
+            {"outputs": ("name", "probabilities")},
+            r"config\.json names outputs \['probabilities'\], but the ONNX graph's outputs are \['logits'\]",
+        ),
+        ({"inputs": ("datatype", "UINT8")}, r"input 'input' is tensor\(float\) in the graph, config\.json says UINT8"),
+        ({"inputs": ("shape", (3, 28, 28))}, r"input 'input' has item shape \[3, 32, 32\] in the graph"),
+        ({"inputs": ("shape", (3, 32))}, r"input 'input' has shape \['batch', 3, 32, 32\] in the graph"),
+        ({"outputs": ("shape", (1000,))}, r"output 'logits' has item shape \[10\] in the graph, config\.json says"),
+    ],
+)
+def test_config_that_does_not_match_the_graph_is_refused(
+    resnet: ModelConfig, change: dict[str, tuple[str, Any]], message: str
+) -> None:
+    ((side, (field, value)),) = change.items()
+    specs = getattr(resnet, side)
+    replaced: dict[str, Any] = {side: (dataclasses.replace(specs[0], **{field: value}),)}
+    config = dataclasses.replace(resnet, **replaced)
+    with pytest.raises(GraphMismatch, match=message) as info:
+        ModelRunner(config, device="cpu")
+    assert str(resnet.onnx_path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"pixels": images(1, 0)}, r"expected inputs \['input'\], got \['pixels'\]"),
+        (
+            {"input": images(1, 0).astype(np.float64)},
+            r"input 'input' must be float32 \[batch, 3, 32, 32\], got float64",
+        ),
+        ({"input": images(1, 0)[0]}, r"must be float32 \[batch, 3, 32, 32\], got float32 \[3, 32, 32\]"),
+        ({"input": np.zeros((0, 3, 32, 32), np.float32)}, r"batch size must be 1 to \d+, got 0"),
+    ],
+)
+def test_malformed_batches_are_invalid_arguments(runner: ModelRunner, inputs: dict[str, Any], message: str) -> None:
+    with pytest.raises(errors.InvalidArgument, match=message):
+        asyncio.run(runner.run(inputs))
+
+
+def test_batch_above_max_batch_size_is_refused(resnet: ModelConfig) -> None:
+    small = dataclasses.replace(resnet, max_batch_size=2)
+    runner = ModelRunner(small, device="cpu")
+    try:
+        with pytest.raises(errors.InvalidArgument, match=r"batch size must be 1 to 2, got 3"):
+            asyncio.run(runner.run({"input": images(3, 0)}))
+    finally:
+        runner.close()
+
+
+def test_run_after_close_is_unavailable(runner: ModelRunner) -> None:
+    runner.close()
+    with pytest.raises(errors.Unavailable, match=r"model 'cifar_resnet20' is shut down"):
+        asyncio.run(runner.run({"input": images(1, 0)}))
+    runner.close()  # closing twice is harmless
