@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=ROOT / "exported")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("server_args", nargs="*", help="extra `cnnserve serve` flags, after --")
     args = parser.parse_args()
     ensure_exported(args.repo, "lenet5")
     x = np.random.default_rng(0).random((1, 1, 32, 32), dtype=np.float32)
@@ -62,7 +63,7 @@ def main() -> None:
     with running_echo(reply_floats=10) as address:
         echo, echo_single = measure(address, request, args.concurrency, args.seconds)
     progress(f"cnnserve, lenet5: {args.concurrency} callers, then 1")
-    with running_server(args.repo, "--model", "lenet5") as address:
+    with running_server(args.repo, "--model", "lenet5", *args.server_args) as address:
         served, served_single = measure(address, request, args.concurrency, args.seconds)
 
     print(f"payload {request.ByteSize():,} bytes per request, reply 10 float32")

@@ -19,8 +19,19 @@ import onnxruntime as ort
 from bench.common import ROOT, closed_loop, ensure_exported, infer_request, progress, running_server
 
 
-def raw_throughput(path: Path, input_name: str, shape: tuple[int, ...], batch: int, seconds: float) -> float:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def raw_session(path: Path, device: str) -> ort.InferenceSession:
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda":
+        ort.preload_dlls()
+        providers.insert(0, "CUDAExecutionProvider")
+    session = ort.InferenceSession(str(path), providers=providers)
+    if session.get_providers()[0] != providers[0]:
+        raise SystemExit(f"raw ONNX Runtime fell back to {session.get_providers()[0]}")
+    return session
+
+
+def raw_throughput(session: ort.InferenceSession, input_name: str, shape: tuple[int, ...], batch: int,
+                   seconds: float) -> float:  # fmt: skip
     x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
     session.run(None, {input_name: x})  # warm-up: first-run allocations
     done = 0
@@ -38,6 +49,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batches", default="1,4,8,16")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="for both raw and server")
+    parser.add_argument("server_args", nargs="*", help="extra `cnnserve serve` flags, after --")
     args = parser.parse_args()
     ensure_exported(args.repo, args.model)
     import json
@@ -49,18 +62,19 @@ def main() -> None:
 
     progress(f"raw ONNX Runtime, {args.model}, batch sizes {args.batches}")
     raw = {}
+    session = raw_session(onnx_path, args.device)
     for batch in (int(b) for b in args.batches.split(",")):
-        raw[batch] = raw_throughput(onnx_path, spec["name"], shape, batch, args.seconds / 2)
+        raw[batch] = raw_throughput(session, spec["name"], shape, batch, args.seconds / 2)
         progress(f"  batch {batch}: {raw[batch]:,.1f} img/s")
     best_batch = max(raw, key=lambda b: raw[b])
 
     progress(f"server, {args.model}, {args.concurrency} callers of one image each")
     x = np.random.default_rng(1).standard_normal((1, *shape), dtype=np.float32)
-    with running_server(args.repo, "--model", args.model) as address:
+    with running_server(args.repo, "--model", args.model, "--device", args.device, *args.server_args) as address:
         result = closed_loop(address, infer_request(args.model, spec["name"], x),
                              concurrency=args.concurrency, seconds=args.seconds)  # fmt: skip
     ratio = result.items_per_second / raw[best_batch]
-    print(f"model {args.model}, input {list(shape)} float32, {ort.get_device()} ({args.concurrency} callers)")
+    print(f"model {args.model}, input {list(shape)} float32, {session.get_providers()[0]}")
     print(f"raw ONNX Runtime, best batch {best_batch}: {raw[best_batch]:,.1f} img/s")
     print(f"server, concurrency {args.concurrency}:      {result.items_per_second:,.1f} img/s "
           f"(p50 {result.percentile(50) * 1e3:.1f} ms, p99 {result.percentile(99) * 1e3:.1f} ms)")  # fmt: skip

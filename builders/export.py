@@ -261,7 +261,8 @@ def export(
     started = time.perf_counter()
     spec = registry.get(name)
     options = dict(options or {})
-    entry = entry_name or spec.name
+    # An alias names the entry as the user wrote it: `export vgg16` serves a model called vgg16.
+    entry = entry_name or registry.canonical_or_alias(name)
     repo = Path(repo)
     try:
         repo.mkdir(parents=True, exist_ok=True)

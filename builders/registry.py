@@ -141,6 +141,13 @@ def get(name: str) -> ArchSpec:
     return _REGISTRY[key]
 
 
+def canonical_or_alias(name: str) -> str:
+    """``name`` normalised as :func:`get` reads it, kept as an alias where it is one."""
+    key = name.strip().lower().replace("-", "_")
+    get(key)  # unknown names fail here, listing the valid ones
+    return key
+
+
 def build(name: str, **options: Any) -> nn.Module:
     """Build ``name`` in eval mode with random (seeded by the caller) weights."""
     return get(name).build(**options).eval()

@@ -121,8 +121,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     results = []
     total = len(specs)
-    for i, spec in enumerate(specs, 1):
-        entry = args.name or spec.name
+    for i, (given, spec) in enumerate(zip(args.names, specs, strict=True), 1):
+        entry = args.name or builders.registry.canonical_or_alias(given)
         if args.if_missing and (repo / entry / "config.json").is_file():
             _progress(f"[{i}/{total}] {entry}: already in {repo}/, kept (--if-missing)")
             continue
@@ -132,7 +132,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             _progress(f"[{i}/{total}] {entry}: {step} ({time.perf_counter() - started:.1f}s)")
 
         result = export(
-            spec.name,
+            given,
             repo,
             opset=args.opset,
             checkpoint=args.checkpoint,

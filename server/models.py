@@ -103,6 +103,7 @@ class ModelManager:
                 intra_op_threads=self.settings.intra_op_threads,
                 inter_op_threads=self.settings.inter_op_threads,
                 instances=self.settings.instances,
+                spinning=self.settings.ort_spinning == "on",
             )
         except Exception as exc:
             self._fail(model, f"{type(exc).__name__}: {exc}")

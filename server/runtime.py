@@ -150,6 +150,7 @@ class ModelRunner:
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
         instances: int = 1,
+        spinning: bool = False,
     ) -> None:
         if instances < 1:
             raise ValueError(f"instances must be at least 1, got {instances}")
@@ -161,6 +162,8 @@ class ModelRunner:
         # Errors only: ONNX Runtime warns, for example, about every shape node it keeps on the CPU
         # next to CUDA. Fallbacks that matter are reported by this module instead.
         options.log_severity_level = 3
+        # Spinning intra-op threads burn the cores the event loop needs between runs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         # One session first: a graph or provider refusal should not cost `instances` loads of a big model.
         first = ort.InferenceSession(str(config.onnx_path), options, providers=requested)
         check_graph(config, first)

@@ -107,3 +107,11 @@ def test_export_into_an_unwritable_place(tmp_path: Path) -> None:
     run = cnnserve("export", "lenet5", "--repo", str(tmp_path / "file" / "repo"))
     assert run.returncode == 1
     assert "cnnserve export: error: cannot write to repository" in run.stderr
+
+
+def test_an_alias_names_the_entry_as_written(tmp_path: Path) -> None:
+    run = cnnserve("export", "VGG11", "--repo", str(tmp_path), "--json")
+    assert run.returncode == 0, run.stderr
+    (entry,) = json.loads(run.stdout)
+    assert (entry["name"], entry["architecture"]) == ("vgg11", "vgg_a")
+    assert (tmp_path / "vgg11" / "1" / "model.onnx").is_file()

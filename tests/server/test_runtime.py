@@ -231,3 +231,13 @@ def test_run_after_close_is_unavailable(runner: ModelRunner) -> None:
     with pytest.raises(errors.Unavailable, match=r"model 'cifar_resnet20' is shut down"):
         asyncio.run(runner.run({"input": images(1, 0)}))
     runner.close()  # closing twice is harmless
+
+
+@pytest.mark.parametrize(("spinning", "entry"), [(False, "0"), (True, "1")])
+def test_spinning_is_a_session_option(resnet: ModelConfig, spinning: bool, entry: str) -> None:
+    runner = ModelRunner(resnet, spinning=spinning)
+    try:
+        options = runner.sessions[0].get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+    finally:
+        runner.close()

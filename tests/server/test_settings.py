@@ -23,7 +23,7 @@ def load(*flags: str, **env: str) -> Settings:
 def test_defaults() -> None:
     s = Settings()
     assert (s.repo, s.host, s.grpc_port, s.metrics_port, s.device) == ("exported", "0.0.0.0", 8001, 8002, "auto")
-    assert (s.intra_op_threads, s.inter_op_threads, s.instances) == (0, 0, 1)
+    assert (s.intra_op_threads, s.inter_op_threads, s.instances, s.ort_spinning) == (0, 0, 1, "off")
     assert (s.max_batch_size, s.max_queue_delay_us, s.max_queue_size) == (None, None, None)
     assert s.max_message_bytes == 64 * 1024 * 1024
     assert (s.grace_seconds, s.log_level, s.models) == (10.0, "info", ())
@@ -40,6 +40,7 @@ ENV = [
     ("CNNSERVE_INTRA_OP_THREADS", "4", "intra_op_threads", 4),
     ("CNNSERVE_INTER_OP_THREADS", "2", "inter_op_threads", 2),
     ("CNNSERVE_INSTANCES", "4", "instances", 4),
+    ("CNNSERVE_ORT_SPINNING", "On", "ort_spinning", "on"),
     ("CNNSERVE_MAX_BATCH_SIZE", "16", "max_batch_size", 16),
     ("CNNSERVE_MAX_QUEUE_DELAY_US", "0", "max_queue_delay_us", 0),
     ("CNNSERVE_MAX_QUEUE_SIZE", "100", "max_queue_size", 100),
