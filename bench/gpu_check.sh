@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The GPU check behind the figures in the issue notes, run on a lent H100 (see
+# ../shared/device/README.md): onnxruntime-gpu and the few wheels the image lacks arrive in
+# ~/.cache/ortsite and ~/.cache/site beforehand. Exports resnet50 there, shows which provider
+# `--device auto` picks, then runs bench/vs_raw.py with the CUDA provider on both sides.
+set -euo pipefail
+export PYTHONPATH=~/.cache/ortsite:~/.cache/site:$PWD PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+python3 -c "import onnxruntime as o; o.preload_dlls(); print('onnxruntime', o.__version__, o.get_available_providers())"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -m server.cli export resnet50 --repo /tmp/exp 2>&1 | tail -4
+# Which provider --device auto picks, read from the server's own log.
+python3 -m server.cli serve --repo /tmp/exp --host 127.0.0.1 --grpc-port 0 --metrics-port -1 > "$OUT/serve.log" 2>&1 &
+pid=$!
+for _ in $(seq 120); do grep -q "cnnserve ready" "$OUT/serve.log" && break; sleep 0.5; done
+kill -TERM $pid; wait $pid || true
+grep -E "ready on|ERROR|WARNING" "$OUT/serve.log" || true
+python3 -m bench.vs_raw --device cuda --seconds 10 --batches 1,16,32,64 --concurrency 32
