@@ -121,7 +121,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     results = []
     total = len(specs)
-    for i, (given, spec) in enumerate(zip(args.names, specs, strict=True), 1):
+    for i, given in enumerate(args.names, 1):
         entry = args.name or builders.registry.canonical_or_alias(given)
         if args.if_missing and (repo / entry / "config.json").is_file():
             _progress(f"[{i}/{total}] {entry}: already in {repo}/, kept (--if-missing)")

@@ -241,3 +241,19 @@ def test_spinning_is_a_session_option(resnet: ModelConfig, spinning: bool, entry
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
     finally:
         runner.close()
+
+
+def test_padding_to_warmed_sizes_returns_exactly_the_batch(
+    resnet: ModelConfig, reference: ort.InferenceSession
+) -> None:
+    """What a CUDA runner does (set by hand here: the CPU never pads): a batch of 3 runs as 8."""
+    runner = ModelRunner(resnet)
+    try:
+        runner._pad_to = (1, 8)
+        x = np.random.default_rng(5).standard_normal((3, *resnet.inputs[0].shape), dtype=np.float32)
+        result = asyncio.run(runner.run({resnet.inputs[0].name: x}))
+        (expected,) = reference.run(None, {resnet.inputs[0].name: x})
+        np.testing.assert_allclose(result.outputs[resnet.outputs[0].name], expected, rtol=1e-5, atol=1e-5)
+        assert runner._padded_size(3) == 8 and runner._padded_size(8) == 8 and runner._padded_size(9) == 9
+    finally:
+        runner.close()
