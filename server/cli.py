@@ -148,35 +148,38 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _print_repository(repo: Path, as_json: bool) -> None:
-    entries = []
-    for config_path in sorted(repo.glob("*/config.json")):
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        versions = sorted(int(p.name) for p in config_path.parent.iterdir() if p.is_dir() and p.name.isdigit())
-        onnx_file = config_path.parent / str(versions[-1]) / "model.onnx" if versions else None
-        entries.append(
-            {
-                "name": config["name"],
-                "architecture": config["architecture"],
-                "versions": versions,
-                "input": config["input"][0]["shape"],
-                "weight_layers": config["facts"]["weight_layers"],
-                "parameters": config["facts"]["parameters"],
-                "macs": config["facts"]["macs"],
-                "trained": config["weights"]["trained"],
-                "onnx_bytes": onnx_file.stat().st_size if onnx_file and onnx_file.exists() else 0,
-            }
-        )
+    """The repository as the server will read it: good entries, then broken ones with why."""
+    from server.repository import RepositoryError, scan
+
+    try:
+        configs, broken = scan(repo)
+    except RepositoryError as exc:
+        raise CliError(str(exc)) from None
+    entries: list[dict[str, Any]] = [
+        {
+            "name": c.name,
+            "architecture": c.architecture,
+            "version": c.version,
+            "input": list(c.inputs[0].shape),
+            "weight_layers": c.weight_layers,
+            "parameters": c.parameters,
+            "macs": c.macs,
+            "trained": c.trained,
+            "onnx_bytes": c.onnx_path.stat().st_size,
+        }
+        for c in configs
+    ]
     if as_json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps({"models": entries, "broken": broken}, indent=2))
         return
-    print(f"model repository {repo}/: {len(entries)} entries")
+    print(f"model repository {repo}/: {len(entries)} entries" + (f", {len(broken)} broken" if broken else ""))
     print(
         render_table(
-            ["model", "versions", "input", "weight layers", "parameters", "MACs", "weights", "ONNX size"],
+            ["model", "version", "input", "weight layers", "parameters", "MACs", "weights", "ONNX size"],
             [
                 [
                     e["name"],
-                    ",".join(map(str, e["versions"])),
+                    e["version"],
                     "x".join(map(str, e["input"])),
                     e["weight_layers"],
                     human(e["parameters"]),
@@ -186,9 +189,11 @@ def _print_repository(repo: Path, as_json: bool) -> None:
                 ]
                 for e in entries
             ],
-            align="lllrrrlr",
+            align="lrlrrrlr",
         )
     )
+    for name, reason in sorted(broken.items()):
+        print(f"broken: {name}: {reason}")
 
 
 def cmd_repo(args: argparse.Namespace) -> int:

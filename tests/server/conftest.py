@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,14 +11,14 @@ from harness import ServerProcess, start_server, wait_ready
 
 
 @pytest.fixture(scope="session")
-def small_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """lenet5 (trained), cifar_resnet20 and a narrow AlphaGo policy net: small enough for CI."""
+def small_repo(tmp_path_factory: pytest.TempPathFactory, exported_repo: Path) -> Path:
+    """lenet5 (trained) beside tests/conftest.py's cifar_resnet20 and narrow AlphaGo policy net."""
     from builders.export import export
 
     repo = tmp_path_factory.mktemp("repo")
+    for entry in exported_repo.iterdir():
+        shutil.copytree(entry, repo / entry.name)
     export("lenet5", repo)
-    export("cifar_resnet20", repo)
-    export("alphago_policy", repo, options={"k": 16})
     return repo
 
 

@@ -92,7 +92,14 @@ def test_export_writes_a_loadable_entry_and_lists_the_repository(tmp_path: Path)
     again = cnnserve("export", "cifar_resnet20", "--if-missing", "--repo", str(tmp_path), "--json")
     assert again.returncode == 0, again.stderr
     assert "already in" in again.stderr
-    assert sorted(e["name"] for e in json.loads(again.stdout)) == ["cifar_resnet20", "lenet5"]
+    assert sorted(e["name"] for e in json.loads(again.stdout)["models"]) == ["cifar_resnet20", "lenet5"]
+
+    (tmp_path / "lenet5" / "config.json").write_text("{")  # a broken entry is listed, not a crash
+    listing = cnnserve("repo", "--repo", str(tmp_path), "--json")
+    assert listing.returncode == 0, listing.stderr
+    data = json.loads(listing.stdout)
+    assert [e["name"] for e in data["models"]] == ["cifar_resnet20"]
+    assert "not valid JSON" in data["broken"]["lenet5"]
 
 
 def test_options_apply_to_every_name_and_are_checked_first(tmp_path: Path) -> None:
@@ -112,6 +119,6 @@ def test_export_into_an_unwritable_place(tmp_path: Path) -> None:
 def test_an_alias_names_the_entry_as_written(tmp_path: Path) -> None:
     run = cnnserve("export", "VGG11", "--repo", str(tmp_path), "--json")
     assert run.returncode == 0, run.stderr
-    (entry,) = json.loads(run.stdout)
+    (entry,) = json.loads(run.stdout)["models"]
     assert (entry["name"], entry["architecture"]) == ("vgg11", "vgg_a")
     assert (tmp_path / "vgg11" / "1" / "model.onnx").is_file()
