@@ -12,16 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server import errors
+from server import errors, tensors
 from server.models import ModelManager, ServedModel, State
 from server.repository import ModelConfig
+from server.runtime import NUMPY_TYPES
 
 SERVER_NAME = "cnnserve"
 SERVER_VERSION = "0.1.0"
 # What ServerMetadata advertises (Triton's names for the extensions cnnserve implements).
 EXTENSIONS = ("classification", "model_repository", "statistics")
-NUMPY_OF = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8, "INT64": np.int64,
-            "INT32": np.int32}  # fmt: skip
 
 
 @dataclass
@@ -70,11 +69,11 @@ class DataPlane:
         batch_sizes = set()
         for name, spec in expected.items():
             array = inputs[name]
-            want = np.dtype(NUMPY_OF.get(spec.datatype, np.float32))
+            want = np.dtype(NUMPY_TYPES[spec.datatype])
             if array.dtype != want:
-                raise errors.InvalidArgument(
-                    f"input {name!r}: datatype {_v2(array.dtype)}, model {config.name!r} expects {spec.datatype}"
-                )
+                got = tensors.v2_datatype(array.dtype)
+                wanted = f"model {config.name!r} expects {spec.datatype}"
+                raise errors.InvalidArgument(f"input {name!r}: datatype {got}, {wanted}")
             if array.ndim != len(spec.shape) + 1:
                 raise errors.InvalidArgument(
                     f"input {name!r}: shape {list(array.shape)} has rank {array.ndim}, expected "
@@ -117,9 +116,3 @@ class DataPlane:
         if name:
             return [self.models.get(name, version)]
         return [m for _, m in sorted(self.models.models.items()) if m.state is not State.FAILED]
-
-
-def _v2(dtype: np.dtype) -> str:
-    from server.tensors import V2_OF_NUMPY
-
-    return V2_OF_NUMPY.get(dtype, str(dtype))

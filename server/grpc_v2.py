@@ -122,9 +122,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             array = result.outputs[output.name]
             k = _classification_k(output)
             if k is not None:
-                if array.ndim != 2:
-                    raise errors.InvalidArgument(f"outputs[{output.name!r}]: classification needs [batch, classes]")
-                array = tensors.classify(array, min(k, array.shape[1]), config.labels)
+                array = tensors.classify(array, k, config.labels)
             tensor, raw = tensors.encode_output(output.name, np.asarray(array))
             response.outputs.append(tensor)
             response.raw_output_contents.append(raw)
