@@ -6,7 +6,9 @@ Policy (Triton's dynamic batcher, simplified):
   dtypes and shapes without the batch axis) share a batch, and a request is never split.
 * A batch of the oldest request's signature leaves once a model instance is free and either its
   queued items reach the largest preferred batch size (``max_batch_size`` without preferred sizes),
-  or the oldest request has waited ``max_queue_delay_us``, or the batcher is draining. A batch that
+  or the oldest request has waited ``max_queue_delay_us``, or the batcher is draining, or the
+  oldest request found the model idle (nothing running, nothing queued) when it arrived: a lone
+  caller then pays no delay, while requests arriving under load still wait for batch-mates. A batch that
   leaves on size is cut at the largest preferred size a prefix of the queue adds up to (the sizes
   the runtime was warmed up at); one that leaves on time takes what fits in ``max_batch_size``.
 * While ``concurrency`` batches run, requests keep queueing: that is where batches come from under
@@ -129,6 +131,7 @@ class _Request:
     timer: asyncio.TimerHandle | None = None  # fires at the deadline while queued
     started: float | None = None  # when its batch began computing
     compute_seconds: float = 0.0
+    found_idle: bool = False  # nothing ran or waited for this model when it arrived
 
 
 def signature_of(inputs: Mapping[str, np.ndarray]) -> Signature:
@@ -265,6 +268,7 @@ class DynamicBatcher:
         return items
 
     def _enqueue(self, request: _Request) -> None:
+        request.found_idle = not self._running and not self._queue
         self._queue[request] = None
         self._queued_items[request.signature] += request.items
         self.stats.request_count += 1
@@ -381,7 +385,11 @@ class DynamicBatcher:
             # Enough items queued means the FIFO prefix either reaches the target or cannot grow
             # (its next request would overflow max_batch_size): either way, waiting gains nothing.
             full = self._queued_items[oldest.signature] >= self._target
-            if not self._accepting or loop.time() >= due:
+            # A request that finds the model idle goes at once: nothing suggests company is
+            # coming (one caller waiting for its reply sends nothing more), and asyncio's timers
+            # are too coarse (~1 ms) to wait a little. One that arrived while a batch ran waits
+            # for batch-mates as configured: more requests are in flight.
+            if not self._accepting or loop.time() >= due or oldest.found_idle:
                 return self._take(oldest.signature, cut_to_preferred=False)
             if full:
                 return self._take(oldest.signature, cut_to_preferred=True)

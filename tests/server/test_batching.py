@@ -538,3 +538,24 @@ def test_nonsense_settings_are_refused(options: dict[str, Any], message: str) ->
 
 def test_the_default_queue_holds_eight_full_batches() -> None:
     assert make(FakeModel(), max_batch_size=16).max_queue_size == 128
+
+
+def test_a_request_that_finds_the_model_idle_goes_at_once_and_one_that_finds_it_busy_waits() -> None:
+    async def test() -> None:
+        model = FakeModel(held=True)
+        hour = 3_600_000_000
+        batcher = DynamicBatcher("fake", model, max_batch_size=8, max_queue_delay_us=hour, preferred_batch_sizes=(4,))
+        first = asyncio.create_task(batcher.infer(items(0.0)))  # idle model: no hour-long wait
+        await until(lambda: model.running == 1)
+        second = asyncio.create_task(batcher.infer(items(1.0)))  # arrives while a batch runs
+        await until(lambda: batcher.queued == 1)
+        model.gate.set()
+        await first
+        for _ in range(50):  # the slot is free, but the second request waits for company
+            await asyncio.sleep(0)
+        assert model.batches == [[0.0]] and not second.done()
+        rest = [asyncio.create_task(batcher.infer(items(v))) for v in (2.0, 3.0, 4.0)]
+        await asyncio.gather(second, *rest)  # the preferred size 4 is reached: it leaves
+        assert model.batches == [[0.0], [1.0, 2.0, 3.0, 4.0]]
+
+    run(test)
