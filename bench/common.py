@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +116,3 @@ def closed_loop(address: str, request: pb.ModelInferRequest, *, concurrency: int
         return LoadResult(len(latencies), len(latencies) * items_per_request, elapsed, np.array(latencies))
 
     return asyncio.run(main())
-
-
-def best_of(label: str, runs: int, measure: Callable[[], float]) -> float:
-    values = []
-    for i in range(runs):
-        values.append(measure())
-        progress(f"  {label} run {i + 1}/{runs}: {values[-1]:,.1f}")
-    return max(values)

@@ -24,7 +24,7 @@ from server.generated import POOL
 from server.generated.inference import grpc_service_pb2 as pb
 from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from server.grpc_v2 import InferenceServicer
-from server.metrics import Metrics, MetricsServer, serve_metrics
+from server.metrics import Metrics, MetricsServer
 from server.models import ModelManager
 from server.repository import RepositoryError
 from server.runtime import RuntimeUnavailable, providers_for
@@ -70,7 +70,7 @@ class Server:
             providers_for("cuda")  # fail loudly before listening: --device cuda must mean CUDA
         metrics_address = "off"
         if s.metrics_port >= 0:
-            self.metrics_server = serve_metrics(self.metrics, s.host, s.metrics_port)
+            self.metrics_server = self.metrics.start_http_server(s.metrics_port, s.host)
             metrics_address = f"{s.host}:{self.metrics_server.port}"
         self.grpc = grpc.aio.server(options=grpc_options(s))
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.plane, self.metrics), self.grpc)

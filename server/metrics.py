@@ -236,11 +236,6 @@ class MetricsServer:
         self.close()
 
 
-def serve_metrics(metrics: Metrics, host: str, port: int) -> MetricsServer:
-    """``metrics.start_http_server(port, host)``; the name server/app.py uses."""
-    return metrics.start_http_server(port, host)
-
-
 def _remove_series(metric: MetricWrapperBase, labelnames: tuple[str, ...], model: str) -> None:
     # MetricWrapperBase.remove_by_labels() is recent (2025) and pyproject allows
     # prometheus-client 0.20, so find the label values in what the metric exposes.
