@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -111,20 +112,29 @@ class Metrics:
         )
         self._info_lock = threading.Lock()
         self._info_labels: dict[str, tuple[str, ...]] = {}  # model -> its one model_info series
+        # labels() validates and locks on every call; the request path asks for the same few
+        # children thousands of times a second, so they are looked up once.
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child
 
     # -- the RPC handlers' side ---------------------------------------------------------------
 
     def observe_request(self, model: str, rpc: str, code: str, seconds: float) -> None:
         """One answered RPC: its duration (arrival to reply) and its status code name, e.g. "OK"."""
-        self.request_duration.labels(model, rpc).observe(seconds)
-        self.requests.labels(model, rpc, code).inc()
+        self._child(self.request_duration, model, rpc).observe(seconds)
+        self._child(self.requests, model, rpc, code).inc()
 
     @contextlib.contextmanager
     def inflight(self, model: str) -> Iterator[None]:
         """Count an RPC as in flight for the duration of the ``with`` block."""
         # Keep the child: if remove_model() runs meanwhile, the decrement goes to the detached
         # child instead of re-creating the series at -1.
-        gauge = self.inflight_requests.labels(model)
+        gauge = self._child(self.inflight_requests, model)
         gauge.inc()
         try:
             yield
@@ -165,6 +175,7 @@ class Metrics:
 
     def remove_model(self, model: str) -> None:
         """Forget ``model``: its info series and every other series labelled with it."""
+        self._children = {key: child for key, child in self._children.items() if key[1][0] != model}
         with self._info_lock:
             old = self._info_labels.pop(model, None)
             if old is not None:
@@ -184,16 +195,16 @@ class Metrics:
 
     def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
         """One ONNX Runtime run of ``batch_size`` items took ``compute_seconds``."""
-        self.batch_size.labels(model).observe(batch_size)
-        self.compute_duration.labels(model).observe(compute_seconds)
+        self._child(self.batch_size, model).observe(batch_size)
+        self._child(self.compute_duration, model).observe(compute_seconds)
 
     def on_dequeue(self, model: str, queue_seconds: float) -> None:
         """One request left the queue for a batch after waiting ``queue_seconds``."""
-        self.queue_duration.labels(model).observe(queue_seconds)
+        self._child(self.queue_duration, model).observe(queue_seconds)
 
     def on_drop(self, model: str, reason: str) -> None:
         """One queued request was dropped before compute (``reason``: "cancelled", "deadline")."""
-        self.dropped.labels(model, reason).inc()
+        self._child(self.dropped, model, reason).inc()
 
     # -- exposition ---------------------------------------------------------------------------
 

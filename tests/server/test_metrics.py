@@ -176,6 +176,19 @@ def test_remove_model_forgets_every_series_of_that_model_only(metrics: Metrics) 
     assert len(info(metrics)) == 1
 
 
+def test_series_come_back_after_a_model_is_removed_and_served_again(metrics: Metrics) -> None:
+    # Children are cached on the request path; a removed model's cached children are detached
+    # from the registry, and must not swallow the observations of the model served again.
+    metrics.observe_request("lenet5", "ModelInfer", "OK", 0.01)
+    metrics.on_batch("lenet5", 4, 0.01)
+    metrics.remove_model("lenet5")
+    metrics.observe_request("lenet5", "ModelInfer", "OK", 0.01)
+    metrics.on_batch("lenet5", 2, 0.01)
+    samples = exposed(metrics)
+    assert value(samples, "cnnserve_requests_total", model="lenet5", rpc="ModelInfer", code="OK") == 1
+    assert value(samples, "cnnserve_batch_size_sum", model="lenet5") == 2
+
+
 def test_remove_model_while_a_request_is_in_flight(metrics: Metrics) -> None:
     with metrics.inflight("lenet5"):
         metrics.remove_model("lenet5")
