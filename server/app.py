@@ -19,10 +19,14 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from server.classify import Classifier
 from server.dataplane import DataPlane
 from server.generated import POOL
+from server.generated.cnnserve.v1 import service_pb2 as v1_pb
+from server.generated.cnnserve.v1 import service_pb2_grpc as v1_pb_grpc
 from server.generated.inference import grpc_service_pb2 as pb
 from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from server.grpc_v1 import CnnServeServicer
 from server.grpc_v2 import InferenceServicer
 from server.metrics import Metrics, MetricsServer
 from server.models import ModelManager
@@ -58,6 +62,12 @@ class Server:
         self.metrics = metrics or Metrics()
         self.models = ModelManager(settings, self.metrics)
         self.plane = DataPlane(self.models)
+        self.classifier = Classifier(
+            self.plane,
+            max_images=settings.max_images_per_request,
+            max_pixels=settings.max_image_pixels,
+            threads=settings.decode_threads,
+        )
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
         self.metrics_server: MetricsServer | None = None
@@ -74,9 +84,13 @@ class Server:
             metrics_address = f"{s.host}:{self.metrics_server.port}"
         self.grpc = grpc.aio.server(options=grpc_options(s))
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.plane, self.metrics), self.grpc)
+        v1_pb_grpc.add_CnnServeServicer_to_server(
+            CnnServeServicer(self.plane, self.classifier, self.metrics), self.grpc
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         services = (
             pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+            v1_pb.DESCRIPTOR.services_by_name["CnnServe"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         )
@@ -129,7 +143,8 @@ class Server:
             await asyncio.gather(self.grpc.stop(grace), self.models.close())
         else:
             await self.models.close()
-        log.info("batchers drained, sessions closed")
+        self.classifier.close()
+        log.info("batchers drained, sessions and image decoders closed")
         if self.metrics_server is not None:
             self.metrics_server.close()
         log.info("stopped")

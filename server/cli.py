@@ -208,6 +208,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run(Settings.from_args(args))
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    from server import classify_client
+
+    return classify_client.main(args)
+
+
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -243,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(p)
     p.set_defaults(func=cmd_serve)
 
+    p = sub.add_parser("classify", help="classify PNG or JPEG files with a model of a running server")
+    from server.classify_client import add_arguments as add_classify_arguments
+
+    add_classify_arguments(p)
+    p.set_defaults(func=cmd_classify)
+
     p = sub.add_parser("repo", help="list the entries of a model repository")
     p.add_argument("--repo", default="exported", help="model repository folder (default: exported)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -254,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from builders import UnknownArchitectureError, UnknownOptionError
     from builders.export import ExportError
     from builders.weights import CheckpointError
+    from server.classify_client import ClientError
 
     args = build_parser().parse_args(argv)
     handled: tuple[type[BaseException], ...] = (
@@ -263,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ExportError,
         CheckpointError,
         SettingsError,
+        ClientError,
     )
     func: Callable[[argparse.Namespace], int] = args.func
     try:

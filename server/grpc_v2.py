@@ -6,8 +6,6 @@ statuses in :func:`server.errors.handle_errors`.
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import numpy as np
 
@@ -17,6 +15,7 @@ from server.generated.inference import grpc_service_pb2 as pb
 from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from server.metrics import Metrics
 from server.models import ServedModel, State
+from server.observe import observed
 
 INDEX_STATES = {State.LOADING: "LOADING", State.READY: "READY", State.FAILED: "UNAVAILABLE",
                 State.UNLOADING: "UNLOADING"}  # fmt: skip
@@ -84,25 +83,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=meta(config.outputs),
         )
 
+    @observed("ModelInfer")
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        # Metrics need the status code, so this one method wraps the error handling itself.
-        started = time.perf_counter()
-        # Unknown names share one label value, so a client cannot grow the metrics without end.
-        model = request.model_name if request.model_name in self.plane.models.models else ""
-        code = grpc.StatusCode.CANCELLED  # unless the call ends another way below
-        with self.metrics.inflight(model):
-            try:
-                response = await self._infer(request, context)
-                code = grpc.StatusCode.OK
-                return response
-            except Exception as exc:
-                code, message = errors.to_status(exc, "ModelInfer")
-                await context.abort(code, message)
-                raise AssertionError("unreachable: context.abort raises") from None
-            finally:
-                self.metrics.observe_request(model, "ModelInfer", code.name, time.perf_counter() - started)
+        return await self._infer(request, context)
 
     async def _infer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         inputs = tensors.decode_request_inputs(request)

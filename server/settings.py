@@ -75,6 +75,16 @@ class Settings:
     """Largest gRPC message either way. gRPC's own 4 MiB holds fewer than seven float32 224x224x3
     images; gRPC takes at most 2 GiB - 1 (CNNSERVE_MAX_MESSAGE_BYTES, --max-message-bytes; a KiB,
     MiB or GiB suffix may follow the number)."""
+    max_images_per_request: int = 64
+    """Most images one Classify request may carry (CNNSERVE_MAX_IMAGES_PER_REQUEST,
+    --max-images-per-request)."""
+    max_image_pixels: int = 50_000_000
+    """Largest image Classify decodes, in pixels (width x height), checked from the image's
+    header before any pixel is decoded: a 50-megapixel photo passes, a decompression bomb does
+    not (CNNSERVE_MAX_IMAGE_PIXELS, --max-image-pixels)."""
+    decode_threads: int = 0
+    """Threads that decode and preprocess Classify images, off the event loop; 0 = one per CPU
+    (CNNSERVE_DECODE_THREADS, --decode-threads)."""
     grace_seconds: float = 10.0
     """On SIGTERM/SIGINT, how long accepted requests get to finish (CNNSERVE_GRACE_SECONDS,
     --grace-seconds)."""
@@ -222,6 +232,12 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("max_message_bytes", "--max-message-bytes", "SIZE", _parse_bytes,
             lambda v: _is_int(v) and KIB <= v < 2 * GIB, "a size from 1KiB to 2GiB-1 (bytes, or a KiB/MiB/GiB suffix)",
             "largest gRPC message either way; bytes, or with a KiB/MiB/GiB suffix", "64MiB"),
+    _Option("max_images_per_request", "--max-images-per-request", "N", _parse_int, _at_least(1), _POSITIVE,
+            "most images one Classify request may carry"),
+    _Option("max_image_pixels", "--max-image-pixels", "N", _parse_int, _at_least(1), _POSITIVE,
+            "largest image Classify decodes (width x height), checked before decoding"),
+    _Option("decode_threads", "--decode-threads", "N", _parse_int, _at_least(0), _ANY_INT,
+            "threads decoding Classify images; 0: one per CPU"),
     _Option("grace_seconds", "--grace-seconds", "SECONDS", float,
             lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a number of seconds, 0 or more",
             "time accepted requests get to finish on SIGTERM/SIGINT"),
