@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from builders import digits, labels, registry
-from builders.registry import ArchSpec
+from builders.registry import ArchSpec, Preprocessing
 from builders.summary import Summary, summarize
 from builders.weights import calibrate_batchnorm, load_checkpoint
 
@@ -99,9 +99,46 @@ class _Half(nn.Module):
         return self.inner(x.half()).float()
 
 
-def to_onnx(model: nn.Module, spec: ArchSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:
+class _Uint8Input(nn.Module):
+    """Takes uint8 pixels NHWC and applies the preprocessing's scaling and per-channel mean and
+    std in the graph, so that clients send a quarter of float32's bytes and no arithmetic.
+
+    ``(x * scale - mean) / std`` is folded into one multiply and one subtract per channel.
+    """
+
+    gain: torch.Tensor
+    offset: torch.Tensor
+
+    def __init__(self, inner: nn.Module, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        self.inner = inner
+        channels = len(preprocessing.mean)
+        scale = preprocessing.as_dict()["scale"]
+        gain = [scale / s for s in preprocessing.std]
+        offset = [m / s for m, s in zip(preprocessing.mean, preprocessing.std, strict=True)]
+        self.register_buffer("gain", torch.tensor(gain).view(1, channels, 1, 1))
+        self.register_buffer("offset", torch.tensor(offset).view(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pixels = x.permute(0, 3, 1, 2).to(self.gain.dtype)
+        return self.inner(pixels * self.gain - self.offset)
+
+
+def uint8_shape(spec: ArchSpec) -> tuple[int, ...]:
+    """One item of a ``--uint8-input`` export: (height, width, channels)."""
+    channels, height, width = spec.input_shape
+    return (height, width, channels)
+
+
+def _example(shape: tuple[int, ...], batch: int, uint8: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    if uint8:
+        return torch.randint(0, 256, (batch, *shape), dtype=torch.uint8, generator=generator)
+    return torch.randn(batch, *shape, generator=generator)
+
+
+def to_onnx(model: nn.Module, spec: ArchSpec, path: Path, opset: int = DEFAULT_OPSET, *, uint8: bool = False) -> None:
     """Write ``model`` as ONNX with a symbolic batch axis named ``batch``."""
-    example = torch.randn(2, *spec.input_shape)
+    example = _example(uint8_shape(spec) if uint8 else spec.input_shape, 2, uint8)
     batch = torch.export.Dim("batch", min=1, max=65536)
     with _quiet_torch_exporter():
         program = torch.onnx.export(
@@ -125,7 +162,7 @@ def to_onnx(model: nn.Module, spec: ArchSpec, path: Path, opset: int = DEFAULT_O
 
 
 def check_parity(
-    reference: nn.Module, spec: ArchSpec, path: Path, *, fp16: bool = False, seed: int = 1
+    reference: nn.Module, spec: ArchSpec, path: Path, *, fp16: bool = False, uint8: bool = False, seed: int = 1
 ) -> dict[str, float]:
     """Run the ONNX file in ONNX Runtime on random inputs at two batch sizes and compare it with
     PyTorch; raise :class:`ExportError` if it computes something else.
@@ -135,7 +172,8 @@ def check_parity(
     error (plus 1e-5 of the output scale). Deep random networks amplify rounding (a random
     ResNet-152 ends 1e-3 away from float64 in either runtime), so a fixed tolerance would be too
     loose for shallow nets or too strict for deep ones. float16 exports, whose every layer rounds
-    to 11 bits, must stay within 5% relative RMS error of the truth.
+    to 11 bits, must stay within 5% relative RMS error of the truth. ``uint8`` exports get random
+    pixels (``reference`` then takes them too).
     """
     import onnxruntime as ort
 
@@ -146,10 +184,10 @@ def check_parity(
     generator = torch.Generator().manual_seed(seed)
     worst = {"max_abs_error": 0.0, "torch_float32_max_abs_error": 0.0, "relative_rms_error": 0.0}
     for batch in PARITY_BATCH_SIZES:
-        x = torch.randn(batch, *spec.input_shape, generator=generator)
+        x = _example(uint8_shape(spec) if uint8 else spec.input_shape, batch, uint8, generator)
         with torch.no_grad():
             torch32 = reference(x).float().numpy().astype(np.float64)
-            truth = truth_model(x.double()).numpy()
+            truth = truth_model(x if uint8 else x.double()).numpy()
         (actual,) = session.run([spec.output_name], {spec.input_name: x.numpy()})
         if actual.shape != truth.shape:
             raise ExportError(f"{spec.name}: ONNX output shape {actual.shape}, PyTorch {truth.shape}")
@@ -200,7 +238,13 @@ def _prepare_weights(
     return {"trained": False, "source": source}
 
 
-def build_config(spec: ArchSpec, facts: Summary, weights: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def build_config(
+    spec: ArchSpec, facts: Summary, weights: dict[str, Any], extra: dict[str, Any], *, uint8: bool = False
+) -> dict[str, Any]:
+    preprocessing = spec.preprocessing.as_dict() if spec.preprocessing else None
+    if preprocessing and uint8:
+        # Resize and crop stay with the client; scale, mean and std are in the graph.
+        preprocessing["in_graph"] = ["scale", "mean", "std"]
     config: dict[str, Any] = {
         "config_version": CONFIG_VERSION,
         "name": spec.name,
@@ -214,9 +258,9 @@ def build_config(spec: ArchSpec, facts: Summary, weights: dict[str, Any], extra:
         "input": [
             {
                 "name": spec.input_name,
-                "datatype": "FP32",
-                "shape": list(spec.input_shape),
-                "layout": "NCHW",
+                "datatype": "UINT8" if uint8 else "FP32",
+                "shape": list(uint8_shape(spec) if uint8 else spec.input_shape),
+                "layout": "NHWC" if uint8 else "NCHW",
             }
         ],
         "output": [
@@ -231,7 +275,7 @@ def build_config(spec: ArchSpec, facts: Summary, weights: dict[str, Any], extra:
             "max_queue_delay_us": spec.max_queue_delay_us,
             "preferred_batch_sizes": [b for b in spec.preferred_batch_sizes if b <= spec.max_batch_size],
         },
-        "preprocessing": spec.preprocessing.as_dict() if spec.preprocessing else None,
+        "preprocessing": preprocessing,
         "facts": {
             "weight_layers": facts.weight_layers,
             "parameters": facts.parameters,
@@ -252,14 +296,20 @@ def export(
     opset: int = DEFAULT_OPSET,
     checkpoint: str | Path | None = None,
     fp16: bool = False,
+    uint8_input: bool = False,
     options: dict[str, Any] | None = None,
     entry_name: str | None = None,
     seed: int = 0,
     progress: Progress = _quiet_progress,
 ) -> ExportResult:
-    """Build, export, check and atomically install one repository entry; return what was written."""
+    """Build, export, check and atomically install one repository entry; return what was written.
+
+    ``uint8_input``: the graph takes uint8 pixels NHWC and does the scaling and normalising itself.
+    """
     started = time.perf_counter()
     spec = registry.get(name)
+    if uint8_input and spec.preprocessing is None:
+        raise ExportError(f"{spec.name} does not take images, so it has no uint8 pixel input (--uint8-input)")
     options = dict(options or {})
     # An alias names the entry as the user wrote it: `export vgg16` serves a model called vgg16.
     entry = entry_name or registry.canonical_or_alias(name)
@@ -275,27 +325,33 @@ def export(
         model = spec.build(**options).eval()
         weights = _prepare_weights(model, spec, checkpoint, progress)
         facts = summarize(model, spec.input_shape, spec.name)
-        exported_model: nn.Module = _Half(copy.deepcopy(model)).eval() if fp16 else model
+        net: nn.Module = _Half(copy.deepcopy(model)).eval() if fp16 else model
+        reference = model
+        if uint8_input:
+            assert spec.preprocessing is not None
+            net = _Uint8Input(net, spec.preprocessing).eval()
+            reference = _Uint8Input(model, spec.preprocessing).eval()
         progress("exporting to ONNX")
         version_dir = staging / "1"
         version_dir.mkdir()
         onnx_path = version_dir / "model.onnx"
-        to_onnx(exported_model, spec, onnx_path, opset)
+        to_onnx(net, spec, onnx_path, opset, uint8=uint8_input)
         progress("checking ONNX Runtime against PyTorch")
-        parity = check_parity(model, spec, onnx_path, fp16=fp16)
+        parity = check_parity(reference, spec, onnx_path, fp16=fp16, uint8=uint8_input)
         extra = {
             "name": entry,
             "options": options,
             "export": {
                 "opset": opset,
                 "precision": "fp16" if fp16 else "fp32",
+                "input": "uint8 NHWC, normalised in the graph" if uint8_input else "float32 NCHW",
                 "torch": torch.__version__,
                 "onnx": onnx.__version__,
                 "parity": {**parity, "batch_sizes": list(PARITY_BATCH_SIZES), "reference": "torch float64"},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         }
-        config = build_config(spec, facts, weights, extra)
+        config = build_config(spec, facts, weights, extra, uint8=uint8_input)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         class_names = labels.for_set(spec.labels)
         if class_names:

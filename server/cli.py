@@ -137,6 +137,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             opset=args.opset,
             checkpoint=args.checkpoint,
             fp16=args.fp16,
+            uint8_input=args.uint8_input,
             options=options,
             entry_name=args.name,
             progress=progress,
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
     p.add_argument("--checkpoint", metavar="FILE", help="a state_dict to load (torch.load weights_only=True)")
     p.add_argument("--fp16", action="store_true", help="compute in float16 (inputs and outputs stay float32)")
+    p.add_argument("--uint8-input", action="store_true",
+                   help="take uint8 pixels NHWC and normalise them in the graph (image models)")  # fmt: skip
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="builder option, e.g. k=256")
     p.add_argument("--name", help="repository entry name (default: the architecture's name)")
     p.add_argument("--if-missing", action="store_true", help="skip entries that already exist")
