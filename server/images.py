@@ -120,11 +120,14 @@ def decode(data: bytes, index: int, max_pixels: int, color: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
+        found = _format_of(data)
+        if found:  # the signature is right, the rest is not: a broken header or a cut-off file
+            raise errors.InvalidArgument(f"{where}: corrupt {found}: its header cannot be read") from None
         raise errors.InvalidArgument(f"{where}: not a PNG or JPEG image ({len(data)} bytes)") from None
     except Image.DecompressionBombError:
         raise errors.InvalidArgument(f"{where}: over max_image_pixels {max_pixels:,} (a decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as exc:  # what Pillow raises for a broken header
-        raise errors.InvalidArgument(f"{where}: unreadable {_format_of(data)}: {exc}") from None
+        raise errors.InvalidArgument(f"{where}: truncated or corrupt {_format_of(data) or 'image'}: {exc}") from None
     with image:
         width, height = image.size
         if width == 0 or height == 0:
@@ -152,4 +155,4 @@ def _format_of(data: bytes) -> str:
         return "PNG"
     if data.startswith(b"\xff\xd8"):
         return "JPEG"
-    return "image"
+    return ""

@@ -132,6 +132,27 @@ def test_fp16_export_keeps_a_float32_interface(tmp_path: Path) -> None:
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer)
 
 
+def test_uint8_export_equals_float32_preprocessed_outside(tmp_path: Path, exported_repo: Path) -> None:
+    config = export("cifar_resnet20", tmp_path, uint8_input=True, fp16=False).config
+    assert config["input"][0] == {"name": "input", "datatype": "UINT8", "shape": [32, 32, 3], "layout": "NHWC"}
+    assert config["preprocessing"]["in_graph"] == ["scale", "mean", "std"]
+    graph = onnx.load(str(tmp_path / "cifar_resnet20" / "1" / "model.onnx")).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    pixels = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    pre = config["preprocessing"]
+    outside = ((pixels * pre["scale"] - np.array(pre["mean"])) / np.array(pre["std"])).transpose(0, 3, 1, 2)
+    # Same seed, same weights: the float32 entry of the shared repository is the same network.
+    expected = _run(exported_repo / "cifar_resnet20", "cifar_resnet20", outside.astype(np.float32))
+    np.testing.assert_allclose(_run(tmp_path / "cifar_resnet20", "cifar_resnet20", pixels), expected,
+                               rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))  # fmt: skip
+
+
+def test_uint8_input_needs_an_image_model(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="alphago_policy does not take images"):
+        export("alphago_policy", tmp_path, uint8_input=True)
+    assert _leftovers(tmp_path) == []
+
+
 def test_parity_check_refuses_a_graph_that_disagrees(tmp_path: Path) -> None:
     export("cifar_resnet20", tmp_path)
     other = builders.build("cifar_resnet20")  # different random weights than the exported ones

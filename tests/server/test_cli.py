@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import onnxruntime as ort
+from harness import ServerProcess
 
 import builders
 
@@ -122,3 +123,56 @@ def test_an_alias_names_the_entry_as_written(tmp_path: Path) -> None:
     (entry,) = json.loads(run.stdout)["models"]
     assert (entry["name"], entry["architecture"]) == ("vgg11", "vgg_a")
     assert (tmp_path / "vgg11" / "1" / "model.onnx").is_file()
+
+
+# -- cnnserve classify, against a running server ----------------------------------------------------
+
+
+def test_classify_names_the_digit_and_prints_json(server: ServerProcess, small_repo: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from builders import digits
+
+    split = digits.load_split()
+    session = ort.InferenceSession(str(small_repo / "lenet5" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = digits.to_tensor(split.test_images[:20], 0.3057, 0.3235).numpy()
+    predicted = session.run(None, {"input": x})[0].argmax(1)
+    # Three held-out digits the exported network gets right in process.
+    chosen = [i for i in range(20) if predicted[i] == split.test_labels[i]][:3]
+    paths = []
+    for i in chosen:
+        paths.append(tmp_path / f"digit_{i}.png")
+        Image.fromarray(split.test_images[i], mode="L").save(paths[-1])
+
+    table = cnnserve("classify", *map(str, paths), "--model", "lenet5", "--top", "3", "--server", server.grpc_address)
+    assert table.returncode == 0, table.stderr
+    for path, i in zip(paths, chosen, strict=True):
+        block = table.stdout.split(f"{path}: lenet5 version 1\n")[1]
+        first = block.splitlines()[2].split()  # header, rule, then rank 1
+        assert first[:3] == ["1", str(split.test_labels[i]), str(split.test_labels[i])], block
+
+    listing = cnnserve("classify", str(paths[0]), "--model", "lenet5", "--json", "--server", server.grpc_address)
+    assert listing.returncode == 0, listing.stderr
+    (result,) = json.loads(listing.stdout)
+    assert result["image"] == str(paths[0]) and result["trained"] is True
+    assert result["classes"][0]["index"] == split.test_labels[chosen[0]]
+    probabilities = [c["probability"] for c in result["classes"]]
+    assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_classify_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> None:
+    image = tmp_path / "noise.txt"
+    image.write_text("not an image")
+    cases = [
+        (["classify", str(image), "--model", "lenet5", "--server", server.grpc_address],
+         "INVALID_ARGUMENT: images[0]: not a PNG or JPEG image"),
+        (["classify", str(tmp_path / "missing.png"), "--model", "lenet5", "--server", server.grpc_address],
+         "cannot read"),
+        (["classify", str(image), "--model", "lenet5", "--server", "127.0.0.1:1"],
+         "cannot reach a server at 127.0.0.1:1"),
+        (["classify", str(image), "--model", "nope", "--server", server.grpc_address], "NOT_FOUND: model_name"),
+    ]  # fmt: skip
+    for args, message in cases:
+        done = cnnserve(*args)
+        assert done.returncode == 1, done
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
