@@ -13,10 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 
+from server.generated.cnnserve.v1 import service_pb2 as v1_pb
+from server.generated.cnnserve.v1 import service_pb2_grpc as v1_pb_grpc
 from server.generated.inference import grpc_service_pb2 as pb
 from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -61,9 +64,11 @@ def running_server(repo: Path, *args: str) -> Iterator[str]:
 
 
 def infer_request(model: str, input_name: str, x: np.ndarray) -> pb.ModelInferRequest:
+    """A V2 request of ``x`` as raw bytes: FP32, or UINT8 for uint8 pixels."""
     request = pb.ModelInferRequest(model_name=model)
-    request.inputs.add(name=input_name, datatype="FP32", shape=list(x.shape))
-    request.raw_input_contents.append(np.ascontiguousarray(x, dtype="<f4").tobytes())
+    datatype, wire = ("UINT8", "u1") if x.dtype == np.uint8 else ("FP32", "<f4")
+    request.inputs.add(name=input_name, datatype=datatype, shape=list(x.shape))
+    request.raw_input_contents.append(np.ascontiguousarray(x, dtype=wire).tobytes())
     return request
 
 
@@ -86,13 +91,18 @@ class LoadResult:
         return float(np.percentile(self.latencies, p))
 
 
-def closed_loop(address: str, request: pb.ModelInferRequest, *, concurrency: int, seconds: float,
-                items_per_request: int = 1, warmup: float = 1.0) -> LoadResult:  # fmt: skip
-    """``concurrency`` callers, each sending the next request as soon as its last one returns."""
+def closed_loop(address: str, request: pb.ModelInferRequest | v1_pb.ClassifyRequest, *, concurrency: int,
+                seconds: float, items_per_request: int = 1, warmup: float = 1.0) -> LoadResult:  # fmt: skip
+    """``concurrency`` callers, each sending the next request (ModelInfer or Classify, by the
+    request's type) as soon as its last one returns."""
 
     async def main() -> LoadResult:
         async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            call: Any = (
+                v1_pb_grpc.CnnServeStub(channel).Classify
+                if isinstance(request, v1_pb.ClassifyRequest)
+                else pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+            )
             latencies: list[float] = []
             measuring = False
             stop_at = 0.0
@@ -102,7 +112,7 @@ def closed_loop(address: str, request: pb.ModelInferRequest, *, concurrency: int
                     started = time.perf_counter()
                     if stop_at and started >= stop_at:
                         return
-                    await stub.ModelInfer(request)
+                    await call(request)
                     if measuring:
                         latencies.append(time.perf_counter() - started)
 

@@ -327,9 +327,11 @@ def test_reflection_describes_the_services(server: ServerProcess) -> None:
     with grpc.insecure_channel(server.grpc_address) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         services = set(database.get_services())
-        assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= services
+        assert {"inference.GRPCInferenceService", "cnnserve.v1.CnnServe", "grpc.health.v1.Health"} <= services
         described = database.FindFileContainingSymbol("inference.ModelInferRequest")
         assert "ModelInferRequest" in [m.name for m in described.message_type]
+        described = database.FindFileContainingSymbol("cnnserve.v1.ClassifyRequest")
+        assert "ClassifyRequest" in [m.name for m in described.message_type]
 
 
 def test_metrics_have_the_design_names_and_labels(server: ServerProcess, client: tc.InferenceServerClient) -> None:

@@ -26,6 +26,7 @@ def test_defaults() -> None:
     assert (s.intra_op_threads, s.inter_op_threads, s.instances, s.ort_spinning) == (0, 0, 1, "off")
     assert (s.max_batch_size, s.max_queue_delay_us, s.max_queue_size) == (None, None, None)
     assert s.max_message_bytes == 64 * 1024 * 1024
+    assert (s.max_images_per_request, s.max_image_pixels, s.decode_threads) == (64, 50_000_000, 0)
     assert (s.grace_seconds, s.log_level, s.models) == (10.0, "info", ())
     assert s.metrics_enabled and s.batching_overrides() == {}
     assert load() == Settings.from_env({}) == s
@@ -45,6 +46,9 @@ ENV = [
     ("CNNSERVE_MAX_QUEUE_DELAY_US", "0", "max_queue_delay_us", 0),
     ("CNNSERVE_MAX_QUEUE_SIZE", "100", "max_queue_size", 100),
     ("CNNSERVE_MAX_MESSAGE_BYTES", "128MiB", "max_message_bytes", 128 * MIB),
+    ("CNNSERVE_MAX_IMAGES_PER_REQUEST", "8", "max_images_per_request", 8),
+    ("CNNSERVE_MAX_IMAGE_PIXELS", "1_000_000", "max_image_pixels", 1_000_000),
+    ("CNNSERVE_DECODE_THREADS", "3", "decode_threads", 3),
     ("CNNSERVE_GRACE_SECONDS", "2.5", "grace_seconds", 2.5),
     ("CNNSERVE_LOG_LEVEL", " Debug ", "log_level", "debug"),
     ("CNNSERVE_MODELS", "lenet5, resnet50,", "models", ("lenet5", "resnet50")),
@@ -72,12 +76,14 @@ def test_every_flag_parses() -> None:
         "--repo", "/r", "--host", "::", "--grpc-port", "0", "--metrics-port", "-1", "--device", "cuda",
         "--intra-op-threads", "8", "--inter-op-threads", "1", "--instances", "2", "--max-batch-size", "32",
         "--max-queue-delay-us", "500", "--max-queue-size", "64", "--max-message-bytes", "16777216",
-        "--grace-seconds", "0", "--log-level", "warning", "--model", "lenet5",
+        "--grace-seconds", "0", "--log-level", "warning", "--model", "lenet5", "--max-images-per-request", "4",
+        "--max-image-pixels", "4096", "--decode-threads", "1",
     )  # fmt: skip
     assert s == Settings(
         repo="/r", host="::", grpc_port=0, metrics_port=-1, device="cuda", intra_op_threads=8, inter_op_threads=1,
         instances=2, max_batch_size=32, max_queue_delay_us=500, max_queue_size=64, max_message_bytes=16 * MIB,
-        grace_seconds=0.0, log_level="warning", models=("lenet5",),
+        grace_seconds=0.0, log_level="warning", models=("lenet5",), max_images_per_request=4, max_image_pixels=4096,
+        decode_threads=1,
     )  # fmt: skip
     assert not s.metrics_enabled
     assert s.batching_overrides() == {"max_batch_size": 32, "max_queue_delay_us": 500}
@@ -110,6 +116,9 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
         ("CNNSERVE_INSTANCES", "0", "CNNSERVE_INSTANCES='0': expected an integer, 1 or more"),
         ("CNNSERVE_INTRA_OP_THREADS", "1.5", "CNNSERVE_INTRA_OP_THREADS='1.5': expected an integer, 0 or more"),
         ("CNNSERVE_MAX_BATCH_SIZE", "0", "CNNSERVE_MAX_BATCH_SIZE='0': expected an integer, 1 or more"),
+        ("CNNSERVE_MAX_IMAGE_PIXELS", "0", "CNNSERVE_MAX_IMAGE_PIXELS='0': expected an integer, 1 or more"),
+        ("CNNSERVE_MAX_IMAGES_PER_REQUEST", "many",
+         "CNNSERVE_MAX_IMAGES_PER_REQUEST='many': expected an integer, 1 or more"),
         ("CNNSERVE_MAX_QUEUE_DELAY_US", "-5",
          "CNNSERVE_MAX_QUEUE_DELAY_US='-5': expected an integer number of microseconds, 0 or more"),
         ("CNNSERVE_MAX_MESSAGE_BYTES", "2GiB",
