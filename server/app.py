@@ -9,6 +9,7 @@ metrics endpoint closes. Each step is logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -137,6 +138,11 @@ class Server:
         log.info("shutting down: health NOT_SERVING, refusing new requests")
         self.plane.draining = True
         await self.health.enter_graceful_shutdown()
+        # Classify calls accepted before this point may still be decoding: their images must
+        # reach the batchers before those close.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self.classifier.drain()
         if self.grpc is not None:
             log.info("waiting up to %.0fs for accepted requests", grace)
             # Batchers drain while gRPC waits: the calls it waits for are the ones being computed.

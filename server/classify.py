@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from server import errors
-from server.dataplane import DataPlane
+from server.dataplane import DataPlane, InferResult
 from server.images import ImagePipeline
 from server.models import ServedModel
 from server.repository import ModelConfig
@@ -55,6 +55,9 @@ class Classifier:
         self.max_pixels = max_pixels
         self._executor = ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="decode")
         self._pipelines: dict[tuple[str, int], ImagePipeline] = {}
+        self._admitting = 0  # accepted calls whose images are not yet queued in a batcher
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -88,6 +91,36 @@ class Classifier:
         started = time.monotonic()
         if self.plane.draining:
             raise errors.Unavailable("server is shutting down and takes no new requests")
+        # From here the request is accepted: it counts as admitting until its images are queued
+        # in the batcher, and shutdown waits for that (see drain()).
+        self._admitting += 1
+        self._idle.clear()
+        try:
+            model, config, parts = await self._admit(name, version, images, top_k, started, timeout)
+        finally:
+            self._admitting -= 1
+            if not self._admitting:
+                self._idle.set()
+        outputs = await asyncio.gather(*parts)
+        logits = np.concatenate([part.outputs[config.outputs[0].name] for part in outputs])
+        indices, probabilities = softmax_top_k(logits, top_k)
+        labels = config.labels
+        results = [
+            [ClassScore(int(i), labels[i] if i < len(labels) else "", float(p)) for i, p in zip(row, ps, strict=True)]
+            for row, ps in zip(indices, probabilities, strict=True)
+        ]
+        return Classified(model, results)
+
+    async def drain(self) -> None:
+        """Wait until every accepted Classify call has queued its images in the batchers (called
+        on shutdown, after ``plane.draining`` is set and before the batchers close)."""
+        while self._admitting:
+            await self._idle.wait()
+
+    async def _admit(
+        self, name: str, version: str, images: Sequence[bytes], top_k: int, started: float, timeout: float | None
+    ) -> tuple[ServedModel, ModelConfig, list[asyncio.Task[InferResult]]]:
+        """Check, decode and queue the request; return the futures of its batcher requests."""
         model = self.plane.models.get_ready(name, version)
         config = model.config
         assert config is not None
@@ -105,14 +138,22 @@ class Classifier:
         batch = await self._preprocess(pipeline, images)
         if timeout is not None:
             timeout = max(timeout - (time.monotonic() - started), 0.0)
-        logits = await self._infer(model, batch, timeout)
-        indices, probabilities = softmax_top_k(logits, top_k)
-        labels = config.labels
-        results = [
-            [ClassScore(int(i), labels[i] if i < len(labels) else "", float(p)) for i, p in zip(row, ps, strict=True)]
-            for row, ps in zip(indices, probabilities, strict=True)
+        # Requests of more images than max_batch_size go as several batcher requests.
+        size, input_name = config.max_batch_size, config.inputs[0].name
+        version = str(config.version)
+        parts = [
+            asyncio.create_task(
+                self.plane.infer(name, version, {input_name: batch[i : i + size]}, timeout=timeout, admitted=True)
+            )
+            for i in range(0, len(batch), size)
         ]
-        return Classified(model, results)
+        try:
+            await asyncio.sleep(0)  # each part's first step queues it in the batcher
+        except BaseException:
+            for part in parts:
+                part.cancel()
+            raise
+        return model, config, parts
 
     async def _preprocess(self, pipeline: ImagePipeline, images: Sequence[bytes]) -> np.ndarray:
         loop = asyncio.get_running_loop()
@@ -125,17 +166,3 @@ class Classifier:
             if isinstance(outcome, BaseException):
                 raise outcome
         return np.stack(done)  # type: ignore[arg-type]
-
-    async def _infer(self, model: ServedModel, batch: np.ndarray, timeout: float | None) -> np.ndarray:
-        config = model.config
-        assert config is not None
-        size = config.max_batch_size
-        input_name, output_name = config.inputs[0].name, config.outputs[0].name
-        version = str(config.version)
-        parts = await asyncio.gather(
-            *(
-                self.plane.infer(config.name, version, {input_name: batch[i : i + size]}, timeout=timeout)
-                for i in range(0, len(batch), size)
-            )
-        )
-        return np.concatenate([part.outputs[output_name] for part in parts])

@@ -96,10 +96,21 @@ class DataPlane:
         return batch
 
     async def infer(
-        self, name: str, version: str, inputs: dict[str, np.ndarray], *, timeout: float | None = None
+        self,
+        name: str,
+        version: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        timeout: float | None = None,
+        admitted: bool = False,
     ) -> InferResult:
-        """Validate, queue in the model's batcher, and return the outputs for these items."""
-        if self.draining:
+        """Validate, queue in the model's batcher, and return the outputs for these items.
+
+        ``admitted``: the caller accepted this request before the server began draining and did
+        other work since (Classify decodes images first); it is let through while draining, since
+        an accepted request must be answered.
+        """
+        if self.draining and not admitted:
             raise errors.Unavailable("server is shutting down and takes no new requests")
         model = self.models.get_ready(name, version)
         assert model.config is not None and model.batcher is not None

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from server.generated.cnnserve.v1 import service_pb2 as pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 
 MAX_IMAGES = 8
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
 
 
 # -- softmax and top-k, in process -----------------------------------------------------------------
@@ -240,3 +242,33 @@ def test_a_bad_image_does_not_fail_concurrent_requests(server: ServerProcess) ->
             assert isinstance(outcome, pb.ClassifyResponse), outcome
         else:
             assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_sigterm_while_images_decode_loses_no_accepted_call(small_repo: Path) -> None:
+    """Calls still decoding their images when SIGTERM arrives are computed and answered."""
+    proc = start_server(small_repo, "--model", "lenet5", "--decode-threads", "1")
+    wait_ready(proc.grpc_address)
+    # Large smooth JPEGs: each takes tens of milliseconds to decode, one at a time.
+    big = encode(random_rgb(40, 30).resize((4000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=90)
+    small = encode(random_rgb(32, 32).convert("L"))
+
+    async def load_then_terminate() -> list[pb.ClassifyResponse]:
+        async with grpc.aio.insecure_channel(proc.grpc_address, options=CHANNEL_OPTIONS) as channel:
+            stub = pb_grpc.CnnServeStub(channel)
+            request = pb.ClassifyRequest(model_name="lenet5", images=[big, big, big, small], top_k=2)
+            calls = [asyncio.ensure_future(stub.Classify(request)) for _ in range(6)]
+            while scrape_inflight(proc, "lenet5") < len(calls):
+                await asyncio.sleep(0.02)
+            proc.process.send_signal(signal.SIGTERM)
+            return list(await asyncio.gather(*calls))
+
+    replies = asyncio.run(load_then_terminate())
+    assert proc.terminate() == 0, proc.output
+    assert [len(r.results) for r in replies] == [4] * 6
+    assert all(r.results[3].classes[0].index == replies[0].results[3].classes[0].index for r in replies)
+    assert "shutting down" in proc.output and "stopped" in proc.output
+
+
+def scrape_inflight(proc: ServerProcess, model: str) -> float:
+    samples = scrape(proc.metrics_address)
+    return sum(v for lab, v in samples.get("cnnserve_inflight_requests", []) if lab["model"] == model)
