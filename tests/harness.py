@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,3 +126,22 @@ def scrape(address: str) -> dict[str, list[tuple[dict[str, str], float]]]:
         for sample in family.samples:
             samples.setdefault(sample.name, []).append((sample.labels, sample.value))
     return samples
+
+
+def copy_repository(source: Path, target: Path) -> Path:
+    """Copy every entry of the repository ``source`` into ``target`` (to add or break entries
+    without touching a shared one); return ``target``."""
+    for entry in source.iterdir():
+        shutil.copytree(entry, target / entry.name)
+    return target
+
+
+@contextlib.contextmanager
+def serving(repo: Path, *args: str) -> Iterator[ServerProcess]:
+    """A ready server over ``repo``; on leaving, it must stop cleanly (exit status 0)."""
+    proc = start_server(repo, *args)
+    try:
+        wait_ready(proc.grpc_address)
+        yield proc
+    finally:
+        assert proc.terminate() == 0, proc.output

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ServerProcess, start_server, wait_ready
+from harness import ServerProcess, copy_repository, serving
 
 
 @pytest.fixture(scope="session")
@@ -15,9 +14,7 @@ def small_repo(tmp_path_factory: pytest.TempPathFactory, exported_repo: Path) ->
     """lenet5 (trained) beside tests/conftest.py's cifar_resnet20 and narrow AlphaGo policy net."""
     from builders.export import export
 
-    repo = tmp_path_factory.mktemp("repo")
-    for entry in exported_repo.iterdir():
-        shutil.copytree(entry, repo / entry.name)
+    repo = copy_repository(exported_repo, tmp_path_factory.mktemp("repo"))
     export("lenet5", repo)
     return repo
 
@@ -25,9 +22,5 @@ def small_repo(tmp_path_factory: pytest.TempPathFactory, exported_repo: Path) ->
 @pytest.fixture(scope="module")
 def server(small_repo: Path) -> Iterator[ServerProcess]:
     """One server for a test module; tests that stop or drain a server start their own."""
-    proc = start_server(small_repo, "--max-queue-delay-us", "20000")
-    try:
-        wait_ready(proc.grpc_address)
+    with serving(small_repo, "--max-queue-delay-us", "20000") as proc:
         yield proc
-    finally:
-        proc.terminate()

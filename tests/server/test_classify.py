@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
-from harness import ServerProcess, scrape, start_server, wait_ready
+from harness import ServerProcess, copy_repository, scrape, serving, start_server, wait_ready
 from imagefiles import encode, png_claiming, random_rgb, reference
 from PIL import Image
 
@@ -50,21 +49,15 @@ def repo(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small repository plus cifar_resnet20 exported with --uint8-input as ``cifar_u8``."""
     from builders.export import export
 
-    repo = tmp_path_factory.mktemp("repo_classify")
-    for entry in small_repo.iterdir():
-        shutil.copytree(entry, repo / entry.name)
+    repo = copy_repository(small_repo, tmp_path_factory.mktemp("repo_classify"))
     export("cifar_resnet20", repo, uint8_input=True, entry_name="cifar_u8")
     return repo
 
 
 @pytest.fixture(scope="module")
 def server(repo: Path) -> Iterator[ServerProcess]:
-    proc = start_server(repo, "--max-queue-delay-us", "20000", "--max-images-per-request", str(MAX_IMAGES))
-    try:
-        wait_ready(proc.grpc_address)
+    with serving(repo, "--max-queue-delay-us", "20000", "--max-images-per-request", str(MAX_IMAGES)) as proc:
         yield proc
-    finally:
-        assert proc.terminate() == 0, proc.output
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from harness import ServerProcess, scrape, start_server, wait_ready
+from harness import ServerProcess, copy_repository, scrape, serving, start_server, wait_ready
 from tritonclient.utils import InferenceServerException
 
 from server.generated.inference import grpc_service_pb2 as pb
@@ -31,9 +31,7 @@ LIMIT = 4 * 1024 * 1024  # this module's servers take messages up to 4 MiB
 @pytest.fixture(scope="module")
 def repo(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small repository plus an entry that cannot load (its ONNX file is garbage)."""
-    repo = tmp_path_factory.mktemp("repo_with_broken")
-    for entry in small_repo.iterdir():
-        shutil.copytree(entry, repo / entry.name)
+    repo = copy_repository(small_repo, tmp_path_factory.mktemp("repo_with_broken"))
     shutil.copytree(small_repo / "cifar_resnet20", repo / "broken")
     config = (repo / "broken" / "config.json").read_text().replace('"name": "cifar_resnet20"', '"name": "broken"')
     (repo / "broken" / "config.json").write_text(config)
@@ -43,12 +41,8 @@ def repo(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(repo: Path) -> Iterator[ServerProcess]:
-    proc = start_server(repo, "--max-queue-delay-us", "20000", "--max-message-bytes", str(LIMIT))
-    try:
-        wait_ready(proc.grpc_address)
+    with serving(repo, "--max-queue-delay-us", "20000", "--max-message-bytes", str(LIMIT)) as proc:
         yield proc
-    finally:
-        assert proc.terminate() == 0, proc.output
 
 
 @pytest.fixture()
