@@ -8,7 +8,9 @@ trained and evaluated on. A fixed, stratified 20% is held out and never trained 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,6 +46,19 @@ def load_split() -> DigitsSplit:
         images, digits.target, test_size=HELD_OUT_FRACTION, random_state=SPLIT_SEED, stratify=digits.target
     )
     return DigitsSplit(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64))
+
+
+def write_held_out(folder: Path, count: int | None = None) -> list[Path]:
+    """Save the held-out digits (never trained on) as 32x32 grey PNG files named
+    ``NNN_digit-D.png``, D the true digit; return their paths in held-out order."""
+    split = load_split()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (pixels, label) in enumerate(zip(split.test_images[:count], split.test_labels[:count], strict=True)):
+        path = folder / f"{i:03d}_digit-{label}.png"
+        Image.fromarray(pixels, mode="L").save(path)
+        paths.append(path)
+    return paths
 
 
 def to_tensor(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
@@ -86,3 +101,16 @@ def train(model: nn.Module, split: DigitsSplit, mean: float, std: float, *, epoc
             optimiser.step()
         scheduler.step()
     return accuracy(model, split.test_images, split.test_labels, mean, std)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write the held-out digits as PNG files, to send to the server.")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--count", type=int, default=None, help="how many (default: all 360)")
+    args = parser.parse_args()
+    paths = write_held_out(args.folder, args.count)
+    print(f"wrote {len(paths)} held-out digits to {args.folder}/ (the name ends with the true digit)")
+
+
+if __name__ == "__main__":
+    main()

@@ -125,12 +125,8 @@ def test_held_out_digits_through_the_server_score_what_export_measured(
     from builders import digits
 
     split = digits.load_split()
-    # Rendered as PNG files first, as a user would have them.
-    paths = []
-    for i, pixels in enumerate(split.test_images):
-        path = tmp_path / f"digit_{i:03d}.png"
-        Image.fromarray(pixels, mode="L").save(path)
-        paths.append(path)
+    # Written as PNG files first, as a user would have them.
+    paths = digits.write_held_out(tmp_path)
     predicted = []
     for start in range(0, len(paths), MAX_IMAGES):
         reply = classify(stub, "lenet5", [p.read_bytes() for p in paths[start : start + MAX_IMAGES]], 1)
