@@ -9,33 +9,19 @@ from typing import Any
 
 import grpc
 
+from server.clients import ClientError, channel, rpc_error
 from server.generated.cnnserve.v1 import service_pb2 as pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from server.tables import render_table
-
-MIB = 1024 * 1024
-
-
-class ClientError(Exception):
-    """A failure the command reports in one line (exit status 1)."""
-
-
-def rpc_error(exc: grpc.RpcError, server: str) -> ClientError:
-    """One line for a failed call; a server that is not there is said so plainly."""
-    code, details = exc.code(), exc.details() or ""
-    if code is grpc.StatusCode.UNAVAILABLE and ("connect" in details.lower() or "refused" in details.lower()):
-        return ClientError(f"cannot reach a server at {server} (is `cnnserve serve` running?): {details}")
-    return ClientError(f"{code.name}: {details}")
 
 
 def classify(
     server: str, model: str, images: list[tuple[str, bytes]], top_k: int, *, per_request: int, timeout: float
 ) -> list[dict[str, Any]]:
     """Classify ``images`` (name, encoded bytes), ``per_request`` to a call; one dict per image."""
-    options = [("grpc.max_send_message_length", 64 * MIB), ("grpc.max_receive_message_length", 64 * MIB)]
     results: list[dict[str, Any]] = []
-    with grpc.insecure_channel(server, options=options) as channel:
-        stub = pb_grpc.CnnServeStub(channel)
+    with channel(server) as ch:
+        stub = pb_grpc.CnnServeStub(ch)
         for start in range(0, len(images), per_request):
             chunk = images[start : start + per_request]
             request = pb.ClassifyRequest(model_name=model, images=[data for _, data in chunk], top_k=top_k)

@@ -215,6 +215,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return classify_client.main(args)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from server import bench_client
+
+    return bench_client.main(args)
+
+
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -258,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_classify_arguments(p)
     p.set_defaults(func=cmd_classify)
 
+    p = sub.add_parser("bench", help="load one model of a running server; throughput, latency, queue and compute")
+    from server.bench_client import add_arguments as add_bench_arguments
+
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("repo", help="list the entries of a model repository")
     p.add_argument("--repo", default="exported", help="model repository folder (default: exported)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -269,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from builders import UnknownArchitectureError, UnknownOptionError
     from builders.export import ExportError
     from builders.weights import CheckpointError
-    from server.classify_client import ClientError
+    from server.clients import ClientError
 
     args = build_parser().parse_args(argv)
     handled: tuple[type[BaseException], ...] = (
