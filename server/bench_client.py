@@ -138,10 +138,12 @@ class ProgressBar:
         self.requests, self.duration, self.stream = requests, duration, stream
         self.last = 0.0
         self.drawn = False
+        self.state: tuple[int, int, float] | None = None
 
-    def __call__(self, ok: int, failed: int, elapsed: float) -> None:
+    def __call__(self, ok: int, failed: int, elapsed: float, *, force: bool = False) -> None:
+        self.state = (ok, failed, elapsed)
         now = time.monotonic()
-        if now - self.last < 0.2:
+        if now - self.last < 0.2 and not force:
             return
         self.last = now
         done = ok + failed
@@ -157,6 +159,8 @@ class ProgressBar:
         self.drawn = True
 
     def close(self) -> None:
+        if self.state is not None:
+            self(*self.state, force=True)  # the final count, which the throttle may have skipped
         if self.drawn:
             self.stream.write("\n")
             self.stream.flush()

@@ -221,6 +221,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_client.main(args)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from server import compare_client
+
+    return compare_client.main(args)
+
+
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -269,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("compare", help="latency against depth and MACs for several models: table, chart, verdicts")
+    from server.compare_client import add_arguments as add_compare_arguments
+
+    add_compare_arguments(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("repo", help="list the entries of a model repository")
     p.add_argument("--repo", default="exported", help="model repository folder (default: exported)")
