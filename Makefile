@@ -7,8 +7,10 @@ REPO ?= exported
 # the AlphaGo policy network.
 DEFAULT_MODELS ?= lenet5 vgg16 resnet50 resnet152 alphago_policy
 SERVE_ARGS ?=
+# apt-get needs root; as another user, sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install serve export test lint typecheck proto clean help
+.PHONY: install system-packages serve export test lint typecheck proto clean help
 
 help:
 	@echo "make serve    set up, export the default models if missing, run the server"
@@ -35,7 +37,14 @@ export: install
 serve: export
 	$(VENV)/bin/cnnserve serve --repo $(REPO) $(SERVE_ARGS)
 
-test: install
+# The tests run a real Prometheus (and promtool) from Debian's package.
+system-packages:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "install Prometheus (prometheus, promtool) for the tests"; exit 1; }; \
+	  $(SUDO) apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends prometheus; }; }
+
+test: install system-packages
 	$(PY) -m pytest
 
 lint: install
