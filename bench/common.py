@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
 
+from server.clients import CHANNEL_OPTIONS
 from server.generated.cnnserve.v1 import service_pb2 as v1_pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as v1_pb_grpc
 from server.generated.inference import grpc_service_pb2 as pb
 from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from server.loadgen import Call, LoadReport, run_load
+
+__all__ = ["CHANNEL_OPTIONS", "ROOT", "LoadReport", "closed_loop", "ensure_exported", "infer_request", "progress",
+           "running_server"]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
-MIB = 1024 * 1024
-CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 * MIB), ("grpc.max_receive_message_length", 64 * MIB)]
 
 
 def progress(line: str) -> None:
@@ -72,57 +71,20 @@ def infer_request(model: str, input_name: str, x: np.ndarray) -> pb.ModelInferRe
     return request
 
 
-@dataclass
-class LoadResult:
-    requests: int
-    items: int
-    seconds: float
-    latencies: np.ndarray  # seconds, one per request
-
-    @property
-    def items_per_second(self) -> float:
-        return self.items / self.seconds
-
-    @property
-    def requests_per_second(self) -> float:
-        return self.requests / self.seconds
-
-    def percentile(self, p: float) -> float:
-        return float(np.percentile(self.latencies, p))
-
-
 def closed_loop(address: str, request: pb.ModelInferRequest | v1_pb.ClassifyRequest, *, concurrency: int,
-                seconds: float, items_per_request: int = 1, warmup: float = 1.0) -> LoadResult:  # fmt: skip
-    """``concurrency`` callers, each sending the next request (ModelInfer or Classify, by the
-    request's type) as soon as its last one returns."""
+                seconds: float, items_per_request: int = 1, warmup: float = 1.0) -> LoadReport:  # fmt: skip
+    """``concurrency`` callers for ``seconds`` after ``warmup``, each sending the next request
+    (ModelInfer or Classify, by the request's type) as soon as its last one returns."""
 
-    async def main() -> LoadResult:
-        async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-            call: Any = (
-                v1_pb_grpc.CnnServeStub(channel).Classify
-                if isinstance(request, v1_pb.ClassifyRequest)
-                else pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
-            )
-            latencies: list[float] = []
-            measuring = False
-            stop_at = 0.0
+    def make_call(channel: grpc.aio.Channel) -> Call:
+        if isinstance(request, v1_pb.ClassifyRequest):
+            classify = v1_pb_grpc.CnnServeStub(channel).Classify
+            return lambda: classify(request)
+        infer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        return lambda: infer(request)
 
-            async def caller() -> None:
-                while True:
-                    started = time.perf_counter()
-                    if stop_at and started >= stop_at:
-                        return
-                    await call(request)
-                    if measuring:
-                        latencies.append(time.perf_counter() - started)
-
-            stop_at = time.perf_counter() + warmup + seconds
-            tasks = [asyncio.create_task(caller()) for _ in range(concurrency)]
-            await asyncio.sleep(warmup)
-            measuring = True
-            began = time.perf_counter()
-            await asyncio.gather(*tasks)
-            elapsed = time.perf_counter() - began
-        return LoadResult(len(latencies), len(latencies) * items_per_request, elapsed, np.array(latencies))
-
-    return asyncio.run(main())
+    report = run_load(address, make_call, items_per_request=items_per_request, concurrency=concurrency,
+                      duration=seconds, warmup=warmup)  # fmt: skip
+    if report.failed:
+        raise RuntimeError(f"{report.failed} requests failed: {report.error_messages}")
+    return report

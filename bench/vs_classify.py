@@ -12,7 +12,6 @@ compute come from the server's ModelStatistics over each run.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import subprocess
 import sys
@@ -20,37 +19,24 @@ import time
 from pathlib import Path
 
 import grpc
-import numpy as np
-from PIL import Image
 
 from bench.common import (
     CHANNEL_OPTIONS,
     ROOT,
-    LoadResult,
+    LoadReport,
     closed_loop,
     ensure_exported,
     infer_request,
     progress,
     running_server,
 )
+from server.bench_client import synthetic_photo
 from server.generated.cnnserve.v1 import service_pb2 as v1_pb
 from server.generated.inference import grpc_service_pb2 as pb
 from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from server.images import ImagePipeline
 
 MODEL, UINT8_MODEL = "resnet50", "resnet50_uint8"
-
-
-def photo(width: int = 500, height: int = 375) -> bytes:
-    """A JPEG that compresses like a photo: smooth shapes plus a little sensor noise."""
-    rng = np.random.default_rng(0)
-    coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(
-        (width, height), Image.Resampling.BICUBIC
-    )
-    pixels = np.asarray(coarse, dtype=np.float64) + rng.normal(0, 6, (height, width, 3))
-    out = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format="JPEG", quality=90)
-    return out.getvalue()
 
 
 def ensure_uint8(repo: Path) -> None:
@@ -91,7 +77,7 @@ def main() -> None:
     config = json.loads((args.repo / MODEL / "config.json").read_text())
     float_pipeline = ImagePipeline.from_config(config["preprocessing"], "FP32")
     uint8_pipeline = ImagePipeline.from_config(config["preprocessing"], "UINT8")
-    jpeg = photo()
+    jpeg = synthetic_photo()
     pixels = uint8_pipeline(jpeg, 0, 50_000_000)
     modes: dict[str, tuple[str, pb.ModelInferRequest | v1_pb.ClassifyRequest]] = {
         "Classify, JPEG": (MODEL, v1_pb.ClassifyRequest(model_name=MODEL, images=[jpeg], top_k=5)),
@@ -100,7 +86,7 @@ def main() -> None:
     }
     payload = {"Classify, JPEG": len(jpeg), "V2, uint8 pixels": pixels.nbytes, "V2, float32": pixels.nbytes * 4}
     progress(f"decode + preprocess in process: {decode_ms(jpeg, float_pipeline):.2f} ms per {len(jpeg):,}-byte JPEG")
-    results: dict[str, tuple[LoadResult, float, float]] = {}
+    results: dict[str, tuple[LoadReport, float, float]] = {}
     with running_server(args.repo, "--model", f"{MODEL},{UINT8_MODEL}", *args.server_args) as address:
         for mode, (model, request) in modes.items():
             progress(f"{mode}: {args.concurrency} callers, {args.seconds:.0f} s")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, LoadResult, closed_loop, ensure_exported, infer_request, progress, running_server
+from bench.common import ROOT, LoadReport, closed_loop, ensure_exported, infer_request, progress, running_server
+from server.generated.inference import grpc_service_pb2 as pb
 
 
 @contextmanager
@@ -42,9 +43,11 @@ def running_echo(reply_floats: int) -> Iterator[str]:
         process.stdout.close()
 
 
-def measure(address: str, request: object, concurrency: int, seconds: float) -> tuple[LoadResult, LoadResult]:
-    loaded = closed_loop(address, request, concurrency=concurrency, seconds=seconds)  # type: ignore[arg-type]
-    single = closed_loop(address, request, concurrency=1, seconds=seconds / 2)  # type: ignore[arg-type]
+def measure(
+    address: str, request: pb.ModelInferRequest, concurrency: int, seconds: float
+) -> tuple[LoadReport, LoadReport]:
+    loaded = closed_loop(address, request, concurrency=concurrency, seconds=seconds)
+    single = closed_loop(address, request, concurrency=1, seconds=seconds / 2)
     return loaded, single
 
 
