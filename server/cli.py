@@ -209,24 +209,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run(Settings.from_args(args))
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    from server import classify_client
-
-    return classify_client.main(args)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from server import bench_client
-
-    return bench_client.main(args)
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from server import compare_client
-
-    return compare_client.main(args)
-
-
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -264,23 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("classify", help="classify PNG or JPEG files with a model of a running server")
-    from server.classify_client import add_arguments as add_classify_arguments
+    # The clients of a running server: each module adds its flags and runs as its main().
+    from server import bench_client, classify_client, compare_client
 
-    add_classify_arguments(p)
-    p.set_defaults(func=cmd_classify)
-
-    p = sub.add_parser("bench", help="load one model of a running server; throughput, latency, queue and compute")
-    from server.bench_client import add_arguments as add_bench_arguments
-
-    add_bench_arguments(p)
-    p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("compare", help="latency against depth and MACs for several models: table, chart, verdicts")
-    from server.compare_client import add_arguments as add_compare_arguments
-
-    add_compare_arguments(p)
-    p.set_defaults(func=cmd_compare)
+    for name, module, what in (
+        ("classify", classify_client, "classify PNG or JPEG files with a model of a running server"),
+        ("bench", bench_client, "load one model of a running server; throughput, latency, queue and compute"),
+        ("compare", compare_client, "latency against depth and MACs for several models: table, chart, verdicts"),
+    ):
+        p = sub.add_parser(name, help=what)
+        module.add_arguments(p)
+        p.set_defaults(func=module.main)
 
     p = sub.add_parser("repo", help="list the entries of a model repository")
     p.add_argument("--repo", default="exported", help="model repository folder (default: exported)")
