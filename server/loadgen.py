@@ -168,12 +168,18 @@ def run_load(
             else:
                 load = _closed(call, recorder, concurrency, requests, stop_at)
             task = asyncio.ensure_future(load)
-            if warmup > 0:
-                await asyncio.sleep(warmup)
-            if on_start is not None:
-                on_start()
-            recorder.start_measuring()
-            await task
+            try:
+                if warmup > 0:
+                    await asyncio.sleep(warmup)
+                if on_start is not None:
+                    on_start()
+                recorder.start_measuring()
+                await task
+            finally:
+                # On Ctrl-C asyncio.run cancels this coroutine: stop the callers before the channel
+                # closes, or they would go on failing against the closed channel until the end.
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     started = time.perf_counter()
     try:

@@ -73,9 +73,14 @@ def test_bench_interrupted_prints_what_it_measured(server: ServerProcess) -> Non
          *at(server)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    time.sleep(6)  # start-up, the preflight request, one second of warm-up, then some measuring
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        time.sleep(6)  # start-up, the preflight request, one second of warm-up, then some measuring
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 130, err
     result = json.loads(out)
     assert result["interrupted"] is True and result["requests_ok"] > 0 and result["seconds"] < 120
