@@ -11,15 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
 import numpy as np
 
+from server.bench_client import Target
 from server.clients import CHANNEL_OPTIONS
 from server.generated.cnnserve.v1 import service_pb2 as v1_pb
-from server.generated.cnnserve.v1 import service_pb2_grpc as v1_pb_grpc
 from server.generated.inference import grpc_service_pb2 as pb
-from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
-from server.loadgen import Call, LoadReport, run_load
+from server.loadgen import LoadReport, run_load
 
 __all__ = ["CHANNEL_OPTIONS", "ROOT", "LoadReport", "closed_loop", "ensure_exported", "infer_request", "progress",
            "running_server"]  # fmt: skip
@@ -76,14 +74,9 @@ def closed_loop(address: str, request: pb.ModelInferRequest | v1_pb.ClassifyRequ
     """``concurrency`` callers for ``seconds`` after ``warmup``, each sending the next request
     (ModelInfer or Classify, by the request's type) as soon as its last one returns."""
 
-    def make_call(channel: grpc.aio.Channel) -> Call:
-        if isinstance(request, v1_pb.ClassifyRequest):
-            classify = v1_pb_grpc.CnnServeStub(channel).Classify
-            return lambda: classify(request)
-        infer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
-        return lambda: infer(request)
-
-    report = run_load(address, make_call, items_per_request=items_per_request, concurrency=concurrency,
+    rpc = "classify" if isinstance(request, v1_pb.ClassifyRequest) else "v2"
+    target = Target(request.model_name, rpc, items_per_request, request)
+    report = run_load(address, target.make_call, items_per_request=items_per_request, concurrency=concurrency,
                       duration=seconds, warmup=warmup)  # fmt: skip
     if report.failed:
         raise RuntimeError(f"{report.failed} requests failed: {report.error_messages}")

@@ -124,8 +124,11 @@ class _Uint8Input(nn.Module):
         return self.inner(pixels * self.gain - self.offset)
 
 
-def uint8_shape(spec: ArchSpec) -> tuple[int, ...]:
-    """One item of a ``--uint8-input`` export: (height, width, channels)."""
+def item_shape(spec: ArchSpec, uint8: bool) -> tuple[int, ...]:
+    """One input item of the export: (channels, height, width), or (height, width, channels) for
+    a ``--uint8-input`` one."""
+    if not uint8:
+        return spec.input_shape
     channels, height, width = spec.input_shape
     return (height, width, channels)
 
@@ -138,7 +141,7 @@ def _example(shape: tuple[int, ...], batch: int, uint8: bool, generator: torch.G
 
 def to_onnx(model: nn.Module, spec: ArchSpec, path: Path, opset: int = DEFAULT_OPSET, *, uint8: bool = False) -> None:
     """Write ``model`` as ONNX with a symbolic batch axis named ``batch``."""
-    example = _example(uint8_shape(spec) if uint8 else spec.input_shape, 2, uint8)
+    example = _example(item_shape(spec, uint8), 2, uint8)
     batch = torch.export.Dim("batch", min=1, max=65536)
     with _quiet_torch_exporter():
         program = torch.onnx.export(
@@ -184,7 +187,7 @@ def check_parity(
     generator = torch.Generator().manual_seed(seed)
     worst = {"max_abs_error": 0.0, "torch_float32_max_abs_error": 0.0, "relative_rms_error": 0.0}
     for batch in PARITY_BATCH_SIZES:
-        x = _example(uint8_shape(spec) if uint8 else spec.input_shape, batch, uint8, generator)
+        x = _example(item_shape(spec, uint8), batch, uint8, generator)
         with torch.no_grad():
             torch32 = reference(x).float().numpy().astype(np.float64)
             truth = truth_model(x if uint8 else x.double()).numpy()
@@ -259,7 +262,7 @@ def build_config(
             {
                 "name": spec.input_name,
                 "datatype": "UINT8" if uint8 else "FP32",
-                "shape": list(uint8_shape(spec) if uint8 else spec.input_shape),
+                "shape": list(item_shape(spec, uint8)),
                 "layout": "NHWC" if uint8 else "NCHW",
             }
         ],

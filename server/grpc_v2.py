@@ -87,9 +87,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        return await self._infer(request, context)
-
-    async def _infer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         inputs = tensors.decode_request_inputs(request)
         result = await self.plane.infer(
             request.model_name, request.model_version, inputs, timeout=context.time_remaining()
