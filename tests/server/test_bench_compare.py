@@ -72,6 +72,9 @@ def test_bench_interrupted_prints_what_it_measured(server: ServerProcess) -> Non
         [sys.executable, "-m", "server.cli", "bench", "--model", "cifar_resnet20", "--duration", "120", "--json",
          *at(server)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # As in a terminal: a test run started in the background (`make test &`) ignores SIGINT,
+        # and the child would inherit that and never see the Ctrl-C this test sends.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         time.sleep(6)  # start-up, the preflight request, one second of warm-up, then some measuring
