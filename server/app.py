@@ -31,6 +31,7 @@ from server.grpc_v1 import CnnServeServicer
 from server.grpc_v2 import InferenceServicer
 from server.metrics import Metrics, MetricsServer
 from server.models import ModelManager
+from server.policy import PolicyService
 from server.repository import RepositoryError
 from server.runtime import RuntimeUnavailable, providers_for
 from server.settings import Settings
@@ -69,6 +70,7 @@ class Server:
             max_pixels=settings.max_image_pixels,
             threads=settings.decode_threads,
         )
+        self.policies = PolicyService(self.plane, threads=settings.decode_threads)
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
         self.metrics_server: MetricsServer | None = None
@@ -86,7 +88,7 @@ class Server:
         self.grpc = grpc.aio.server(options=grpc_options(s))
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.plane, self.metrics), self.grpc)
         v1_pb_grpc.add_CnnServeServicer_to_server(
-            CnnServeServicer(self.plane, self.classifier, self.metrics), self.grpc
+            CnnServeServicer(self.plane, self.classifier, self.policies, self.metrics), self.grpc
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         services = (
@@ -138,11 +140,11 @@ class Server:
         log.info("shutting down: health NOT_SERVING, refusing new requests")
         self.plane.draining = True
         await self.health.enter_graceful_shutdown()
-        # Classify calls accepted before this point may still be decoding: their images must
-        # reach the batchers before those close.
+        # Classify and Policy calls accepted before this point may still be decoding images or
+        # reading positions: their work must reach the batchers before those close.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                await self.classifier.drain()
+                await asyncio.gather(self.classifier.drain(), self.policies.drain())
         if self.grpc is not None:
             log.info("waiting up to %.0fs for accepted requests", grace)
             # Batchers drain while gRPC waits: the calls it waits for are the ones being computed.
@@ -150,7 +152,8 @@ class Server:
         else:
             await self.models.close()
         self.classifier.close()
-        log.info("batchers drained, sessions and image decoders closed")
+        self.policies.close()
+        log.info("batchers drained, sessions, image decoders and feature threads closed")
         if self.metrics_server is not None:
             self.metrics_server.close()
         log.info("stopped")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from server import errors
+from server.admission import Admission
 from server.dataplane import DataPlane, InferResult
 from server.images import ImagePipeline
 from server.models import ServedModel
@@ -55,9 +56,7 @@ class Classifier:
         self.max_pixels = max_pixels
         self._executor = ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="decode")
         self._pipelines: dict[tuple[str, int], ImagePipeline] = {}
-        self._admitting = 0  # accepted calls whose images are not yet queued in a batcher
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.admission = Admission(plane)  # accepted calls whose images are not yet queued
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -89,18 +88,8 @@ class Classifier:
     ) -> Classified:
         """The top ``top_k`` classes of each image, with the model's labels."""
         started = time.monotonic()
-        if self.plane.draining:
-            raise errors.Unavailable("server is shutting down and takes no new requests")
-        # From here the request is accepted: it counts as admitting until its images are queued
-        # in the batcher, and shutdown waits for that (see drain()).
-        self._admitting += 1
-        self._idle.clear()
-        try:
+        with self.admission.admit():
             model, config, parts = await self._admit(name, version, images, top_k, started, timeout)
-        finally:
-            self._admitting -= 1
-            if not self._admitting:
-                self._idle.set()
         outputs = await asyncio.gather(*parts)
         logits = np.concatenate([part.outputs[config.outputs[0].name] for part in outputs])
         indices, probabilities = softmax_top_k(logits, top_k)
@@ -112,10 +101,7 @@ class Classifier:
         return Classified(model, results)
 
     async def drain(self) -> None:
-        """Wait until every accepted Classify call has queued its images in the batchers (called
-        on shutdown, after ``plane.draining`` is set and before the batchers close)."""
-        while self._admitting:
-            await self._idle.wait()
+        await self.admission.drain()
 
     async def _admit(
         self, name: str, version: str, images: Sequence[bytes], top_k: int, started: float, timeout: float | None

@@ -83,8 +83,9 @@ class Settings:
     header before any pixel is decoded: a 50-megapixel photo passes, a decompression bomb does
     not (CNNSERVE_MAX_IMAGE_PIXELS, --max-image-pixels)."""
     decode_threads: int = 0
-    """Threads that decode and preprocess Classify images, off the event loop; 0 = one per CPU
-    (CNNSERVE_DECODE_THREADS, --decode-threads)."""
+    """Threads that decode and preprocess Classify images, and threads that read Policy positions
+    into feature planes, off the event loop; 0 = one per CPU (CNNSERVE_DECODE_THREADS,
+    --decode-threads)."""
     grace_seconds: float = 10.0
     """On SIGTERM/SIGINT, how long accepted requests get to finish (CNNSERVE_GRACE_SECONDS,
     --grace-seconds)."""
@@ -237,7 +238,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("max_image_pixels", "--max-image-pixels", "N", _parse_int, _at_least(1), _POSITIVE,
             "largest image Classify decodes (width x height), checked before decoding"),
     _Option("decode_threads", "--decode-threads", "N", _parse_int, _at_least(0), _ANY_INT,
-            "threads decoding Classify images; 0: one per CPU"),
+            "threads decoding Classify images (and as many reading Policy positions); 0: one per CPU"),
     _Option("grace_seconds", "--grace-seconds", "SECONDS", float,
             lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a number of seconds, 0 or more",
             "time accepted requests get to finish on SIGTERM/SIGINT"),

@@ -26,21 +26,29 @@ _sym_db = _symbol_database.Default()
 
 
 from server.generated import add_serialized_file as _add_serialized_file
-DESCRIPTOR = _add_serialized_file(b'\n\x19\x63nnserve/v1/service.proto\x12\x0b\x63nnserve.v1\"[\n\x0f\x43lassifyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\r\"|\n\x10\x43lassifyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.cnnserve.v1.Classification\x12\x0f\n\x07trained\x18\x04 \x01(\x08\":\n\x0e\x43lassification\x12(\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x17.cnnserve.v1.ClassScore\"?\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\x32U\n\x08\x43nnServe\x12I\n\x08\x43lassify\x12\x1c.cnnserve.v1.ClassifyRequest\x1a\x1d.cnnserve.v1.ClassifyResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _add_serialized_file(b'\n\x19\x63nnserve/v1/service.proto\x12\x0b\x63nnserve.v1\"\xc4\x01\n\rPolicyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0f\n\x05\x62oard\x18\x03 \x01(\tH\x00\x12\r\n\x03sgf\x18\x04 \x01(\tH\x00\x12\x18\n\x0bmove_number\x18\x05 \x01(\rH\x01\x88\x01\x01\x12#\n\x07to_move\x18\x06 \x01(\x0e\x32\x12.cnnserve.v1.Color\x12\r\n\x05top_k\x18\x07 \x01(\rB\n\n\x08positionB\x0e\n\x0c_move_number\"\xf2\x01\n\x0ePolicyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12/\n\ttop_moves\x18\x04 \x03(\x0b\x32\x1c.cnnserve.v1.MoveProbability\x12\x0f\n\x07trained\x18\x05 \x01(\x08\x12#\n\x07to_move\x18\x06 \x01(\x0e\x32\x12.cnnserve.v1.Color\x12\r\n\x05\x62oard\x18\x07 \x01(\t\x12\x13\n\x0bmove_number\x18\x08 \x01(\r\x12\x13\n\x0blegal_moves\x18\t \x01(\r\"E\n\x0fMoveProbability\x12\x0e\n\x06vertex\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\x12\r\n\x05index\x18\x03 \x01(\r\"[\n\x0f\x43lassifyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\r\"|\n\x10\x43lassifyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.cnnserve.v1.Classification\x12\x0f\n\x07trained\x18\x04 \x01(\x08\":\n\x0e\x43lassification\x12(\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x17.cnnserve.v1.ClassScore\"?\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02*4\n\x05\x43olor\x12\x15\n\x11\x43OLOR_UNSPECIFIED\x10\x00\x12\t\n\x05\x42LACK\x10\x01\x12\t\n\x05WHITE\x10\x02\x32\x9a\x01\n\x08\x43nnServe\x12I\n\x08\x43lassify\x12\x1c.cnnserve.v1.ClassifyRequest\x1a\x1d.cnnserve.v1.ClassifyResponse\"\x00\x12\x43\n\x06Policy\x12\x1a.cnnserve.v1.PolicyRequest\x1a\x1b.cnnserve.v1.PolicyResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cnnserve.v1.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLASSIFYREQUEST']._serialized_start=42
-  _globals['_CLASSIFYREQUEST']._serialized_end=133
-  _globals['_CLASSIFYRESPONSE']._serialized_start=135
-  _globals['_CLASSIFYRESPONSE']._serialized_end=259
-  _globals['_CLASSIFICATION']._serialized_start=261
-  _globals['_CLASSIFICATION']._serialized_end=319
-  _globals['_CLASSSCORE']._serialized_start=321
-  _globals['_CLASSSCORE']._serialized_end=384
-  _globals['_CNNSERVE']._serialized_start=386
-  _globals['_CNNSERVE']._serialized_end=471
+  _globals['_COLOR']._serialized_start=901
+  _globals['_COLOR']._serialized_end=953
+  _globals['_POLICYREQUEST']._serialized_start=43
+  _globals['_POLICYREQUEST']._serialized_end=239
+  _globals['_POLICYRESPONSE']._serialized_start=242
+  _globals['_POLICYRESPONSE']._serialized_end=484
+  _globals['_MOVEPROBABILITY']._serialized_start=486
+  _globals['_MOVEPROBABILITY']._serialized_end=555
+  _globals['_CLASSIFYREQUEST']._serialized_start=557
+  _globals['_CLASSIFYREQUEST']._serialized_end=648
+  _globals['_CLASSIFYRESPONSE']._serialized_start=650
+  _globals['_CLASSIFYRESPONSE']._serialized_end=774
+  _globals['_CLASSIFICATION']._serialized_start=776
+  _globals['_CLASSIFICATION']._serialized_end=834
+  _globals['_CLASSSCORE']._serialized_start=836
+  _globals['_CLASSSCORE']._serialized_end=899
+  _globals['_CNNSERVE']._serialized_start=956
+  _globals['_CNNSERVE']._serialized_end=1110
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class CnnServeStub(object):
                 request_serializer=cnnserve_dot_v1_dot_service__pb2.ClassifyRequest.SerializeToString,
                 response_deserializer=cnnserve_dot_v1_dot_service__pb2.ClassifyResponse.FromString,
                 _registered_method=True)
+        self.Policy = channel.unary_unary(
+                '/cnnserve.v1.CnnServe/Policy',
+                request_serializer=cnnserve_dot_v1_dot_service__pb2.PolicyRequest.SerializeToString,
+                response_deserializer=cnnserve_dot_v1_dot_service__pb2.PolicyResponse.FromString,
+                _registered_method=True)
 
 
 class CnnServeServicer(object):
@@ -54,6 +59,15 @@ class CnnServeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Policy(self, request, context):
+        """Move probabilities of a Go policy network (a model whose config.json says task "policy",
+        e.g. alphago_policy) for a position: the server computes the 48 feature planes of AlphaGo's
+        policy network from the position, runs the model, and zeroes the illegal points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CnnServeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +75,11 @@ def add_CnnServeServicer_to_server(servicer, server):
                     servicer.Classify,
                     request_deserializer=cnnserve_dot_v1_dot_service__pb2.ClassifyRequest.FromString,
                     response_serializer=cnnserve_dot_v1_dot_service__pb2.ClassifyResponse.SerializeToString,
+            ),
+            'Policy': grpc.unary_unary_rpc_method_handler(
+                    servicer.Policy,
+                    request_deserializer=cnnserve_dot_v1_dot_service__pb2.PolicyRequest.FromString,
+                    response_serializer=cnnserve_dot_v1_dot_service__pb2.PolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +109,33 @@ class CnnServe(object):
             '/cnnserve.v1.CnnServe/Classify',
             cnnserve_dot_v1_dot_service__pb2.ClassifyRequest.SerializeToString,
             cnnserve_dot_v1_dot_service__pb2.ClassifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Policy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cnnserve.v1.CnnServe/Policy',
+            cnnserve_dot_v1_dot_service__pb2.PolicyRequest.SerializeToString,
+            cnnserve_dot_v1_dot_service__pb2.PolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
