@@ -247,10 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     # The clients of a running server: each module adds its flags and runs as its main().
-    from server import bench_client, classify_client, compare_client
+    from server import bench_client, classify_client, compare_client, gtp_client, policy_client
 
     for name, module, what in (
         ("classify", classify_client, "classify PNG or JPEG files with a model of a running server"),
+        ("policy", policy_client, "Go move probabilities for a position (SGF at a move, or a text board)"),
+        ("gtp", gtp_client, "a GTP engine on stdin/stdout that plays the server's policy network"),
         ("bench", bench_client, "load one model of a running server; throughput, latency, queue and compute"),
         ("compare", compare_client, "latency against depth and MACs for several models: table, chart, verdicts"),
     ):
