@@ -37,12 +37,16 @@ export: install
 serve: export
 	$(VENV)/bin/cnnserve serve --repo $(REPO) $(SERVE_ARGS)
 
-# The tests run a real Prometheus (and promtool) from Debian's package.
+# Debian packages the tests run for real: Prometheus (prometheus, promtool) and GNU Go, which
+# Debian installs as /usr/games/gnugo (not always on PATH, so looked up there too).
 system-packages:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	  command -v apt-get >/dev/null || { echo "install Prometheus (prometheus, promtool) for the tests"; exit 1; }; \
-	  $(SUDO) apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 \
-	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends prometheus; }; }
+	@missing=""; \
+	{ command -v prometheus && command -v promtool; } >/dev/null || missing="$$missing prometheus"; \
+	{ command -v gnugo || test -x /usr/games/gnugo; } >/dev/null || missing="$$missing gnugo"; \
+	test -z "$$missing" || { \
+	  command -v apt-get >/dev/null || { echo "install$$missing for the tests"; exit 1; }; \
+	  $(SUDO) apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; }
 
 test: install system-packages
 	$(PY) -m pytest
