@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.bench_client import Target
+from server.bench_client import Request, Target
 from server.clients import CHANNEL_OPTIONS
 from server.generated.cnnserve.v1 import service_pb2 as v1_pb
 from server.generated.inference import grpc_service_pb2 as pb
@@ -69,12 +69,12 @@ def infer_request(model: str, input_name: str, x: np.ndarray) -> pb.ModelInferRe
     return request
 
 
-def closed_loop(address: str, request: pb.ModelInferRequest | v1_pb.ClassifyRequest, *, concurrency: int,
+def closed_loop(address: str, request: Request, *, concurrency: int,
                 seconds: float, items_per_request: int = 1, warmup: float = 1.0) -> LoadReport:  # fmt: skip
     """``concurrency`` callers for ``seconds`` after ``warmup``, each sending the next request
-    (ModelInfer or Classify, by the request's type) as soon as its last one returns."""
+    (ModelInfer, Classify or Policy, by the request's type) as soon as its last one returns."""
 
-    rpc = "classify" if isinstance(request, v1_pb.ClassifyRequest) else "v2"
+    rpc = {v1_pb.ClassifyRequest: "classify", v1_pb.PolicyRequest: "policy"}.get(type(request), "v2")
     target = Target(request.model_name, rpc, items_per_request, request)
     report = run_load(address, target.make_call, items_per_request=items_per_request, concurrency=concurrency,
                       duration=seconds, warmup=warmup)  # fmt: skip

@@ -33,6 +33,12 @@ def raw_session(path: Path, device: str) -> ort.InferenceSession:
 def raw_throughput(session: ort.InferenceSession, input_name: str, shape: tuple[int, ...], batch: int,
                    seconds: float) -> float:  # fmt: skip
     x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
+    return raw_throughput_of(session, input_name, x, seconds)
+
+
+def raw_throughput_of(session: ort.InferenceSession, input_name: str, x: np.ndarray, seconds: float) -> float:
+    """Items per second of ``session`` run on the batch ``x`` over and over for ``seconds``."""
+    batch = len(x)
     session.run(None, {input_name: x})  # warm-up: first-run allocations
     done = 0
     started = time.perf_counter()

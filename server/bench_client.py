@@ -5,6 +5,7 @@ endpoint before and after).
     cnnserve bench --model resnet50 --concurrency 8 --duration 30
     cnnserve bench --model lenet5 --rate 200 --requests 2000          # open loop, Poisson arrivals
     cnnserve bench --model resnet50 --rpc classify --image photo.jpg
+    cnnserve bench --model alphago_policy --rpc policy --concurrency 32 [--sgf game.sgf --move 150]
 
 The pieces here (targets, the preflight request, the server-side split) are shared with
 ``cnnserve compare``.
@@ -20,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 import numpy as np
@@ -35,29 +36,37 @@ from server.loadgen import Call, LoadReport, run_load
 from server.tables import render_table
 from server.tensors import DATATYPES
 
-RPCS = ("v2", "classify")
+RPCS = ("v2", "classify", "policy")
+_RPC_NAMES = {"v2": "V2 ModelInfer", "classify": "Classify", "policy": "Policy"}
+_ITEM_NAMES = {"v2": "item", "classify": "image", "policy": "position"}
+Request = pb.ModelInferRequest | v1_pb.ClassifyRequest | v1_pb.PolicyRequest
 
 
 @dataclass(frozen=True)
 class Target:
-    """What one request of the load is: a V2 ModelInfer or a Classify of ``items`` items."""
+    """What one request of the load is: a V2 ModelInfer or a Classify of ``items`` items, or a
+    Policy of one position."""
 
     model: str
     rpc: str
     items: int
-    request: pb.ModelInferRequest | v1_pb.ClassifyRequest
+    request: Request
+
+    def method(self, ch: grpc.Channel | grpc.aio.Channel) -> Callable[..., object]:
+        if self.rpc == "classify":
+            return v1_pb_grpc.CnnServeStub(ch).Classify
+        if self.rpc == "policy":
+            return v1_pb_grpc.CnnServeStub(ch).Policy
+        return pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer
 
     def make_call(self, ch: grpc.aio.Channel) -> Call:
-        if self.rpc == "classify":
-            classify = v1_pb_grpc.CnnServeStub(ch).Classify
-            return lambda: classify(self.request)
-        infer = pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer
-        return lambda: infer(self.request)
+        call = self.method(ch)
+        return lambda: call(self.request)  # type: ignore[return-value]
 
     @property
     def describe(self) -> str:
-        what = ("image" if self.rpc == "classify" else "item") + ("s" if self.items > 1 else "")
-        return f"{self.model}, {'Classify' if self.rpc == 'classify' else 'V2 ModelInfer'}, {self.items} {what}/request"
+        what = _ITEM_NAMES[self.rpc] + ("s" if self.items > 1 else "")
+        return f"{self.model}, {_RPC_NAMES[self.rpc]}, {self.items} {what}/request"
 
 
 def synthetic_photo(width: int = 500, height: int = 375) -> bytes:
@@ -99,15 +108,36 @@ def classify_target(model: str, items: int, image: bytes | None = None) -> Targe
     return Target(model, "classify", items, v1_pb.ClassifyRequest(model_name=model, images=images, top_k=1))
 
 
+def sample_record(moves: int = 150, seed: int = 0) -> str:
+    """An SGF record of a game of ``moves`` random legal moves that fill no eye: a stand-in for a
+    mid-game position when no record is given (the planes cost what a real position's do)."""
+    import random
+
+    from server.go import sgf
+    from server.go.board import BLACK, Board, opponent
+
+    rng = random.Random(seed)
+    board, color = Board(), BLACK
+    while len(board.moves) < moves:
+        choices = [p for p in board.legal_points(color) if not board.is_eye(color, p)]
+        board.play(color, rng.choice(choices) if choices else None)
+        color = opponent(color)
+    return sgf.write(board.moves, komi=7.5)
+
+
+def policy_target(model: str, record: str | None = None, move: int | None = None) -> Target:
+    request = v1_pb.PolicyRequest(model_name=model, sgf=record or sample_record(), top_k=1)
+    if move is not None:
+        request.move_number = move
+    return Target(model, "policy", 1, request)
+
+
 def preflight(server: str, target: Target) -> None:
     """One request before the load, so that a wrong model, a batch over its maximum or a server
     that is down stops the command at once with the server's own message."""
     with channel(server) as ch:
         try:
-            if target.rpc == "classify":
-                v1_pb_grpc.CnnServeStub(ch).Classify(target.request, timeout=120)
-            else:
-                pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(target.request, timeout=120)
+            target.method(ch)(target.request, timeout=120)
         except grpc.RpcError as exc:
             raise rpc_error(exc, server) from None
 
@@ -206,17 +236,16 @@ def main(args: argparse.Namespace) -> int:
         raise ClientError("--items and --concurrency must be 1 or more")
     if args.requests is None and args.duration is None:
         args.requests = 200
-    image = None
-    if args.image:
-        try:
-            image = open(args.image, "rb").read()  # noqa: SIM115 - read whole, closed on exit
-        except OSError as exc:
-            raise ClientError(f"cannot read {args.image}: {exc.strerror or exc}") from None
-    target = (
-        classify_target(args.model, args.items, image)
-        if args.rpc == "classify"
-        else v2_target(args.server, args.model, args.items)
-    )
+    if args.rpc != "policy" and (args.sgf or args.move is not None):
+        raise ClientError("--sgf and --move go with --rpc policy")
+    if args.rpc == "policy":
+        if args.items != 1:
+            raise ClientError("--rpc policy sends one position per request: leave --items at 1")
+        target = policy_target(args.model, _read(args.sgf, "r") if args.sgf else None, args.move)
+    elif args.rpc == "classify":
+        target = classify_target(args.model, args.items, _read(args.image, "rb") if args.image else None)
+    else:
+        target = v2_target(args.server, args.model, args.items)
     preflight(args.server, target)
     metrics = metrics_address(args.server, args.metrics)
     scraped: list[Samples | None] = []  # at the start of measuring, and at the end
@@ -235,6 +264,14 @@ def main(args: argparse.Namespace) -> int:
     return 130 if report.interrupted else 0
 
 
+def _read(path: str, mode: str) -> Any:
+    try:
+        with open(path, mode) as f:
+            return f.read()
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def _try_scrape(address: str) -> Samples | None:
     try:
         return scrape(address)
@@ -245,7 +282,12 @@ def _try_scrape(address: str) -> Samples | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="the model to load")
-    parser.add_argument("--rpc", choices=RPCS, default="v2", help="V2 ModelInfer (random tensors) or Classify (JPEG)")
+    parser.add_argument(
+        "--rpc",
+        choices=RPCS,
+        default="v2",
+        help="V2 ModelInfer (random tensors), Classify (JPEG) or Policy (a Go position)",
+    )
     parser.add_argument("--server", default="localhost:8001", help="gRPC address (default: %(default)s)")
     parser.add_argument("--metrics", help="metrics address (default: the server's host, port 8002)")
     parser.add_argument("--concurrency", type=int, default=1, help="closed loop: callers (default: 1)")
@@ -254,5 +296,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--items", type=int, default=1, help="items (images) per request (default: 1)")
     parser.add_argument("--image", help="with --rpc classify: the image to send (default: a synthetic JPEG)")
+    parser.add_argument("--sgf", help="with --rpc policy: the record to send (default: 150 random legal moves)")
+    parser.add_argument("--move", type=int, help="with --rpc policy and --sgf: the move number (default: the end)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load not measured (default: 1)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -13,12 +13,12 @@ import sys
 
 import grpc
 
-from server.clients import ClientError, channel, rpc_error
+from server.clients import channel, rpc_error
 from server.generated.cnnserve.v1 import service_pb2 as pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from server.go import sgf
 from server.go.board import BLACK, Board
-from server.go.coords import POINTS
+from server.go.coords import POINTS, SIZE
 from server.go.gtp import Engine
 
 
@@ -46,14 +46,21 @@ class PolicyChooser:
         return None
 
 
+def preflight(stub: pb_grpc.CnnServeStub, server: str, model: str, timeout: float) -> None:
+    """Ask for the empty board's policy once, so that a server that is down or a model that is no
+    Go policy stops the engine before a controller starts a game."""
+    empty = "\n".join(["." * SIZE] * SIZE)
+    try:
+        stub.Policy(pb.PolicyRequest(model_name=model, board=empty, to_move=pb.BLACK), timeout=timeout)
+    except grpc.RpcError as exc:
+        raise rpc_error(exc, server) from None
+
+
 def main(args: argparse.Namespace) -> int:
     with channel(args.server) as ch:
         stub = pb_grpc.CnnServeStub(ch)
         if args.check:
-            try:
-                grpc.channel_ready_future(ch).result(timeout=args.timeout)
-            except grpc.FutureTimeoutError:
-                raise ClientError(f"cannot reach a server at {args.server} (is `cnnserve serve` running?)") from None
+            preflight(stub, args.server, args.model, args.timeout)
         engine = Engine(PolicyChooser(stub, args.server, args.model, args.timeout), komi=args.komi)
         engine.serve(sys.stdin, sys.stdout)
     return 0
@@ -68,5 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-check",
         dest="check",
         action="store_false",
-        help="start without first waiting for the server to answer (by default it exits with an error when none is)",
+        help="start without asking the server first (by default an unreachable server or a model that is no Go "
+        "policy ends the engine at once with an error)",
     )

@@ -150,3 +150,19 @@ def test_claims_compare_deeper_resnets_with_vggs() -> None:
     # 1 - 6 * 12 / 60 = -0.2 and 1 - 6 * 14 / 60 = -0.4.
     assert ("at batch 1, latency follows MACs more closely: rank correlation with MACs -0.20, "
             "with weight layers -0.40") in lines  # fmt: skip
+
+
+def test_bench_policy_sends_a_position_per_request(server: ServerProcess) -> None:
+    done = cnnserve("bench", "--model", "alphago_policy", "--rpc", "policy", "--concurrency", "4", "--requests", "20",
+                    "--json", *at(server))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["rpc"] == "policy" and result["requests_ok"] == 20 and result["requests_failed"] == 0
+    assert result["server"]["runs"] >= 1 and 1 <= result["server"]["batch_size"] <= 4
+
+    sgf = Path(__file__).resolve().parents[1] / "data" / "gnugo-selfplay.sgf"
+    done = cnnserve("bench", "--model", "alphago_policy", "--rpc", "policy", "--sgf", str(sgf), "--move", "121",
+                    *at(server))  # fmt: skip
+    assert done.returncode == 1 and "INVALID_ARGUMENT: move_number: 121" in done.stderr, done
+    done = cnnserve("bench", "--model", "lenet5", "--move", "3", *at(server))
+    assert done.returncode == 1 and "--sgf and --move go with --rpc policy" in done.stderr, done

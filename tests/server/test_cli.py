@@ -176,3 +176,73 @@ def test_classify_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> 
         done = cnnserve(*args)
         assert done.returncode == 1, done
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+# -- cnnserve policy and cnnserve gtp, against a running server -------------------------------------
+
+SGF = Path(__file__).resolve().parents[1] / "data" / "gnugo-selfplay.sgf"
+
+
+def test_policy_prints_the_board_with_the_top_moves_marked(server: ServerProcess) -> None:
+    done = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--server", server.grpc_address)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "alphago_policy version 1  (random weights: the moves mean nothing)"
+    assert lines[1].startswith("black to move after 30 moves; ") and lines[1].endswith(" legal points")
+    assert lines[2].split() == list("ABCDEFGHJKLMNOPQRST")
+    board = lines[3:22]
+    assert [row.split()[0] for row in board] == [str(n) for n in range(19, 0, -1)]
+    table = lines[lines.index("mark  move  probability") + 2 :]
+    assert [row.split()[0] for row in table] == ["1", "2", "3"]
+    # Each listed move is marked on the board at its vertex.
+    for row in table:
+        mark, vertex = row.split()[:2]
+        line = board[19 - int(vertex[1:])]
+        assert line.split()[1 + "ABCDEFGHJKLMNOPQRST".index(vertex[0])] == mark
+
+    as_json = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--json", "--server", server.grpc_address)
+    assert as_json.returncode == 0, as_json.stderr
+    result = json.loads(as_json.stdout)
+    assert result["to_move"] == "black" and result["move_number"] == 30 and result["trained"] is False
+    assert len(result["probabilities"]) == 361 and abs(sum(result["probabilities"]) - 1) < 1e-4
+    assert [m["vertex"] for m in result["top_moves"]][:3] == [row.split()[1] for row in table]
+
+
+def test_policy_of_a_text_board(server: ServerProcess, tmp_path: Path) -> None:
+    board = tmp_path / "board.txt"
+    board.write_text("\n".join(["X" + "." * 18, "O" + "." * 18] + ["." * 19] * 17) + "\n")
+    done = cnnserve("policy", "--board", str(board), "--to-move", "white", "--json", "--server", server.grpc_address)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["to_move"] == "white" and result["legal_moves"] == 359 and result["move_number"] == 0
+
+
+def test_policy_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> None:
+    board = tmp_path / "short.txt"
+    board.write_text("...\n")
+    at = ["--server", server.grpc_address]
+    cases = [
+        (["--sgf", str(SGF), "--move", "500", *at], "INVALID_ARGUMENT: move_number: 500, but the record has 120"),
+        (["--board", str(board), "--to-move", "b", *at], "INVALID_ARGUMENT: board: 1 lines; expected 19 lines"),
+        (["--board", str(board), *at], "--board needs --to-move black or white"),
+        (["--board", str(board), "--to-move", "purple", *at], "--to-move: 'purple' is not a colour"),
+        (["--sgf", str(SGF), "--board", str(board), *at], "give exactly one of --sgf FILE and --board FILE"),
+        ([*at], "give exactly one of --sgf FILE and --board FILE"),
+        (["--sgf", str(tmp_path / "missing.sgf"), *at], "cannot read"),
+        (["--sgf", str(SGF), "--model", "lenet5", *at], "INVALID_ARGUMENT: model_name: model 'lenet5' is a "),
+        (["--sgf", str(SGF), "--server", "127.0.0.1:1"], "cannot reach a server at 127.0.0.1:1"),
+    ]
+    for args, message in cases:
+        done = cnnserve("policy", *args)
+        assert done.returncode == 1, done
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_gtp_stops_at_once_when_the_server_cannot_answer(server: ServerProcess) -> None:
+    for args, message in [
+        (["--server", "127.0.0.1:1"], "cannot reach a server at 127.0.0.1:1"),
+        (["--server", server.grpc_address, "--model", "lenet5"], "INVALID_ARGUMENT: model_name: model 'lenet5'"),
+    ]:
+        done = cnnserve("gtp", *args)
+        assert done.returncode == 1, done
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

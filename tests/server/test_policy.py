@@ -5,6 +5,7 @@ file, with the illegal points zeroed by the board's own rules."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
-from harness import ServerProcess, scrape
+from harness import ServerProcess, scrape, start_server, wait_ready
 
 from server.generated.cnnserve.v1 import service_pb2 as pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -227,3 +228,31 @@ def test_bad_positions_do_not_fail_concurrent_requests(server: ServerProcess) ->
             assert isinstance(outcome, pb.PolicyResponse) and len(outcome.top_moves) == 1, outcome
         else:
             assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_sigterm_while_positions_are_read_loses_no_accepted_call(small_repo: Path) -> None:
+    """Calls still reading their positions when SIGTERM arrives are computed and answered."""
+    proc = start_server(small_repo, "--model", "alphago_policy", "--decode-threads", "1")
+    wait_ready(proc.grpc_address)
+
+    async def load_then_terminate() -> list[pb.PolicyResponse]:
+        async with grpc.aio.insecure_channel(proc.grpc_address) as channel:
+            aio_stub = pb_grpc.CnnServeStub(channel)
+            request = pb.PolicyRequest(model_name="alphago_policy", sgf=RECORD, top_k=3)
+            calls = [asyncio.ensure_future(aio_stub.Policy(request)) for _ in range(32)]
+            while accepted(proc) < len(calls):  # each call in flight or answered
+                await asyncio.sleep(0.005)
+            proc.process.send_signal(signal.SIGTERM)
+            return list(await asyncio.gather(*calls))
+
+    replies = asyncio.run(load_then_terminate())
+    assert proc.terminate() == 0, proc.output
+    assert [len(r.top_moves) for r in replies] == [3] * 32
+    assert len({tuple(r.probabilities) for r in replies}) == 1
+    assert "shutting down" in proc.output and "stopped" in proc.output
+
+
+def accepted(proc: ServerProcess) -> float:
+    samples = scrape(proc.metrics_address)
+    names = ("cnnserve_inflight_requests", "cnnserve_requests_total")
+    return sum(v for name in names for lab, v in samples.get(name, []) if lab["model"] == "alphago_policy")
