@@ -1,4 +1,4 @@
-"""One decorator for the RPCs that run a model (ModelInfer, Classify): the error handling of
+"""One decorator for the RPCs that run a model (ModelInfer, Classify, Policy): the error handling of
 :func:`server.errors.handle_errors`, plus the request metrics, which need the final status code.
 """
 

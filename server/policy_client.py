@@ -72,7 +72,7 @@ def print_reply(reply: pb.PolicyResponse) -> None:
     if not reply.top_moves:
         print(f"no legal move: {to_move} passes")
         return
-    rows = [[MARKS[rank] if rank < len(MARKS) else "", m.vertex, f"{m.probability:.4f}"]
+    rows = [[MARKS[rank] if rank < len(MARKS) else "", m.vertex, f"{m.probability:.5f}"]
             for rank, m in enumerate(reply.top_moves)]  # fmt: skip
     print(render_table(["mark", "move", "probability"], rows, align="rlr"))
 
