@@ -114,18 +114,35 @@ def wait_ready(address: str, timeout: float = 120) -> None:
     raise AssertionError(f"server at {address} not ready after {timeout}s")
 
 
-def scrape(address: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def scrape(address: str) -> Samples:
     """Every sample of the server's /metrics, by sample name."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
     text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    samples: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples.setdefault(sample.name, []).append((sample.labels, sample.value))
     return samples
+
+
+def model_total(samples: Samples, model: str, *names: str) -> float:
+    """The sum of the samples of ``names`` whose ``model`` label is ``model``."""
+    return sum(v for name in names for labels, v in samples.get(name, []) if labels.get("model") == model)
+
+
+def batched(before: Samples, after: Samples, model: str) -> tuple[float, float]:
+    """(items, ONNX Runtime runs) of ``model`` between two scrapes."""
+
+    def delta(name: str) -> float:
+        return model_total(after, model, name) - model_total(before, model, name)
+
+    return delta("cnnserve_batch_size_sum"), delta("cnnserve_batch_size_count")
 
 
 def copy_repository(source: Path, target: Path) -> Path:

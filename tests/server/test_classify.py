@@ -16,7 +16,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
-from harness import ServerProcess, copy_repository, scrape, serving, start_server, wait_ready
+from harness import (
+    ServerProcess,
+    batched,
+    copy_repository,
+    model_total,
+    scrape,
+    serving,
+    start_server,
+    wait_ready,
+)
 from imagefiles import encode, png_claiming, random_rgb, reference
 from PIL import Image
 
@@ -148,15 +157,11 @@ def test_concurrent_classify_calls_share_runs(server: ServerProcess) -> None:
             calls = [stub.Classify(pb.ClassifyRequest(model_name="lenet5", images=[im], top_k=3)) for im in images]
             return list(await asyncio.gather(*calls))
 
-    def count(samples: dict, name: str) -> float:
-        return sum(v for lab, v in samples.get(name, []) if lab.get("model") == "lenet5")
-
     before = scrape(server.metrics_address)
     replies = asyncio.run(fire())
     after = scrape(server.metrics_address)
     assert all(len(r.results) == 1 and len(r.results[0].classes) == 3 for r in replies)
-    items = count(after, "cnnserve_batch_size_sum") - count(before, "cnnserve_batch_size_sum")
-    batches = count(after, "cnnserve_batch_size_count") - count(before, "cnnserve_batch_size_count")
+    items, batches = batched(before, after, "lenet5")
     assert items == 24
     assert batches < 24, "no two concurrent Classify calls shared an ONNX Runtime run"
     answered = [v for lab, v in after["cnnserve_requests_total"]
@@ -259,5 +264,4 @@ def test_sigterm_while_images_decode_loses_no_accepted_call(small_repo: Path) ->
 
 
 def scrape_inflight(proc: ServerProcess, model: str) -> float:
-    samples = scrape(proc.metrics_address)
-    return sum(v for lab, v in samples.get("cnnserve_inflight_requests", []) if lab["model"] == model)
+    return model_total(scrape(proc.metrics_address), model, "cnnserve_inflight_requests")

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
-from harness import ServerProcess, scrape, start_server, wait_ready
+from harness import ServerProcess, batched, model_total, scrape, start_server, wait_ready
 
 from server.generated.cnnserve.v1 import service_pb2 as pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -137,9 +137,6 @@ def test_concurrent_policy_and_v2_calls_share_runs(server: ServerProcess, stub: 
             requests = [pb.PolicyRequest(model_name="alphago_policy", sgf=RECORD, move_number=50) for _ in range(24)]
             return list(await asyncio.gather(*(aio_stub.Policy(r) for r in requests)))
 
-    def count(samples: dict, name: str) -> float:
-        return sum(v for lab, v in samples.get(name, []) if lab.get("model") == "alphago_policy")
-
     before = scrape(server.metrics_address)
     triton = tc.InferenceServerClient(server.grpc_address)
     tensor = tc.InferInput("planes", list(planes.shape), "FP32")
@@ -150,8 +147,7 @@ def test_concurrent_policy_and_v2_calls_share_runs(server: ServerProcess, stub: 
     legal = np.array([where.board.is_legal(where.to_move, p) for p in range(POINTS)])
     for reply in replies:
         np.testing.assert_allclose(reply.probabilities, legal_probabilities(v2, legal), rtol=1e-4, atol=1e-7)
-    items = count(after, "cnnserve_batch_size_sum") - count(before, "cnnserve_batch_size_sum")
-    batches = count(after, "cnnserve_batch_size_count") - count(before, "cnnserve_batch_size_count")
+    items, batches = batched(before, after, "alphago_policy")
     assert items == 25
     assert batches < 25, "no two concurrent Policy calls shared an ONNX Runtime run"
     answered = [v for lab, v in after["cnnserve_requests_total"]
@@ -253,6 +249,5 @@ def test_sigterm_while_positions_are_read_loses_no_accepted_call(small_repo: Pat
 
 
 def accepted(proc: ServerProcess) -> float:
-    samples = scrape(proc.metrics_address)
     names = ("cnnserve_inflight_requests", "cnnserve_requests_total")
-    return sum(v for name in names for lab, v in samples.get(name, []) if lab["model"] == "alphago_policy")
+    return model_total(scrape(proc.metrics_address), "alphago_policy", *names)
