@@ -2,7 +2,7 @@
 ``genmove`` asks the server's policy network.
 
 At every genmove the game so far goes to the server as an SGF record (so the feature planes see
-the history: turns since each move, the ko), and the engine plays the most probable legal move
+the history: turns since each move, the ko; handicap stones as setup), and the engine plays the most probable legal move
 that does not fill its own eye, or passes when there is none.
 """
 
@@ -16,7 +16,6 @@ import grpc
 from server.clients import channel, rpc_error
 from server.generated.cnnserve.v1 import service_pb2 as pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
-from server.go import sgf
 from server.go.board import BLACK, Board
 from server.go.coords import POINTS, SIZE
 from server.go.gtp import Engine
@@ -29,10 +28,10 @@ class PolicyChooser:
         self.model = model
         self.timeout = timeout
 
-    def __call__(self, board: Board, color: int, komi: float) -> int | None:
+    def __call__(self, board: Board, color: int, record: str) -> int | None:
         request = pb.PolicyRequest(
             model_name=self.model,
-            sgf=sgf.write(board.moves, komi=komi),
+            sgf=record,
             to_move=pb.BLACK if color == BLACK else pb.WHITE,
             top_k=POINTS,
         )

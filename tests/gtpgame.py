@@ -81,6 +81,7 @@ class GtpProcess:
 @dataclass
 class Game:
     moves: list[tuple[str, str]] = field(default_factory=list)  # (colour "black"/"white", vertex)
+    handicap: list[str] = field(default_factory=list)  # black's handicap stones
     checked: int = 0  # moves of ours GNU Go confirmed legal before they were played
     end: str = ""  # "two passes" or "<colour> resigned"
     score: str = ""
@@ -92,16 +93,23 @@ def play_game(
     our_colour: str,
     *,
     max_moves: int,
+    handicap: int = 0,
     on_move: Callable[[Game], None] | None = None,
 ) -> Game:
-    """A game from the empty board until two passes in a row or a resignation; ``on_move(game)``
-    after every move. Every move of ours is legal by GNU Go's ``is_legal`` before it is played."""
+    """A game from the empty board (or ``handicap`` fixed stones for black, white moving first)
+    until two passes in a row or a resignation; ``on_move(game)`` after every move. Every move of
+    ours is legal by GNU Go's ``is_legal`` before it is played."""
     game = Game()
     for engine in (ours, gnugo):
         engine.send("boardsize 19")
         engine.send("clear_board")
-        engine.send("komi 7.5")
-    colour = "black"
+        engine.send("komi 0.5" if handicap else "komi 7.5")
+    if handicap:
+        stones = {engine.name: engine.send(f"fixed_handicap {handicap}") for engine in (ours, gnugo)}
+        placed = {frozenset(vertices.upper().split()) for vertices in stones.values()}
+        assert len(placed) == 1, f"the engines place the handicap differently: {stones}"
+        game.handicap = stones[gnugo.name].split()
+    colour = "white" if handicap else "black"
     passes = 0
     while len(game.moves) < max_moves:
         mover, other = (ours, gnugo) if colour == our_colour else (gnugo, ours)

@@ -78,3 +78,24 @@ def _diagonals(p: int) -> tuple[int, ...]:
 # Looked up on every step of every flood fill, so computed once.
 NEIGHBOURS: tuple[tuple[int, ...], ...] = tuple(_neighbours(p) for p in range(POINTS))
 DIAGONALS: tuple[tuple[int, ...], ...] = tuple(_diagonals(p) for p in range(POINTS))
+
+
+# GTP's fixed_handicap placement on 19x19 (GTP 2 draft, section 4.1.1), also what SGF's HA means
+# when a record gives no AB.
+_FIXED_HANDICAP = {
+    2: "D4 Q16",
+    3: "D4 Q16 D16",
+    4: "D4 Q16 D16 Q4",
+    5: "D4 Q16 D16 Q4 K10",
+    6: "D4 Q16 D16 Q4 D10 Q10",
+    7: "D4 Q16 D16 Q4 D10 Q10 K10",
+    8: "D4 Q16 D16 Q4 D10 Q10 K4 K16",
+    9: "D4 Q16 D16 Q4 D10 Q10 K4 K16 K10",
+}
+
+
+def fixed_handicap(stones: int) -> list[int]:
+    """The points of ``stones`` (2 to 9) handicap stones; ValueError for another number."""
+    if stones not in _FIXED_HANDICAP:
+        raise ValueError(f"{stones} handicap stones: a fixed handicap is 2 to 9 stones")
+    return [p for p in map(from_gtp, _FIXED_HANDICAP[stones].split()) if p is not None]

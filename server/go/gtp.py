@@ -1,7 +1,8 @@
 """A Go Text Protocol (version 2) engine: reads commands, keeps the board, answers.
 
 It knows the rules but not how to choose a move: ``genmove`` asks the ``choose`` callable given to
-:class:`Engine` (``cnnserve gtp`` passes one that asks the server's policy network). A failed
+:class:`Engine` with the board and the game as an SGF record (``cnnserve gtp`` passes one that
+sends the record to the server's policy network). A failed
 command gets GTP's error reply (``? message``) and the engine reads on; only ``quit`` and the end
 of input stop it.
 """
@@ -12,11 +13,12 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-from server.go.board import COLOR_NAMES, TEXT, Board, IllegalMove, parse_color
-from server.go.coords import COLUMNS, SIZE, CoordinateError, from_gtp, to_gtp
+from server.go import sgf
+from server.go.board import BLACK, COLOR_NAMES, TEXT, Board, IllegalMove, parse_color
+from server.go.coords import COLUMNS, POINTS, SIZE, CoordinateError, fixed_handicap, from_gtp, to_gtp
 
-# choose(board, colour, komi) -> a legal point for colour, or None to pass.
-Chooser = Callable[[Board, int, float], "int | None"]
+# choose(board, colour, the game as an SGF record) -> a legal point for colour, or None to pass.
+Chooser = Callable[[Board, int, str], "int | None"]
 
 NAME = "cnnserve"
 VERSION = "0.1.0"
@@ -33,6 +35,9 @@ COMMANDS = (
     "genmove",
     "undo",
     "showboard",
+    "fixed_handicap",
+    "place_free_handicap",
+    "set_free_handicap",
     "quit",
 )
 
@@ -55,8 +60,13 @@ class Engine:
         self.choose = choose
         self.board = Board()
         self.komi = komi
+        self.handicap: list[int] = []  # black stones set up before the first move
         self._undo: list[Board] = []
         self.done = False
+
+    def record(self) -> str:
+        """The game so far as an SGF record: komi, handicap stones, every move."""
+        return sgf.write(self.board.moves, komi=self.komi, setup={BLACK: self.handicap})
 
     def handle(self, line: str) -> str | None:
         """The full reply to one input line (with its blank line), or None for a line that is
@@ -153,7 +163,7 @@ class Engine:
     def cmd_genmove(self, args: list[str]) -> str:
         color = _color(_one(args, "genmove COLOR"))
         try:
-            move = self.choose(self.board, color, self.komi)
+            move = self.choose(self.board, color, self.record())
         except Exception as exc:  # the engine must keep running whatever the server says
             raise GtpError(f"cannot generate a move: {exc}") from None
         if move is not None and not self.board.is_legal(color, move):
@@ -172,8 +182,44 @@ class Engine:
     def cmd_showboard(self, args: list[str]) -> str:
         return "\n" + render(self.board)
 
+    def cmd_fixed_handicap(self, args: list[str]) -> str:
+        count = _one(args, "fixed_handicap NUMBER")
+        if not count.isdigit():
+            raise GtpError("syntax error: expected fixed_handicap NUMBER")
+        try:
+            points = fixed_handicap(int(count))
+        except ValueError:
+            raise GtpError("invalid number of stones") from None
+        return self._set_handicap(points)
+
+    def cmd_place_free_handicap(self, args: list[str]) -> str:
+        # The engine's choice of free placement is the fixed one: what the policy expects most.
+        count = _one(args, "place_free_handicap NUMBER")
+        if not count.isdigit() or not 2 <= int(count) <= 9:
+            raise GtpError("invalid number of stones")  # more than 9 is allowed, but not offered
+        return self._set_handicap(fixed_handicap(int(count)))
+
+    def cmd_set_free_handicap(self, args: list[str]) -> str:
+        try:
+            points = [_vertex(a) for a in args]
+        except GtpError:
+            raise GtpError("bad vertex list") from None
+        if len(points) < 2 or None in points or len(set(points)) != len(points) or len(points) >= POINTS:
+            raise GtpError("bad vertex list")
+        self._set_handicap([p for p in points if p is not None])
+        return ""
+
+    def _set_handicap(self, points: list[int]) -> str:
+        if any(self.board.stones) or self.board.moves:
+            raise GtpError("board not empty")
+        for p in points:
+            self.board.place(BLACK, p)
+        self.handicap = points
+        return " ".join(to_gtp(p) for p in points)
+
     def _clear(self) -> None:
         self.board = Board()
+        self.handicap = []
         self._undo.clear()
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from server.go import sgf
 from server.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, IllegalMove, opponent
-from server.go.coords import SIZE, CoordinateError, from_gtp, point, to_gtp
+from server.go.coords import SIZE, CoordinateError, fixed_handicap, point, to_gtp
 from server.go.coords import from_sgf as sgf_point
 
 
@@ -26,17 +26,6 @@ class Position:
     move_number: int  # moves played to reach it (0 for a text board)
 
 
-# GTP's fixed_handicap placement on 19x19, for a record that gives HA but no AB.
-_HANDICAP = {
-    2: "D4 Q16",
-    3: "D4 Q16 D16",
-    4: "D4 Q16 D16 Q4",
-    5: "D4 Q16 D16 Q4 K10",
-    6: "D4 Q16 D16 Q4 D10 Q10",
-    7: "D4 Q16 D16 Q4 D10 Q10 K10",
-    8: "D4 Q16 D16 Q4 D10 Q10 K4 K16",
-    9: "D4 Q16 D16 Q4 D10 Q10 K4 K16 K10",
-}
 _CHARS = {ch: color for color, ch in TEXT.items()}
 _EXPECTED_BOARD = f"{SIZE} lines of {SIZE} points each: '.' empty, 'X' black, 'O' white"
 
@@ -90,8 +79,8 @@ def from_sgf(record: str, move_number: int | None = None, to_move: int | None = 
     handicap = _handicap(root)
     next_color = WHITE if handicap >= 2 else BLACK
     if handicap >= 2 and "AB" not in root:
-        for vertex in _HANDICAP[handicap].split():
-            board.place(BLACK, from_gtp(vertex))  # type: ignore[arg-type]
+        for p in fixed_handicap(handicap):
+            board.place(BLACK, p)
     played = 0
     for number, node in enumerate(game.nodes):
         if ("B" in node or "W" in node) and played == target:

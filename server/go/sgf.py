@@ -139,8 +139,12 @@ class _Parser:
 
 
 def write(moves: list[Move], *, komi: float = 0.0, setup: dict[int, list[int]] | None = None) -> str:
-    """An SGF record of a game from the empty board (plus ``setup`` stones by colour)."""
+    """An SGF record of a game from the empty board, or from ``setup`` stones by colour (black
+    setup stones alone are written as a handicap, so that white moves first)."""
     root = f"GM[1]FF[4]CA[UTF-8]AP[cnnserve]SZ[19]KM[{komi:g}]"
+    black, white = (setup or {}).get(BLACK, []), (setup or {}).get(WHITE, [])
+    if len(black) >= 2 and not white:
+        root += f"HA[{len(black)}]"
     for color, prop in ((BLACK, "AB"), (WHITE, "AW")):
         points = (setup or {}).get(color, [])
         if points:

@@ -43,8 +43,15 @@ def ours(server: ServerProcess) -> Iterator[GtpProcess]:
     engine.close()
 
 
+def handicap_points(game: Game) -> list[int]:
+    points = [from_gtp(v) for v in game.handicap]
+    return [p for p in points if p is not None]
+
+
 def replay(game: Game) -> Board:
     board = Board()
+    for p in handicap_points(game):
+        board.place(BLACK, p)
     for colour, vertex in game.moves:
         board.play(parse_color(colour), from_gtp(vertex))
     return board
@@ -61,7 +68,7 @@ def compare_with_gnugo(game: Game, gnugo: GtpProcess, stub: pb_grpc.CnnServeStub
     reply = stub.Policy(
         pb.PolicyRequest(
             model_name="alphago_policy",
-            sgf=sgf.write(board.moves),
+            sgf=sgf.write(board.moves, setup={BLACK: handicap_points(game)}),
             to_move=pb.BLACK if to_move == BLACK else pb.WHITE,
         ),
         timeout=30,
@@ -87,9 +94,9 @@ def compare_with_gnugo(game: Game, gnugo: GtpProcess, stub: pb_grpc.CnnServeStub
     return POINTS
 
 
-@pytest.mark.parametrize("our_colour", ["black", "white"])
+@pytest.mark.parametrize(("our_colour", "handicap"), [("black", 0), ("white", 0), ("black", 4)])
 def test_a_whole_game_against_gnugo(
-    our_colour: str, ours: GtpProcess, gnugo: GtpProcess, server: ServerProcess
+    our_colour: str, handicap: int, ours: GtpProcess, gnugo: GtpProcess, server: ServerProcess
 ) -> None:
     compared = []
     with grpc.insecure_channel(server.grpc_address) as channel:
@@ -99,7 +106,7 @@ def test_a_whole_game_against_gnugo(
             if len(game.moves) % CHECK_EVERY == 0:
                 compared.append(compare_with_gnugo(game, gnugo, stub))
 
-        game = play_game(ours, gnugo, our_colour, max_moves=MAX_MOVES, on_move=check)
+        game = play_game(ours, gnugo, our_colour, max_moves=MAX_MOVES, handicap=handicap, on_move=check)
     assert game.end, f"no end after {MAX_MOVES} moves"
     ours_played = [v for c, v in game.moves if c == our_colour]
     assert game.checked == sum(v != "PASS" for v in ours_played) > 0
@@ -110,7 +117,8 @@ def test_a_whole_game_against_gnugo(
         colour = gnugo.send(f"color {to_gtp(p)}")
         assert {"empty": EMPTY, "black": BLACK, "white": WHITE}[colour] == ours_board.stones[p]
     print(
-        f"\n{our_colour}: {len(game.moves)} moves, ended by {game.end}, {game.checked} of ours checked legal, "
+        f"\n{our_colour}, handicap {handicap}: {len(game.moves)} moves, ended by {game.end}, "
+        f"{game.checked} of ours checked legal, "
         f"{len(compared)} positions compared point by point; GNU Go's score: {game.score}"
     )
 

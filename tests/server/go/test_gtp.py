@@ -6,16 +6,17 @@ import io
 from server.go.board import BLACK, WHITE, Board
 from server.go.coords import from_gtp
 from server.go.gtp import COMMANDS, Engine, clean
+from server.go.position import from_sgf
 
 
 class FirstLegal:
     """Plays the first legal point in index order, or passes; remembers what it was asked."""
 
     def __init__(self) -> None:
-        self.asked: list[tuple[int, float]] = []
+        self.asked: list[tuple[int, str]] = []
 
-    def __call__(self, board: Board, color: int, komi: float) -> int | None:
-        self.asked.append((color, komi))
+    def __call__(self, board: Board, color: int, record: str) -> int | None:
+        self.asked.append((color, record))
         return next(iter(board.legal_points(color)), None)
 
 
@@ -48,7 +49,10 @@ def test_play_and_genmove_keep_the_board() -> None:
     chooser = FirstLegal()
     engine = Engine(chooser)
     assert talk(engine, "komi 6.5", "play black D4", "genmove w") == "=\n\n=\n\n= A19\n\n"
-    assert chooser.asked == [(WHITE, 6.5)]
+    ((color, record),) = chooser.asked
+    assert color == WHITE and "KM[6.5]" in record
+    where = from_sgf(record)  # the record the chooser got is the game before its move
+    assert [m.point for m in where.board.moves] == [from_gtp("D4")] and where.to_move == WHITE
     assert engine.board.stones[from_gtp("D4")] == BLACK  # type: ignore[index]
     assert engine.board.stones[from_gtp("A19")] == WHITE  # type: ignore[index]
     assert talk(engine, "play w pass") == "=\n\n"
@@ -103,7 +107,7 @@ def test_suicide_and_ko_are_illegal_plays() -> None:
 
 
 def test_a_failing_policy_is_an_error_reply_not_a_dead_engine() -> None:
-    def broken(board: Board, color: int, komi: float) -> int | None:
+    def broken(board: Board, color: int, record: str) -> int | None:
         raise RuntimeError("UNAVAILABLE: server gone")
 
     engine = Engine(broken)
@@ -112,13 +116,13 @@ def test_a_failing_policy_is_an_error_reply_not_a_dead_engine() -> None:
 
 
 def test_an_illegal_choice_is_refused() -> None:
-    engine = Engine(lambda board, color, komi: from_gtp("D4"))
+    engine = Engine(lambda board, color, record: from_gtp("D4"))
     talk(engine, "play w D4")
     assert talk(engine, "genmove b") == "? cannot generate a move: the policy chose D4, which is illegal\n\n"
 
 
 def test_genmove_passes_when_the_chooser_does() -> None:
-    engine = Engine(lambda board, color, komi: None)
+    engine = Engine(lambda board, color, record: None)
     assert talk(engine, "genmove b") == "= pass\n\n"
     assert engine.board.moves[-1].point is None
 
@@ -139,3 +143,43 @@ def test_clear_board_and_quit() -> None:
     replies = talk(engine, "play b D4", "clear_board", "quit", "name")
     assert replies == "=\n\n=\n\n=\n\n"  # nothing read after quit
     assert engine.done and engine.board.moves == []
+
+
+def test_fixed_handicap_places_the_stones_and_the_record_says_white_moves() -> None:
+    chooser = FirstLegal()
+    engine = Engine(chooser)
+    assert talk(engine, "fixed_handicap 4") == "= D4 Q16 D16 Q4\n\n"
+    assert sum(s == BLACK for s in engine.board.stones) == 4
+    talk(engine, "genmove white")
+    ((_, record),) = chooser.asked
+    where = from_sgf(record, 0)
+    assert where.to_move == WHITE and where.board.stones[from_gtp("Q4")] == BLACK  # type: ignore[index]
+    assert talk(engine, "fixed_handicap 2") == "? board not empty\n\n"
+
+
+def test_free_handicap_commands_and_their_errors() -> None:
+    engine = Engine(FirstLegal())
+    assert talk(engine, "place_free_handicap 3") == "= D4 Q16 D16\n\n"
+    assert talk(engine, "clear_board", "set_free_handicap C3 R17 K10") == "=\n\n=\n\n"
+    assert engine.handicap == [from_gtp(v) for v in ("C3", "R17", "K10")]
+    engine = Engine(FirstLegal())
+    replies = talk(
+        engine,
+        "fixed_handicap 1",
+        "fixed_handicap 10",
+        "fixed_handicap x",
+        "set_free_handicap C3",  # one stone is not a handicap
+        "set_free_handicap C3 C3",
+        "set_free_handicap C3 I9",
+        "set_free_handicap C3 pass",
+    )
+    assert replies.split("\n\n")[:-1] == [
+        "? invalid number of stones",
+        "? invalid number of stones",
+        "? syntax error: expected fixed_handicap NUMBER",
+        "? bad vertex list",
+        "? bad vertex list",
+        "? bad vertex list",
+        "? bad vertex list",
+    ]
+    assert engine.board.stones == Board().stones
