@@ -2,8 +2,10 @@
 ``genmove`` asks the server's policy network.
 
 At every genmove the game so far goes to the server as an SGF record (so the feature planes see
-the history: turns since each move, the ko; handicap stones as setup), and the engine plays the most probable legal move
-that does not fill its own eye, or passes when there is none.
+the history: turns since each move, the ko; handicap stones as setup), and the engine plays the
+most probable legal move that does not fill its own eye, or passes when there is none. (Skipping
+eye-filling moves rather than passing at the first one: the network, trained or not, sometimes
+ranks an eye first while good moves remain.)
 """
 
 from __future__ import annotations
