@@ -15,10 +15,8 @@ a position never costs more than a bounded amount of reading.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from server.go.board import EMPTY, Board, IllegalMove, opponent
-from server.go.coords import NEIGHBOURS
+from server.go.board import EMPTY, Board, Group, IllegalMove, opponent
+from server.go.coords import NEIGHBOURS, SIZE
 
 MAX_DEPTH = 100  # plies along one line of the ladder; deeper counts as the prey escaping
 MAX_PLAYS = 500  # moves played in one reading (a ladder across the board takes about 60); more: failed
@@ -77,29 +75,48 @@ class _Reader:
 
     def escapes(self, board: Board, depth: int) -> bool:
         """The defender has moved and the attacker moves: does the prey get away?"""
-        liberties = board.group(self.prey).liberties
+        prey = board.group(self.prey)
+        liberties = prey.liberties
         if len(liberties) >= 3:
             return True
         if len(liberties) == 1:
             (last,) = liberties
             return not board.is_legal(self.attacker, last)  # only a ko keeps the attacker off it
-        for a in _attacks(board, liberties):
+        for a in _attacks(board, prey):
             after = self.play(board, self.attacker, a)
             if after is not None and self.captured(after, depth + 1):
                 return False
         return True
 
 
-def _attacks(board: Board, liberties: Iterable[int]) -> list[int]:
-    """The prey's two liberties, the better atari first: the one that leaves the defender's
-    extension (the other liberty) the fewest empty neighbours."""
+def _attacks(board: Board, prey: Group) -> list[int]:
+    """The prey's two liberties, the better atari first: the one after which the defender's
+    extension (at the other liberty) has the fewest liberties, counting the defender's groups it
+    would join; on a tie, the one that drives the prey towards the edge. Reading the wrong atari
+    first can spend the whole play budget on a chase that the right one ends at once."""
+    first, second = prey.liberties
+
+    def promise(attack: int) -> tuple[int, int]:
+        (extension,) = prey.liberties - {attack}
+        row, col = divmod(extension, SIZE)
+        return _extension_liberties(board, prey, attack), min(row, col, SIZE - 1 - row, SIZE - 1 - col)
+
+    return sorted((first, second), key=promise)
+
+
+def _extension_liberties(board: Board, prey: Group, attack: int) -> int:
+    """Liberties of the prey once the attacker plays ``attack`` and the defender extends at the
+    prey's other liberty (captures aside)."""
+    (extension,) = prey.liberties - {attack}
     stones = board.stones
-    first, second = liberties
-    room_first = sum(1 for n in NEIGHBOURS[first] if stones[n] == EMPTY)
-    room_second = sum(1 for n in NEIGHBOURS[second] if stones[n] == EMPTY)
-    # Playing ``first`` leaves ``second`` to the defender, so ``first`` comes first when
-    # ``second`` has less room.
-    return [first, second] if room_second <= room_first else [second, first]
+    liberties: set[int] = set()
+    for n in NEIGHBOURS[extension]:
+        if stones[n] == EMPTY:
+            liberties.add(n)
+        elif stones[n] == prey.color and n not in prey.stones:
+            liberties |= board.group(n).liberties
+    liberties -= {attack, extension}
+    return len(liberties)
 
 
 def is_ladder_capture(board: Board, color: int, p: int, prey: int) -> bool:
