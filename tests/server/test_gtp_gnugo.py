@@ -22,6 +22,7 @@ from server.go.coords import POINTS, from_gtp, to_gtp
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBERTIES = next(f for f in features.FEATURES if f.name == "liberties")
+AFTER = next(f for f in features.FEATURES if f.name == "liberties_after_move")
 # GNU Go's weakest level answers genmove in tens of milliseconds; a game stays near a minute.
 GNUGO_LEVEL = "0"
 MAX_MOVES = 700  # far beyond a real game: reaching it means the game would not end
@@ -58,13 +59,14 @@ def replay(game: Game) -> Board:
 
 
 def compare_with_gnugo(game: Game, gnugo: GtpProcess, stub: pb_grpc.CnnServeStub) -> int:
-    """Liberties planes against countlib for every stone, legality against is_legal for every
-    empty point (ours, and the points the server's Policy reply leaves above zero); returns the
-    points compared."""
+    """Liberties planes against countlib for every stone; legality against is_legal and the
+    liberties-after-move planes against accuratelib for every empty point (and the points the
+    server's Policy reply leaves above zero are legal); returns the points compared."""
     board = replay(game)
     to_move = BLACK if game.moves[-1][0] == "white" else WHITE
     planes = features.planes(board, to_move)
     liberties = planes[LIBERTIES.start : LIBERTIES.start + LIBERTIES.count].reshape(LIBERTIES.count, POINTS)
+    after = planes[AFTER.start : AFTER.start + AFTER.count].reshape(AFTER.count, POINTS)
     reply = stub.Policy(
         pb.PolicyRequest(
             model_name="alphago_policy",
@@ -85,6 +87,13 @@ def compare_with_gnugo(game: Game, gnugo: GtpProcess, stub: pb_grpc.CnnServeStub
             legal_by_gnugo.append(legal)
             if served[p]:
                 assert legal, f"the server gives illegal {colour} {vertex} a probability"
+            if legal:
+                count = len(gnugo.send(f"accuratelib {colour} {vertex}").split())
+                expected = np.zeros(AFTER.count)
+                expected[min(count, AFTER.count) - 1] = 1
+                assert (after[:, p] == expected).all(), f"move {len(game.moves)}: {colour} {vertex} would have {count}"
+            else:
+                assert not after[:, p].any()
         else:
             count = int(gnugo.send(f"countlib {vertex}"))
             expected = np.zeros(LIBERTIES.count)
