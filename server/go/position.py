@@ -26,6 +26,9 @@ class Position:
     move_number: int  # moves played to reach it (0 for a text board)
 
 
+# Far beyond any game (the longest professional games run past 400 moves; a random player
+# against GNU Go, 500 to 700): it bounds the replay one request can ask for.
+MAX_MOVES = 5000
 _CHARS = {ch: color for color, ch in TEXT.items()}
 _EXPECTED_BOARD = f"{SIZE} lines of {SIZE} points each: '.' empty, 'X' black, 'O' white"
 
@@ -71,6 +74,8 @@ def from_sgf(record: str, move_number: int | None = None, to_move: int | None = 
     if root.get("GM", ["1"])[0].strip() != "1":
         raise PositionError(f"sgf: GM[{root['GM'][0]}] is not a game of Go (GM[1])")
     total = sum(1 for node in game.nodes if "B" in node or "W" in node)
+    if total > MAX_MOVES:
+        raise PositionError(f"sgf: {total:,} moves; at most {MAX_MOVES:,}")
     if move_number is not None and not 0 <= move_number <= total:
         raise PositionError(f"move_number: {move_number}, but the record has {total} moves; expected 0 to {total}")
     target = total if move_number is None else move_number

@@ -103,6 +103,13 @@ def test_bad_records(record: str, move: int | None, message: str) -> None:
     assert message in str(caught.value)
 
 
+def test_records_longer_than_any_game_are_refused() -> None:
+    record = "(;SZ[19]" + ";B[];W[]" * 2501 + ")"
+    with pytest.raises(PositionError, match="sgf: 5,002 moves; at most 5,000"):
+        position_at(record)
+    assert position_at("(;SZ[19]" + ";B[];W[]" * 2500 + ")").move_number == 5000
+
+
 def test_text_board_with_spaces_and_blank_lines() -> None:
     rows = ["X O" + " ." * 17] + [" ".join("." * 19)] * 18
     where = from_text("\n" + "\n".join(rows) + "\n\n", WHITE)
