@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 from server import errors
 from server.dataplane import DataPlane
+
+T = TypeVar("T")
 
 
 class Admission:
@@ -41,3 +44,17 @@ class Admission:
         after ``plane.draining`` is set and before the batchers close)."""
         while self._admitting:
             await self._idle.wait()
+
+
+async def queued(calls: list[Coroutine[Any, Any, T]]) -> list[asyncio.Task[T]]:
+    """Start ``calls`` (``DataPlane.infer`` coroutines) as tasks and let each take its first step,
+    which queues it in its batcher; once this returns, draining waits for them. If this call is
+    cancelled first, so are they."""
+    tasks = [asyncio.create_task(call) for call in calls]
+    try:
+        await asyncio.sleep(0)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return tasks

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from server import errors
-from server.admission import Admission
+from server.admission import Admission, queued
 from server.dataplane import DataPlane, InferResult
 from server.images import ImagePipeline
 from server.models import ServedModel
@@ -127,18 +127,12 @@ class Classifier:
         # Requests of more images than max_batch_size go as several batcher requests.
         size, input_name = config.max_batch_size, config.inputs[0].name
         version = str(config.version)
-        parts = [
-            asyncio.create_task(
+        parts = await queued(
+            [
                 self.plane.infer(name, version, {input_name: batch[i : i + size]}, timeout=timeout, admitted=True)
-            )
-            for i in range(0, len(batch), size)
-        ]
-        try:
-            await asyncio.sleep(0)  # each part's first step queues it in the batcher
-        except BaseException:
-            for part in parts:
-                part.cancel()
-            raise
+                for i in range(0, len(batch), size)
+            ]
+        )
         return model, config, parts
 
     async def _preprocess(self, pipeline: ImagePipeline, images: Sequence[bytes]) -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from server import errors
-from server.admission import Admission
+from server.admission import Admission, queued
 from server.dataplane import DataPlane
 from server.go import features, position
 from server.go.coords import POINTS, SIZE
@@ -138,14 +138,8 @@ class PolicyService:
             if timeout is not None:
                 timeout = max(timeout - (time.monotonic() - started), 0.0)
             inputs = {config.inputs[0].name: planes[None]}
-            part = asyncio.create_task(
-                self.plane.infer(name, str(config.version), inputs, timeout=timeout, admitted=True)
-            )
-            try:
-                await asyncio.sleep(0)  # its first step queues it in the batcher
-            except BaseException:
-                part.cancel()
-                raise
+            infer = self.plane.infer(name, str(config.version), inputs, timeout=timeout, admitted=True)
+            (part,) = await queued([infer])
         result = await part
         probabilities = legal_probabilities(result.outputs[config.outputs[0].name][0], legal)
         return PolicyResult(model, where, probabilities, top_moves(probabilities, top_k), int(legal.sum()))
