@@ -14,11 +14,10 @@ from server.clients import ClientError, channel, rpc_error
 from server.generated.cnnserve.v1 import service_pb2 as pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from server.go import position
-from server.go.board import parse_color
+from server.go.board import BLACK, parse_color
 from server.go.gtp import render
 from server.tables import render_table
 
-WIRE_COLORS = {"black": pb.BLACK, "white": pb.WHITE}
 MARKS = "123456789"
 
 
@@ -26,7 +25,7 @@ def request_for(args: argparse.Namespace) -> pb.PolicyRequest:
     request = pb.PolicyRequest(model_name=args.model, top_k=args.top)
     if args.to_move:
         try:
-            request.to_move = pb.BLACK if parse_color(args.to_move) == 1 else pb.WHITE
+            request.to_move = pb.BLACK if parse_color(args.to_move) == BLACK else pb.WHITE
         except ValueError as exc:
             raise ClientError(f"--to-move: {exc}") from None
     if args.sgf:
@@ -63,12 +62,12 @@ def to_dict(reply: pb.PolicyResponse) -> dict[str, Any]:
 
 def print_reply(reply: pb.PolicyResponse) -> None:
     to_move = pb.Color.Name(reply.to_move).lower()
-    where = position.from_text(reply.board, 1)  # to draw it; the side does not matter here
+    where = position.from_text(reply.board, BLACK)  # to draw it; the side does not matter here
     marks = {m.index: MARKS[rank] for rank, m in enumerate(reply.top_moves[: len(MARKS)])}
     weights = "" if reply.trained else "  (random weights: the moves mean nothing)"
     print(f"{reply.model_name} version {reply.model_version}{weights}")
     print(f"{to_move} to move after {reply.move_number} moves; {reply.legal_moves} legal points")
-    print(render(where.board, marks).rsplit("\n", 1)[0])  # the board without its move count
+    print(render(where.board, marks, footer=False))  # a text board has no move count to show
     if not reply.top_moves:
         print(f"no legal move: {to_move} passes")
         return

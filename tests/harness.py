@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.clients import Samples, total
+
 LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+)")
 
 
@@ -114,9 +116,6 @@ def wait_ready(address: str, timeout: float = 120) -> None:
     raise AssertionError(f"server at {address} not ready after {timeout}s")
 
 
-Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-
 def scrape(address: str) -> Samples:
     """Every sample of the server's /metrics, by sample name."""
     import urllib.request
@@ -133,7 +132,7 @@ def scrape(address: str) -> Samples:
 
 def model_total(samples: Samples, model: str, *names: str) -> float:
     """The sum of the samples of ``names`` whose ``model`` label is ``model``."""
-    return sum(v for name in names for labels, v in samples.get(name, []) if labels.get("model") == model)
+    return sum(total(samples, name, model=model) for name in names)
 
 
 def batched(before: Samples, after: Samples, model: str) -> tuple[float, float]:

@@ -223,8 +223,9 @@ class Engine:
         self._undo.clear()
 
 
-def render(board: Board, marks: dict[int, str] | None = None) -> str:
-    """The board with coordinates all round, GNU Go's way; ``marks`` draws characters on points."""
+def render(board: Board, marks: dict[int, str] | None = None, *, footer: bool = True) -> str:
+    """The board with coordinates all round, GNU Go's way; ``marks`` draws characters on points;
+    ``footer`` adds a line with the moves played and the prisoners."""
     marks = marks or {}
     letters = "   " + " ".join(COLUMNS)
     lines = [letters]
@@ -236,6 +237,8 @@ def render(board: Board, marks: dict[int, str] | None = None) -> str:
             cells.append(marks.get(p, TEXT[board.stones[p]]))
         lines.append(f"{number:2d} {' '.join(cells)} {number:<2d}".rstrip())
     lines.append(letters)
+    if not footer:
+        return "\n".join(lines)
     captured = ", ".join(f"{COLOR_NAMES[c]} has captured {n}" for c, n in board.prisoners.items())
     lines.append(f"{len(board.moves)} moves played; {captured}; X black, O white")
     return "\n".join(lines)

@@ -36,10 +36,9 @@ _EXPECTED_BOARD = f"{SIZE} lines of {SIZE} points each: '.' empty, 'X' black, 'O
 def from_text(text: str, to_move: int) -> Position:
     """A position from 19 lines of ``.``, ``X`` (black), ``O`` (white), the top line first. Spaces
     between points are allowed, and blank lines before and after; the history is unknown."""
-    lines = [line.replace(" ", "").replace("\t", "") for line in text.strip("\r\n").splitlines()]
-    lines = [line.rstrip("\r") for line in lines]
     if text.strip() == "":
         raise PositionError(f"board: empty; expected {_EXPECTED_BOARD}")
+    lines = [line.replace(" ", "").replace("\t", "") for line in text.strip("\r\n").splitlines()]
     if len(lines) != SIZE:
         raise PositionError(f"board: {len(lines)} lines; expected {_EXPECTED_BOARD}")
     board = Board()
