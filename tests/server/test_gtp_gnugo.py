@@ -17,8 +17,9 @@ from harness import ServerProcess
 from server.generated.cnnserve.v1 import service_pb2 as pb
 from server.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from server.go import features, sgf
-from server.go.board import BLACK, EMPTY, WHITE, Board, Move, parse_color
+from server.go.board import BLACK, EMPTY, WHITE, Board, parse_color
 from server.go.coords import POINTS, from_gtp, to_gtp
+from server.go.gtp import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBERTIES = next(f for f in features.FEATURES if f.name == "liberties")
@@ -133,15 +134,19 @@ def test_a_whole_game_against_gnugo(
 
 
 def test_the_sgf_our_engine_sends_is_the_game(server: ServerProcess) -> None:
-    """The engine sends the history, not just the stones: turns-since and ko reach the server."""
-    board = Board()
-    for name in ["D4", "Q16", "D16"]:
-        board.play(BLACK if len(board.moves) % 2 == 0 else WHITE, from_gtp(name))
-    record = sgf.write(board.moves, komi=7.5)
-    assert [Move(m.color, m.point) for m in board.moves] == board.moves
+    """The engine sends the history, not just the stones: move count, turn and ko reach the server."""
+    engine = Engine(lambda board, color, record: None)
+    # The edge ko of tests/server/go/test_board.py, played out: black takes at C18, and white
+    # may not retake at B18 at once.
+    for line in ["play b B19", "play w C19", "play b A18", "play w D18", "play b B17", "play w C17",
+                 "play w B18", "play b C18"]:  # fmt: skip
+        assert engine.handle(line) == "=\n\n", line
     with grpc.insecure_channel(server.grpc_address) as channel:
         reply = pb_grpc.CnnServeStub(channel).Policy(
-            pb.PolicyRequest(model_name="alphago_policy", sgf=record, top_k=3), timeout=30
+            pb.PolicyRequest(model_name="alphago_policy", sgf=engine.record()), timeout=30
         )
-    assert reply.move_number == 3 and reply.to_move == pb.WHITE
-    assert reply.legal_moves == POINTS - 3
+    assert reply.move_number == 8 and reply.to_move == pb.WHITE
+    assert reply.board == engine.board.to_text()
+    ko = from_gtp("B18")
+    assert ko is not None and reply.probabilities[ko] == 0
+    assert reply.legal_moves == POINTS - 7 - 2  # seven stones, the ko, and A19 (suicide for white)
