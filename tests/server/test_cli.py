@@ -246,3 +246,20 @@ def test_gtp_stops_at_once_when_the_server_cannot_answer(server: ServerProcess) 
         done = cnnserve("gtp", *args)
         assert done.returncode == 1, done
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(server: ServerProcess) -> None:
+    """`cnnserve policy ... | head -1`: no traceback when head closes the pipe."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "policy", "--sgf", str(SGF), "--top", "9", "--server",
+         server.grpc_address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the command writes a line
+    stderr = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and stderr == "", stderr
