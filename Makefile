@@ -16,7 +16,7 @@ help:
 	@echo "make serve    set up, export the default models if missing, run the server"
 	@echo "make test     set up, run the whole test suite"
 	@echo "make export   export the default models (DEFAULT_MODELS) into $(REPO)/ if missing"
-	@echo "make proto    regenerate the gRPC stubs in server/generated/ from proto/"
+	@echo "make proto    regenerate the gRPC stubs in cnnserve/generated/ from proto/"
 	@echo "make lint     ruff and mypy"
 
 # The stamp tracks pyproject.toml: editing the dependencies re-runs the install.
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: 2.13.0 is the CPU build on these machines' disk; an open range
 	# would fetch a multi-gigabyte CUDA build.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]"  # dev pulls in the export and compare extras
 	touch $@
 
 install: $(VENV)/.installed
@@ -52,11 +52,11 @@ test: install system-packages
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check builders server tests
+	$(VENV)/bin/ruff check cnnserve builders server client bench tests
 	$(VENV)/bin/mypy
 
 proto: install
-	$(PY) -m server.protogen
+	$(PY) -m cnnserve.protogen
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from server.bench_client import Request, Target
-from server.clients import CHANNEL_OPTIONS
-from server.generated.cnnserve.v1 import service_pb2 as v1_pb
-from server.generated.inference import grpc_service_pb2 as pb
-from server.loadgen import LoadReport, run_load
+from client.bench import Request, Target
+from client.channel import CHANNEL_OPTIONS
+from client.loadgen import LoadReport, run_load
+from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
+from cnnserve.generated.inference import grpc_service_pb2 as pb
 
 __all__ = ["CHANNEL_OPTIONS", "ROOT", "LoadReport", "closed_loop", "ensure_exported", "infer_request", "progress",
            "running_server"]  # fmt: skip
@@ -33,13 +33,13 @@ def ensure_exported(repo: Path, *names: str) -> None:
     missing = [n for n in names if not (repo / n / "config.json").is_file()]
     if missing:
         progress(f"exporting {', '.join(missing)} into {repo}/ ...")
-        subprocess.run([sys.executable, "-m", "server.cli", "export", "--repo", str(repo), *missing], check=True)
+        subprocess.run([sys.executable, "-m", "cnnserve", "export", "--repo", str(repo), *missing], check=True)
 
 
 @contextmanager
 def running_server(repo: Path, *args: str) -> Iterator[str]:
     """``cnnserve serve`` on a free port; yields its gRPC address once it is ready."""
-    command = [sys.executable, "-m", "server.cli", "serve", "--repo", str(repo), "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "cnnserve", "serve", "--repo", str(repo), "--host", "127.0.0.1",
                "--grpc-port", "0", "--metrics-port", "-1", "--log-level", "warning", *args]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None

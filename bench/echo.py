@@ -10,8 +10,8 @@ import signal
 import grpc
 
 from bench.common import CHANNEL_OPTIONS
-from server.generated.inference import grpc_service_pb2 as pb
-from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from cnnserve.generated.inference import grpc_service_pb2 as pb
+from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 
 
 class Echo(pb_grpc.GRPCInferenceServiceServicer):

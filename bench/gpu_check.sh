@@ -9,9 +9,9 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 python3 -c "import onnxruntime as o; o.preload_dlls(); print('onnxruntime', o.__version__, o.get_available_providers())"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -m server.cli export resnet50 --repo /tmp/exp 2>&1 | tail -4
+python3 -m cnnserve export resnet50 --repo /tmp/exp 2>&1 | tail -4
 # Which provider --device auto picks, read from the server's own log.
-python3 -m server.cli serve --repo /tmp/exp --host 127.0.0.1 --grpc-port 0 --metrics-port -1 > "$OUT/serve.log" 2>&1 &
+python3 -m cnnserve serve --repo /tmp/exp --host 127.0.0.1 --grpc-port 0 --metrics-port -1 > "$OUT/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 120); do grep -q "cnnserve ready" "$OUT/serve.log" && break; sleep 0.5; done
 kill -TERM $pid; wait $pid || true

@@ -12,7 +12,6 @@ compute come from the server's ModelStatistics over each run.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -30,11 +29,12 @@ from bench.common import (
     progress,
     running_server,
 )
-from server.bench_client import synthetic_photo
-from server.generated.cnnserve.v1 import service_pb2 as v1_pb
-from server.generated.inference import grpc_service_pb2 as pb
-from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
-from server.images import ImagePipeline
+from client.bench import synthetic_photo
+from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
+from cnnserve.generated.inference import grpc_service_pb2 as pb
+from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from cnnserve.images import ImagePipeline
+from cnnserve.repository import load_entry
 
 MODEL, UINT8_MODEL = "resnet50", "resnet50_uint8"
 
@@ -42,7 +42,7 @@ MODEL, UINT8_MODEL = "resnet50", "resnet50_uint8"
 def ensure_uint8(repo: Path) -> None:
     if not (repo / UINT8_MODEL / "config.json").is_file():
         progress(f"exporting {UINT8_MODEL} (resnet50 --uint8-input) into {repo}/ ...")
-        command = [sys.executable, "-m", "server.cli", "export", "resnet50", "--uint8-input", "--name", UINT8_MODEL,
+        command = [sys.executable, "-m", "cnnserve", "export", "resnet50", "--uint8-input", "--name", UINT8_MODEL,
                    "--repo", str(repo)]  # fmt: skip
         subprocess.run(command, check=True)
 
@@ -74,9 +74,10 @@ def main() -> None:
     args = parser.parse_args()
     ensure_exported(args.repo, MODEL)
     ensure_uint8(args.repo)
-    config = json.loads((args.repo / MODEL / "config.json").read_text())
-    float_pipeline = ImagePipeline.from_config(config["preprocessing"], "FP32")
-    uint8_pipeline = ImagePipeline.from_config(config["preprocessing"], "UINT8")
+    preprocessing = load_entry(args.repo / MODEL).preprocessing
+    assert preprocessing is not None, f"{MODEL} is an image classifier"
+    float_pipeline = ImagePipeline.from_config(preprocessing, "FP32")
+    uint8_pipeline = ImagePipeline.from_config(preprocessing, "UINT8")
     jpeg = synthetic_photo()
     pixels = uint8_pipeline(jpeg, 0, 50_000_000)
     modes: dict[str, tuple[str, pb.ModelInferRequest | v1_pb.ClassifyRequest]] = {

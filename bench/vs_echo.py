@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT, LoadReport, closed_loop, ensure_exported, infer_request, progress, running_server
-from server.generated.inference import grpc_service_pb2 as pb
+from cnnserve.generated.inference import grpc_service_pb2 as pb
 
 
 @contextmanager

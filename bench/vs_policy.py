@@ -16,7 +16,6 @@ The ratios 3/2 and 4/2 are printed; 4 against 3 is what computing the planes on 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -24,9 +23,10 @@ import numpy as np
 
 from bench.common import ROOT, closed_loop, ensure_exported, infer_request, progress, running_server
 from bench.vs_raw import raw_session, raw_throughput_of
-from server.bench_client import sample_record
-from server.generated.cnnserve.v1 import service_pb2 as v1_pb
-from server.go import features, position
+from client.bench import sample_record
+from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
+from cnnserve.go import features, position
+from cnnserve.repository import load_entry
 
 
 def features_rate(record: str, move: int | None, seconds: float) -> float:
@@ -55,15 +55,15 @@ def main() -> None:
     record = args.sgf.read_text() if args.sgf else sample_record()
     where = position.from_sgf(record, args.move)
     planes = features.planes(where.board, where.to_move)
-    config = json.loads((args.repo / args.model / "config.json").read_text())
-    input_name = config["input"][0]["name"]
+    config = load_entry(args.repo / args.model)
+    input_name = config.inputs[0].name
 
     progress(f"planes in process: {position.describe(where)}")
     rate = features_rate(record, args.move, args.seconds / 4)
     progress(f"  {rate:,.1f} positions/s ({1e3 / rate:.2f} ms each)")
 
     progress(f"raw ONNX Runtime, {args.model}, batch sizes {args.batches}")
-    session = raw_session(args.repo / args.model / "1" / "model.onnx", args.device)
+    session = raw_session(config.onnx_path, args.device)
     raw = {}
     for batch in (int(b) for b in args.batches.split(",")):
         raw[batch] = raw_throughput_of(session, input_name, np.repeat(planes[None], batch, axis=0), args.seconds / 3)

@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.common import ROOT, closed_loop, ensure_exported, infer_request, progress, running_server
+from cnnserve.repository import load_entry
 
 
 def raw_session(path: Path, device: str) -> ort.InferenceSession:
@@ -59,25 +60,23 @@ def main() -> None:
     parser.add_argument("server_args", nargs="*", help="extra `cnnserve serve` flags, after --")
     args = parser.parse_args()
     ensure_exported(args.repo, args.model)
-    import json
-
-    config = json.loads((args.repo / args.model / "config.json").read_text())
-    spec = config["input"][0]
-    shape = tuple(spec["shape"])
-    onnx_path = args.repo / args.model / "1" / "model.onnx"
+    config = load_entry(args.repo / args.model)
+    spec = config.inputs[0]
+    shape = spec.shape
+    onnx_path = config.onnx_path
 
     progress(f"raw ONNX Runtime, {args.model}, batch sizes {args.batches}")
     raw = {}
     session = raw_session(onnx_path, args.device)
     for batch in (int(b) for b in args.batches.split(",")):
-        raw[batch] = raw_throughput(session, spec["name"], shape, batch, args.seconds / 2)
+        raw[batch] = raw_throughput(session, spec.name, shape, batch, args.seconds / 2)
         progress(f"  batch {batch}: {raw[batch]:,.1f} img/s")
     best_batch = max(raw, key=lambda b: raw[b])
 
     progress(f"server, {args.model}, {args.concurrency} callers of one image each")
     x = np.random.default_rng(1).standard_normal((1, *shape), dtype=np.float32)
     with running_server(args.repo, "--model", args.model, "--device", args.device, *args.server_args) as address:
-        result = closed_loop(address, infer_request(args.model, spec["name"], x),
+        result = closed_loop(address, infer_request(args.model, spec.name, x),
                              concurrency=args.concurrency, seconds=args.seconds)  # fmt: skip
     ratio = result.items_per_second / raw[best_batch]
     print(f"model {args.model}, input {list(shape)} float32, {session.get_providers()[0]}")

@@ -1,4 +1,5 @@
-"""Export a registered architecture to a model-repository entry (layout in ../shared/DESIGN.md).
+"""Export a registered architecture to a model-repository entry (layout in ../shared/DESIGN.md;
+the format itself is :mod:`cnnserve.repository`'s).
 
     exported/NAME/config.json    what the server needs: I/O, batching, preprocessing, facts
     exported/NAME/labels.txt     classifiers only, one class name a line
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import logging
 import os
 import shutil
@@ -35,9 +35,9 @@ from builders import digits, labels, registry
 from builders.registry import ArchSpec, Preprocessing
 from builders.summary import Summary, summarize
 from builders.weights import calibrate_batchnorm, load_checkpoint
+from cnnserve.repository import LABELS_FILE, MODEL_FILE, EntryConfig, TensorSpec
 
 DEFAULT_OPSET = 18
-CONFIG_VERSION = 1
 PARITY_BATCH_SIZES = (1, 3)
 # See check_parity: ONNX Runtime may be a few times further from the float64 truth than
 # PyTorch's float32 run (measured: 0.6x to 1.3x on every architecture); a wrong graph (a
@@ -242,54 +242,48 @@ def _prepare_weights(
 
 
 def build_config(
-    spec: ArchSpec, facts: Summary, weights: dict[str, Any], extra: dict[str, Any], *, uint8: bool = False
-) -> dict[str, Any]:
+    spec: ArchSpec,
+    facts: Summary,
+    weights: dict[str, Any],
+    extra: dict[str, Any],
+    *,
+    uint8: bool = False,
+    name: str | None = None,
+) -> EntryConfig:
+    """The entry's config.json (:class:`cnnserve.repository.EntryConfig`); ``name`` is the
+    entry's name where it differs from the architecture's."""
     preprocessing = spec.preprocessing.as_dict() if spec.preprocessing else None
     if preprocessing and uint8:
         # Resize and crop stay with the client; scale, mean and std are in the graph.
         preprocessing["in_graph"] = ["scale", "mean", "std"]
-    config: dict[str, Any] = {
-        "config_version": CONFIG_VERSION,
-        "name": spec.name,
-        "architecture": spec.name,
-        "family": spec.family,
-        "task": spec.task,
-        "platform": "onnxruntime_onnx",
-        "description": spec.description,
-        "paper": spec.paper,
-        "max_batch_size": spec.max_batch_size,
-        "input": [
-            {
-                "name": spec.input_name,
-                "datatype": "UINT8" if uint8 else "FP32",
-                "shape": list(item_shape(spec, uint8)),
-                "layout": "NHWC" if uint8 else "NCHW",
-            }
-        ],
-        "output": [
-            {
-                "name": spec.output_name,
-                "datatype": "FP32",
-                "shape": [spec.num_classes],
-                **({"labels": "labels.txt"} if spec.labels else {}),
-            }
-        ],
-        "dynamic_batching": {
-            "max_queue_delay_us": spec.max_queue_delay_us,
-            "preferred_batch_sizes": [b for b in spec.preferred_batch_sizes if b <= spec.max_batch_size],
-        },
-        "preprocessing": preprocessing,
-        "facts": {
+    return EntryConfig(
+        name=name or spec.name,
+        architecture=spec.name,
+        family=spec.family,
+        task=spec.task,
+        description=spec.description,
+        paper=spec.paper,
+        max_batch_size=spec.max_batch_size,
+        inputs=(
+            TensorSpec(
+                spec.input_name, "UINT8" if uint8 else "FP32", item_shape(spec, uint8), "NHWC" if uint8 else "NCHW"
+            ),
+        ),
+        outputs=(TensorSpec(spec.output_name, "FP32", (spec.num_classes,)),),
+        labels=(0, LABELS_FILE) if spec.labels else None,
+        max_queue_delay_us=spec.max_queue_delay_us,
+        preferred_batch_sizes=tuple(b for b in spec.preferred_batch_sizes if b <= spec.max_batch_size),
+        preprocessing=preprocessing,
+        facts={
             "weight_layers": facts.weight_layers,
             "parameters": facts.parameters,
             "macs": facts.macs,
             "activations": facts.activations,
             "activation_bytes": facts.activation_bytes,
         },
-        "weights": weights,
-    }
-    config.update(extra)
-    return config
+        weights=weights,
+        extra=extra,
+    )
 
 
 def export(
@@ -337,12 +331,11 @@ def export(
         progress("exporting to ONNX")
         version_dir = staging / "1"
         version_dir.mkdir()
-        onnx_path = version_dir / "model.onnx"
+        onnx_path = version_dir / MODEL_FILE
         to_onnx(net, spec, onnx_path, opset, uint8=uint8_input)
         progress("checking ONNX Runtime against PyTorch")
         parity = check_parity(reference, spec, onnx_path, fp16=fp16, uint8=uint8_input)
         extra = {
-            "name": entry,
             "options": options,
             "export": {
                 "opset": opset,
@@ -354,16 +347,16 @@ def export(
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         }
-        config = build_config(spec, facts, weights, extra, uint8=uint8_input)
-        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        config = build_config(spec, facts, weights, extra, uint8=uint8_input, name=entry)
+        config.write(staging)
         class_names = labels.for_set(spec.labels)
         if class_names:
-            (staging / "labels.txt").write_text("\n".join(class_names) + "\n", encoding="utf-8")
+            (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n", encoding="utf-8")
         _install(staging, repo / entry)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ExportResult(entry, repo / entry, config, time.perf_counter() - started)
+    return ExportResult(entry, repo / entry, config.to_json(), time.perf_counter() - started)
 
 
 def _install(staging: Path, destination: Path) -> None:

@@ -8,6 +8,7 @@ metrics endpoint closes. Each step is logged.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -16,46 +17,20 @@ import sys
 import time
 
 import grpc
-from google.protobuf import descriptor_pool
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_health.v1 import health, health_pb2
 
-from server.classify import Classifier
+from cnnserve.cli import CommandError
+from cnnserve.repository import RepositoryError
 from server.dataplane import DataPlane
-from server.generated import POOL
-from server.generated.cnnserve.v1 import service_pb2 as v1_pb
-from server.generated.cnnserve.v1 import service_pb2_grpc as v1_pb_grpc
-from server.generated.inference import grpc_service_pb2 as pb
-from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
-from server.grpc_v1 import CnnServeServicer
-from server.grpc_v2 import InferenceServicer
+from server.grpc import server as grpc_server
 from server.metrics import Metrics, MetricsServer
-from server.models import ModelManager
-from server.policy import PolicyService
-from server.repository import RepositoryError
-from server.runtime import RuntimeUnavailable, providers_for
-from server.settings import Settings
+from server.model_manager import ModelManager
+from server.runtime.devices import RuntimeUnavailable, providers_for
+from server.services.classifier import Classifier
+from server.services.policy import PolicyService
+from server.settings import Settings, SettingsError
 
 log = logging.getLogger("cnnserve.server")
-
-
-def grpc_options(settings: Settings) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
-    ]
-
-
-def reflection_pool() -> descriptor_pool.DescriptorPool:
-    """Our stubs live in a private pool (see server/protogen.py); reflection must also describe
-    health and itself, whose descriptors live in protobuf's default pool, so copy them over."""
-    for module in (health_pb2, reflection_pb2):
-        try:
-            POOL.FindFileByName(module.DESCRIPTOR.name)
-        except KeyError:
-            POOL.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
-    return POOL
 
 
 class Server:
@@ -85,22 +60,9 @@ class Server:
         if s.metrics_port >= 0:
             self.metrics_server = self.metrics.start_http_server(s.metrics_port, s.host)
             metrics_address = f"{s.host}:{self.metrics_server.port}"
-        self.grpc = grpc.aio.server(options=grpc_options(s))
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.plane, self.metrics), self.grpc)
-        v1_pb_grpc.add_CnnServeServicer_to_server(
-            CnnServeServicer(self.plane, self.classifier, self.policies, self.metrics), self.grpc
+        self.grpc, self.grpc_port = grpc_server.build(
+            s, self.plane, self.classifier, self.policies, self.metrics, self.health
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        services = (
-            pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
-            v1_pb.DESCRIPTOR.services_by_name["CnnServe"].full_name,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        )
-        reflection.enable_server_reflection(services, self.grpc, pool=reflection_pool())
-        self.grpc_port = self.grpc.add_insecure_port(f"{s.host}:{s.grpc_port}")
-        if self.grpc_port == 0:
-            raise OSError(f"cannot listen on {s.host}:{s.grpc_port} (in use?)")
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
         # Tests and scripts read this line to learn the ports (port 0 picks free ones).
@@ -190,3 +152,13 @@ def run(settings: Settings) -> int:
         stream=sys.stderr,
     )
     return asyncio.run(serve(settings))
+
+
+def main(args: argparse.Namespace) -> int:
+    """``cnnserve serve``: the settings from the flags (those of ``settings.add_arguments``) and
+    the environment, then :func:`run`."""
+    try:
+        settings = Settings.from_args(args)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    return run(settings)

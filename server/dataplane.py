@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server import errors, tensors
-from server.models import ModelManager, ServedModel, State
-from server.repository import ModelConfig
-from server.runtime import NUMPY_TYPES
+import cnnserve
+from cnnserve.datatypes import numpy_dtype, v2_datatype
+from cnnserve.repository import ModelConfig
+from server import errors
+from server.model_manager import ModelManager, ServedModel, State
 
 SERVER_NAME = "cnnserve"
-SERVER_VERSION = "0.1.0"
+SERVER_VERSION = cnnserve.__version__
 # What ServerMetadata advertises (Triton's names for the extensions cnnserve implements).
 EXTENSIONS = ("classification", "model_repository", "statistics")
 
@@ -69,9 +70,9 @@ class DataPlane:
         batch_sizes = set()
         for name, spec in expected.items():
             array = inputs[name]
-            want = np.dtype(NUMPY_TYPES[spec.datatype])
+            want = numpy_dtype(spec.datatype)
             if array.dtype != want:
-                got = tensors.v2_datatype(array.dtype)
+                got = v2_datatype(array.dtype)
                 wanted = f"model {config.name!r} expects {spec.datatype}"
                 raise errors.InvalidArgument(f"input {name!r}: datatype {got}, {wanted}")
             if array.ndim != len(spec.shape) + 1:

@@ -1,17 +1,14 @@
-"""One exception hierarchy carrying the gRPC status code, and the decorator that turns it into one.
+"""One exception hierarchy for requests the server cannot serve, each carrying its status code.
 
-The data plane raises these without knowing about gRPC contexts (as Seldon MLServer's
-``MLServerError`` does); servicer methods are wrapped by :func:`handle_errors`, so a bad request
-becomes a status and a message that names the field, never a dead server or a bare UNKNOWN.
+The data plane, the batcher and the services raise these without knowing about gRPC contexts (as
+Seldon MLServer's ``MLServerError`` does); the front ends turn them into statuses
+(:mod:`server.grpc.status`), so a bad request gets a status and a message that names the field,
+never a dead server or a bare UNKNOWN.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
 
 import grpc
 
@@ -89,36 +86,3 @@ def to_status(exc: Exception, where: str = "") -> tuple[grpc.StatusCode, str]:
         return exc.code, _shorten(exc.message)
     log.error("unexpected error%s", f" in {where}" if where else "", exc_info=exc)
     return grpc.StatusCode.INTERNAL, _shorten(f"internal error: {type(exc).__name__}: {exc}")
-
-
-Servicer = TypeVar("Servicer")
-Request = TypeVar("Request")
-Response = TypeVar("Response")
-Method = Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]
-Wrapped = Callable[[Servicer, Request, grpc.aio.ServicerContext], Coroutine[Any, Any, Response]]
-
-
-def handle_errors(method: Method[Servicer, Request, Response]) -> Wrapped[Servicer, Request, Response]:
-    """Wrap a unary ``async def Rpc(self, request, context)`` servicer method.
-
-    A :class:`ServingError` becomes ``context.abort(code, message)``; any other exception becomes
-    INTERNAL (and is logged). An abort the method made itself passes through unchanged, and so does
-    ``asyncio.CancelledError`` (a BaseException): grpc.aio raises it when the caller goes away, and
-    there is nobody left to answer.
-    """
-    if not inspect.iscoroutinefunction(method):
-        # A sync or streaming method would return before anything is raised: nothing to catch.
-        raise TypeError(f"handle_errors wraps `async def` unary methods; {method.__qualname__} is not one")
-
-    @functools.wraps(method)
-    async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
-        try:
-            return await method(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            code, details = to_status(exc, method.__qualname__)
-            await context.abort(code, details)
-            raise AssertionError("unreachable: context.abort raises") from exc
-
-    return wrapper

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import ServerProcess, copy_repository, serving
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +22,20 @@ def exported_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export("cifar_resnet20", repo)
     export("alphago_policy", repo, options={"k": 16})
     return repo
+
+
+@pytest.fixture(scope="session")
+def small_repo(tmp_path_factory: pytest.TempPathFactory, exported_repo: Path) -> Path:
+    """lenet5 (trained) beside cifar_resnet20 and the narrow AlphaGo policy net."""
+    from builders.export import export
+
+    repo = copy_repository(exported_repo, tmp_path_factory.mktemp("repo"))
+    export("lenet5", repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(small_repo: Path) -> Iterator[ServerProcess]:
+    """One server for a test module; tests that stop or drain a server start their own."""
+    with serving(small_repo, "--max-queue-delay-us", "20000") as proc:
+        yield proc

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.clients import Samples, total
+from client.scrape import Samples, total
 
 LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+)")
 
@@ -82,7 +82,7 @@ def start_server(repo: Path, *args: str, env: dict[str, str] | None = None, wait
     Listening is not ready: models may still be loading; use :func:`wait_ready`.
     """
     command = [
-        sys.executable, "-m", "server.cli", "serve",
+        sys.executable, "-m", "cnnserve", "serve",
         "--repo", str(repo), "--host", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0", *args,
     ]  # fmt: skip
     process = subprocess.Popen(

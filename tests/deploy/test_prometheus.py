@@ -23,8 +23,8 @@ import yaml
 from deployfiles import ROOT, expressions, for_prometheus, load_dashboard
 from harness import ServerProcess, serving
 
-from server.generated.inference import grpc_service_pb2 as pb
-from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from cnnserve.generated.inference import grpc_service_pb2 as pb
+from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 
 CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 MODEL = "cifar_resnet20"

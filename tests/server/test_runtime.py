@@ -20,11 +20,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from server import errors, runtime
-from server.repository import ModelConfig, load_entry
-from server.runtime import CPU, CUDA, GraphMismatch, ModelRunner, RuntimeUnavailable
+from cnnserve.repository import ModelConfig, load_entry
+from server import errors
+from server.runtime import devices
+from server.runtime.devices import CPU, CUDA, RuntimeUnavailable
+from server.runtime.graph import GraphMismatch
+from server.runtime.runner import ModelRunner
 
-CUDA_WORKS_HERE = CUDA in ort.get_available_providers() and runtime.gpu_present()
+CUDA_WORKS_HERE = CUDA in ort.get_available_providers() and devices.gpu_present()
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +129,7 @@ def test_device_cuda_refuses_a_machine_without_a_gpu(resnet: ModelConfig) -> Non
         r"--device cuda: (this onnxruntime build .* has no CUDAExecutionProvider|no NVIDIA driver|the NVIDIA driver)"
     )
     with pytest.raises(RuntimeUnavailable, match=missing):
-        runtime.providers_for("cuda")
+        devices.providers_for("cuda")
     with pytest.raises(RuntimeUnavailable, match=missing):
         ModelRunner(resnet, device="cuda")
 
@@ -139,9 +142,9 @@ def test_a_cuda_provider_that_falls_back_is_caught(
     resnet: ModelConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Pretend a driver is present: ONNX Runtime then asks for CUDA, cannot load it, and falls back."""
-    monkeypatch.setattr(runtime, "gpu_present", lambda: True)
-    monkeypatch.setattr(runtime, "_preload_cuda_libraries", lambda: None)
-    assert runtime.providers_for("auto") == [CUDA, CPU]
+    monkeypatch.setattr(devices, "gpu_present", lambda: True)
+    monkeypatch.setattr(devices, "_preload_cuda_libraries", lambda: None)
+    assert devices.providers_for("auto") == [CUDA, CPU]
     with pytest.raises(RuntimeUnavailable, match=r"--device cuda: cifar_resnet20 fell back to CPUExecutionProvider"):
         ModelRunner(resnet, device="cuda")
     with caplog.at_level(logging.WARNING, logger="cnnserve.runtime"):
@@ -155,8 +158,8 @@ def test_device_auto_prints_no_onnxruntime_errors(resnet: ModelConfig) -> None:
     """In a fresh process, as the server starts: nothing on stderr, in particular no CUDA ERROR."""
     script = f"""
 import asyncio, numpy as np
-from server.repository import load_entry
-from server.runtime import ModelRunner
+from cnnserve.repository import load_entry
+from server.runtime.runner import ModelRunner
 runner = ModelRunner(load_entry({str(resnet.onnx_path.parent.parent)!r}), device="auto")
 asyncio.run(runner.warmup([1, 2]))
 print(runner.provider)

@@ -22,8 +22,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from harness import ServerProcess, copy_repository, scrape, serving, start_server, wait_ready
 from tritonclient.utils import InferenceServerException
 
-from server.generated.inference import grpc_service_pb2 as pb
-from server.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from cnnserve.generated.inference import grpc_service_pb2 as pb
+from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 
 LIMIT = 4 * 1024 * 1024  # this module's servers take messages up to 4 MiB
 

@@ -199,7 +199,7 @@ def test_help_names_each_variable_and_default() -> None:
 def test_the_cli_reports_a_bad_variable_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from server.cli import main
+    from cnnserve.cli import main
 
     monkeypatch.setenv("CNNSERVE_GRPC_PORT", "abc")
     assert main(["serve"]) == 1

@@ -1,0 +1,17 @@
+"""cnnserve: what the server, the clients and the exporter share.
+
+The V2 wire codec and its datatype table, the model repository's format, the rules of Go and the
+policy network's feature planes, image preprocessing, the generated gRPC stubs, command-line
+tables, and the ``cnnserve`` console script that dispatches to the three sides (``builders``,
+``server``, ``client``). Nothing here imports ``server``, ``client``, torch or matplotlib.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+try:
+    # One version string, pyproject.toml's, read from the installed package's metadata.
+    __version__ = metadata.version("cnnserve")
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -1,0 +1,102 @@
+"""The ``cnnserve`` command line: one script, one subcommand per job. This module only parses
+and dispatches; each subcommand lives with the package it belongs to (:data:`COMMANDS`).
+
+Only the chosen subcommand's module is imported: ``cnnserve serve`` never imports torch (the
+builders' commands) nor a client, and ``cnnserve bench`` never imports the server.
+
+Subcommands that list things take ``--json``; errors are one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cnnserve import __version__
+
+
+class CommandError(Exception):
+    """A failure a subcommand reports in one line (exit status 1); each side turns its own errors
+    into this (or a subclass, like the clients' ``ClientError``)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    arguments: str  # "module:function" that adds the subcommand's flags to its parser
+    run: str  # "module:function" that runs it with the parsed arguments, returning the exit status
+    help: str
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("models", "builders.commands:add_models_arguments", "builders.commands:models",
+            "every architecture with input, weight layers, parameters and MACs"),
+    Command("summary", "builders.commands:add_summary_arguments", "builders.commands:summary",
+            "the per-layer table of one architecture"),
+    Command("export", "builders.commands:add_export_arguments", "builders.commands:export",
+            "export architectures to the model repository, checked against PyTorch"),
+    Command("serve", "server.settings:add_arguments", "server.app:main",
+            "run the gRPC inference server over a model repository"),
+    Command("classify", "client.classify:add_arguments", "client.classify:main",
+            "classify PNG or JPEG files with a model of a running server"),
+    Command("policy", "client.policy:add_arguments", "client.policy:main",
+            "Go move probabilities for a position (SGF at a move, or a text board)"),
+    Command("gtp", "client.gtp:add_arguments", "client.gtp:main",
+            "a GTP engine on stdin/stdout that plays the server's policy network"),
+    Command("bench", "client.bench:add_arguments", "client.bench:main",
+            "load one model of a running server; throughput, latency, queue and compute"),
+    Command("compare", "client.compare:add_arguments", "client.compare:main",
+            "latency against depth and MACs for several models: table, chart, verdicts"),
+    Command("repo", "cnnserve.repo_listing:add_arguments", "cnnserve.repo_listing:main",
+            "list the entries of a model repository"),
+)  # fmt: skip
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, _, name = target.partition(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return function
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser, with the flags of the subcommand ``argv`` names (its first word) only."""
+    parser = argparse.ArgumentParser(
+        prog="cnnserve", description="Serve and compare the classic convolutional networks of the course notes."
+    )
+    parser.add_argument("--version", action="version", version=f"cnnserve {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((word for word in argv if not word.startswith("-")), None)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        if command.name == chosen:
+            _resolve(command.arguments)(p)
+            p.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        status: int = _resolve(args.run)(args)
+        return status
+    except CommandError as exc:
+        print(f"cnnserve {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cnnserve {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`cnnserve policy ... | head`, a GTP controller that quit): stop
+        # quietly, as Unix tools do, and keep Python from complaining again while it flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

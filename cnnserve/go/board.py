@@ -1,0 +1,224 @@
+"""The board and the rules the features need: stones, groups and liberties, captures, suicide and
+simple ko illegal, passes, and the history of moves (for "turns since" and undo).
+
+Points are indices 0..360 (see :mod:`cnnserve.go.coords`). The board does not know whose turn it
+is: GTP lets either colour play, and a position's side to move belongs to
+:class:`cnnserve.go.position.Position`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnserve.go.coords import DIAGONALS, NEIGHBOURS, POINTS, SIZE, to_gtp
+
+EMPTY, BLACK, WHITE = 0, 1, 2
+COLOR_NAMES = {BLACK: "black", WHITE: "white"}
+# The text board's characters, as GNU Go's showboard draws them.
+TEXT = {EMPTY: ".", BLACK: "X", WHITE: "O"}
+
+
+def opponent(color: int) -> int:
+    return BLACK + WHITE - color
+
+
+def parse_color(text: str) -> int:
+    """GTP's colours: ``b``, ``black``, ``w``, ``white``, in any case."""
+    value = text.strip().lower()
+    if value in ("b", "black"):
+        return BLACK
+    if value in ("w", "white"):
+        return WHITE
+    raise ValueError(f"{text!r} is not a colour: expected b, black, w or white")
+
+
+class IllegalMove(ValueError):
+    def __init__(self, color: int, p: int, reason: str) -> None:
+        super().__init__(f"{COLOR_NAMES[color]} {to_gtp(p)} is illegal: {reason}")
+        self.color = color
+        self.point = p
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Move:
+    color: int
+    point: int | None  # None: a pass
+
+
+@dataclass(frozen=True)
+class Group:
+    color: int
+    stones: frozenset[int]
+    liberties: frozenset[int]
+
+
+class Board:
+    """A 19x19 board with its move history. ``play`` enforces the rules; ``place`` sets up stones
+    (handicap, SGF's AB/AW/AE, a text board) outside the history."""
+
+    __slots__ = ("ko", "moves", "placed", "prisoners", "stones")
+
+    def __init__(self) -> None:
+        self.stones: list[int] = [EMPTY] * POINTS
+        # For each stone, the index in ``moves`` of the move that put it there; -1 for a stone
+        # that was set up (its age is unknown, so the features treat it as old).
+        self.placed: list[int] = [-1] * POINTS
+        self.moves: list[Move] = []
+        # Simple ko: after a single stone captures a single stone, the opponent may not retake at
+        # once. (point, colour that may not play there on the next move), or None.
+        self.ko: tuple[int, int] | None = None
+        self.prisoners = {BLACK: 0, WHITE: 0}  # stones each colour has captured
+
+    def copy(self) -> Board:
+        other = Board.__new__(Board)
+        other.stones = self.stones.copy()
+        other.placed = self.placed.copy()
+        other.moves = self.moves.copy()
+        other.ko = self.ko
+        other.prisoners = dict(self.prisoners)
+        return other
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Board) and self.stones == other.stones and self.ko == other.ko
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    # -- groups and liberties -------------------------------------------------------------
+
+    def group(self, p: int) -> Group:
+        """The chain of stones through ``p`` (which must hold a stone) and its liberties."""
+        stones = self.stones
+        color = stones[p]
+        if color == EMPTY:
+            raise ValueError(f"{to_gtp(p)} is empty: only stones belong to groups")
+        chain = {p}
+        liberties: set[int] = set()
+        frontier = [p]
+        while frontier:
+            q = frontier.pop()
+            for n in NEIGHBOURS[q]:
+                s = stones[n]
+                if s == EMPTY:
+                    liberties.add(n)
+                elif s == color and n not in chain:
+                    chain.add(n)
+                    frontier.append(n)
+        return Group(color, frozenset(chain), frozenset(liberties))
+
+    def groups(self) -> tuple[list[int], list[Group]]:
+        """Every group on the board, once: ``(index, groups)`` where ``index[p]`` is the position
+        in ``groups`` of the group holding ``p``, or -1 for an empty point."""
+        index = [-1] * POINTS
+        found: list[Group] = []
+        for p in range(POINTS):
+            if self.stones[p] != EMPTY and index[p] < 0:
+                g = self.group(p)
+                for q in g.stones:
+                    index[q] = len(found)
+                found.append(g)
+        return index, found
+
+    def liberties(self, p: int) -> int:
+        return len(self.group(p).liberties)
+
+    # -- the rules -----------------------------------------------------------------------
+
+    def illegal_reason(self, color: int, p: int) -> str | None:
+        """Why ``color`` may not play at ``p``, or None when it may."""
+        stones = self.stones
+        if stones[p] != EMPTY:
+            return "the point is occupied"
+        if self.ko == (p, color):
+            return "it retakes the ko at once"
+        enemy = opponent(color)
+        for n in NEIGHBOURS[p]:
+            s = stones[n]
+            if s == EMPTY:
+                return None
+            liberties = self.group(n).liberties
+            if s == color and len(liberties) > 1:
+                return None  # joins a group that keeps a liberty besides p
+            if s == enemy and len(liberties) == 1:
+                return None  # captures, so the new stone gains a liberty
+        return "it is suicide (the stone would have no liberties)"
+
+    def is_legal(self, color: int, p: int | None) -> bool:
+        return p is None or self.illegal_reason(color, p) is None
+
+    def legal_points(self, color: int) -> list[int]:
+        return [p for p in range(POINTS) if self.stones[p] == EMPTY and self.illegal_reason(color, p) is None]
+
+    def play(self, color: int, p: int | None) -> list[int]:
+        """Play a move (None: pass) and return the points of the stones it captured; raise
+        :class:`IllegalMove` (and change nothing) when the rules forbid it."""
+        if color not in COLOR_NAMES:
+            raise ValueError(f"colour {color!r} is neither BLACK nor WHITE")
+        if p is None:
+            self.moves.append(Move(color, None))
+            self.ko = None
+            return []
+        reason = self.illegal_reason(color, p)
+        if reason is not None:
+            raise IllegalMove(color, p, reason)
+        stones = self.stones
+        stones[p] = color
+        self.placed[p] = len(self.moves)
+        enemy = opponent(color)
+        captured: list[int] = []
+        for n in NEIGHBOURS[p]:
+            if stones[n] == enemy:
+                g = self.group(n)
+                if not g.liberties:
+                    for q in g.stones:
+                        stones[q] = EMPTY
+                        self.placed[q] = -1
+                    captured.extend(g.stones)
+        self.prisoners[color] += len(captured)
+        self.ko = None
+        if len(captured) == 1:
+            own = self.group(p)
+            if len(own.stones) == 1 and own.liberties == {captured[0]}:
+                self.ko = (captured[0], enemy)
+        self.moves.append(Move(color, p))
+        return captured
+
+    def place(self, color: int, p: int) -> None:
+        """Set up a stone (or clear the point with EMPTY) outside the rules and the history, as
+        handicap stones, SGF's AB/AW/AE and a text board do. Call :meth:`check_setup` after."""
+        self.stones[p] = color
+        self.placed[p] = -1
+        self.ko = None
+
+    def check_setup(self) -> None:
+        """Raise ValueError when a group has no liberties (a position no game can reach)."""
+        for g in self.groups()[1]:
+            if not g.liberties:
+                where = to_gtp(min(g.stones))
+                what = "stone" if len(g.stones) == 1 else f"group of {len(g.stones)} stones"
+                raise ValueError(f"the {COLOR_NAMES[g.color]} {what} at {where} has no liberties")
+
+    def age(self, p: int) -> int | None:
+        """Moves played since the stone at ``p`` was (0: it is the last move), or None when it was
+        set up rather than played."""
+        placed = self.placed[p]
+        return None if placed < 0 else len(self.moves) - 1 - placed
+
+    def is_eye(self, color: int, p: int) -> bool:
+        """Whether ``p`` is an empty point that is ``color``'s own eye: every neighbour is its
+        stone, and the opponent holds no diagonal point on the edge (one of up to four in the
+        middle), so the eye cannot be made false. Filling such a point only wastes an eye."""
+        stones = self.stones
+        if stones[p] != EMPTY or any(stones[n] != color for n in NEIGHBOURS[p]):
+            return False
+        enemy = opponent(color)
+        diagonals = DIAGONALS[p]
+        enemies = sum(1 for d in diagonals if stones[d] == enemy)
+        return enemies == 0 if len(diagonals) < 4 else enemies <= 1
+
+    # -- text ----------------------------------------------------------------------------
+
+    def to_text(self) -> str:
+        """19 lines of ``.``, ``X`` (black) and ``O`` (white), the top line first."""
+        rows = ("".join(TEXT[s] for s in self.stones[r * SIZE : (r + 1) * SIZE]) for r in range(SIZE))
+        return "\n".join(rows) + "\n"

@@ -1,0 +1,69 @@
+"""``cnnserve repo``: the entries of a model repository as the server will read them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cnnserve.cli import CommandError
+from cnnserve.repository import RepositoryError, scan
+from cnnserve.tables import human, render_table
+
+
+def print_repository(repo: Path, as_json: bool) -> None:
+    """The repository as the server will read it: good entries, then broken ones with why."""
+    try:
+        configs, broken = scan(repo)
+    except RepositoryError as exc:
+        raise CommandError(str(exc)) from None
+    entries: list[dict[str, Any]] = [
+        {
+            "name": c.name,
+            "architecture": c.architecture,
+            "version": c.version,
+            "input": list(c.inputs[0].shape),
+            "weight_layers": c.weight_layers,
+            "parameters": c.parameters,
+            "macs": c.macs,
+            "trained": c.trained,
+            "onnx_bytes": c.onnx_path.stat().st_size,
+        }
+        for c in configs
+    ]
+    if as_json:
+        print(json.dumps({"models": entries, "broken": broken}, indent=2))
+        return
+    print(f"model repository {repo}/: {len(entries)} entries" + (f", {len(broken)} broken" if broken else ""))
+    print(
+        render_table(
+            ["model", "version", "input", "weight layers", "parameters", "MACs", "weights", "ONNX size"],
+            [
+                [
+                    e["name"],
+                    e["version"],
+                    "x".join(map(str, e["input"])),
+                    e["weight_layers"],
+                    human(e["parameters"]),
+                    human(e["macs"]),
+                    "trained" if e["trained"] else "random",
+                    human(e["onnx_bytes"]) + "B",
+                ]
+                for e in entries
+            ],
+            align="lrlrrrlr",
+        )
+    )
+    for name, reason in sorted(broken.items()):
+        print(f"broken: {name}: {reason}")
+
+
+def main(args: argparse.Namespace) -> int:
+    print_repository(Path(args.repo), args.json)
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", default="exported", help="model repository folder (default: exported)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -1,0 +1,401 @@
+"""The model repository's format, defined once: ``cnnserve export`` writes it through
+:class:`EntryConfig` and the server reads it through :func:`scan` (layout in DESIGN.md):
+
+    REPO/NAME/config.json, REPO/NAME/labels.txt (classifiers), REPO/NAME/<version>/model.onnx
+
+The highest numeric version folder is served. Every problem is a :class:`RepositoryError` whose
+message names the file and the field; :func:`scan` reports a broken entry by name and reason and
+goes on with the others, so that one bad export never takes a whole server down.
+
+No torch here: the serving path reads this module, and the exporter only writes through it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnserve.datatypes import DATATYPES
+
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.txt"  # what export names; config.json may name another file
+MODEL_FILE = "model.onnx"  # inside each version folder
+CONFIG_VERSION = 1
+PLATFORM = "onnxruntime_onnx"
+
+# What callers (the settings module: CLI flags and CNNSERVE_* variables) may override per server.
+OVERRIDABLE = ("max_batch_size", "max_queue_delay_us", "preferred_batch_sizes")
+Overrides = Mapping[str, int | Sequence[int] | None]
+
+_VERSION = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
+
+
+class RepositoryError(ValueError):
+    """An entry that cannot be served; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str  # V2 name, e.g. "FP32"
+    shape: tuple[int, ...]  # one item: no batch axis
+    layout: str = ""  # e.g. "NCHW"; "" where config.json gives none
+
+    def to_json(self, labels: str = "") -> dict[str, Any]:
+        item: dict[str, Any] = {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+        if self.layout:
+            item["layout"] = self.layout
+        if labels:
+            item["labels"] = labels
+        return item
+
+
+@dataclass(frozen=True)
+class EntryConfig:
+    """``config.json``, field for field: what export writes and what the server reads."""
+
+    name: str
+    architecture: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    facts: Mapping[str, Any]  # weight_layers, parameters, macs (checked), and whatever else export measured
+    weights: Mapping[str, Any]  # trained (checked), source, and how they were obtained
+    family: str = ""
+    task: str = ""  # "classification" or "policy" for the exported networks
+    description: str = ""
+    paper: str = ""
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()  # as written; the server clamps them to max_batch_size
+    preprocessing: Mapping[str, Any] | None = None  # resize, crop, mean, std for image models
+    labels: tuple[int, str] | None = None  # (output index, file) of the one output whose classes have names
+    extra: Mapping[str, Any] = field(default_factory=dict)  # further fields, kept as written (options, export)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "config_version": CONFIG_VERSION,
+            "name": self.name,
+            "architecture": self.architecture,
+            "family": self.family,
+            "task": self.task,
+            "platform": PLATFORM,
+            "description": self.description,
+            "paper": self.paper,
+            "max_batch_size": self.max_batch_size,
+            "input": [spec.to_json() for spec in self.inputs],
+            "output": [
+                spec.to_json(self.labels[1] if self.labels and self.labels[0] == i else "")
+                for i, spec in enumerate(self.outputs)
+            ],
+            "dynamic_batching": {
+                "max_queue_delay_us": self.max_queue_delay_us,
+                "preferred_batch_sizes": list(self.preferred_batch_sizes),
+            },
+            "preprocessing": dict(self.preprocessing) if self.preprocessing is not None else None,
+            "facts": dict(self.facts),
+            "weights": dict(self.weights),
+        }
+        clash = sorted(set(self.extra) & set(data))
+        if clash:
+            raise ValueError(f"extra fields {clash} would overwrite config.json's own")
+        return {**data, **self.extra}
+
+    def write(self, entry: Path) -> Path:
+        """Write ``entry/config.json``; return its path."""
+        path = entry / CONFIG_FILE
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A repository entry as the server serves it: its config.json with the server's batching
+    overrides applied, the version folder chosen and the labels read."""
+
+    name: str
+    architecture: str
+    family: str
+    task: str  # "classification" or "policy" for the exported networks
+    version: int  # the served (highest) version folder
+    onnx_path: Path
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    max_queue_delay_us: int
+    preferred_batch_sizes: tuple[int, ...]  # ascending, each <= max_batch_size
+    labels: tuple[str, ...]  # class names of the output that names a labels file; () otherwise
+    preprocessing: Mapping[str, Any] | None  # resize, crop, mean, std for image models
+    facts: Mapping[str, Any]  # weight_layers, parameters, macs (checked), and whatever else export wrote
+    trained: bool
+    weights_source: str
+    raw: Mapping[str, Any]  # config.json as read, before overrides
+
+    @property
+    def weight_layers(self) -> int:
+        return int(self.facts["weight_layers"])
+
+    @property
+    def parameters(self) -> int:
+        return int(self.facts["parameters"])
+
+    @property
+    def macs(self) -> int:
+        return int(self.facts["macs"])
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a batch size
+
+
+_KIND_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "an object", bool: "true or false"}
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type, file: Path, prefix: str = "") -> Any:
+    """``data[key]`` checked against ``kind``; errors read 'FILE: field PREFIX.KEY ...'."""
+    field = f"{prefix}{key}"
+    if key not in data:
+        raise RepositoryError(f"{file}: missing field {field!r}")
+    value = data[key]
+    ok = _is_int(value) if kind is int else isinstance(value, kind)
+    if not ok:
+        raise RepositoryError(f"{file}: field {field!r} must be {_KIND_NAMES.get(kind, kind.__name__)}, got {value!r}")
+    return value
+
+
+def _tensor(data: Any, file: Path, field: str) -> TensorSpec:
+    if not isinstance(data, dict):
+        raise RepositoryError(f"{file}: field {field!r} must be an object with name, datatype and shape")
+    prefix = f"{field}."
+    name = _get(data, "name", str, file, prefix)
+    datatype = _get(data, "datatype", str, file, prefix)
+    if datatype not in DATATYPES:
+        raise RepositoryError(
+            f"{file}: field '{prefix}datatype' is {datatype!r}, not a V2 datatype ({', '.join(DATATYPES)})"
+        )
+    shape = _get(data, "shape", list, file, prefix)
+    if not all(_is_int(d) and d > 0 for d in shape):
+        raise RepositoryError(f"{file}: field '{prefix}shape' must be positive integers (no batch axis), got {shape}")
+    layout = data.get("layout", "")
+    if not isinstance(layout, str):
+        raise RepositoryError(f"{file}: field '{prefix}layout' must be a string, got {layout!r}")
+    return TensorSpec(name, datatype, tuple(shape), layout)
+
+
+def _tensors(data: Mapping[str, Any], key: str, file: Path) -> tuple[TensorSpec, ...]:
+    items = _get(data, key, list, file)
+    if not items:
+        raise RepositoryError(f"{file}: field {key!r} is empty; a model needs at least one {key}")
+    specs = tuple(_tensor(item, file, f"{key}[{i}]") for i, item in enumerate(items))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise RepositoryError(f"{file}: field {key!r} repeats a tensor name: {names}")
+    return specs
+
+
+def _check_overrides(overrides: Overrides) -> dict[str, Any]:
+    """The overrides that are set (None = keep config.json's), checked once for every entry."""
+    unknown = set(overrides) - set(OVERRIDABLE)
+    if unknown:
+        raise ValueError(f"unknown batching override(s) {sorted(unknown)}; expected some of {list(OVERRIDABLE)}")
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    for key, least in (("max_batch_size", 1), ("max_queue_delay_us", 0)):
+        value = given.get(key, least)
+        if not (_is_int(value) and value >= least):
+            raise ValueError(f"{key} override must be an integer >= {least}, got {value!r}")
+    preferred = given.get("preferred_batch_sizes", ())
+    if not (isinstance(preferred, Sequence) and all(_is_int(b) and b >= 1 for b in preferred)):
+        raise ValueError(f"preferred_batch_sizes override must be integers >= 1, got {preferred!r}")
+    return given
+
+
+def _batching(data: Mapping[str, Any], file: Path) -> tuple[int, int, tuple[int, ...]]:
+    """max_batch_size, max_queue_delay_us and the preferred sizes, as config.json gives them."""
+    max_batch = _get(data, "max_batch_size", int, file)
+    if max_batch < 1:
+        raise RepositoryError(f"{file}: field 'max_batch_size' must be at least 1 (the batch axis is dynamic)")
+    batching = data.get("dynamic_batching", {})
+    if not isinstance(batching, dict):
+        raise RepositoryError(f"{file}: field 'dynamic_batching' must be an object, got {batching!r}")
+    delay = batching.get("max_queue_delay_us", 0)
+    if not (_is_int(delay) and delay >= 0):
+        raise RepositoryError(f"{file}: field 'dynamic_batching.max_queue_delay_us' must be an integer >= 0")
+    preferred = batching.get("preferred_batch_sizes", [])
+    if not (isinstance(preferred, list) and all(_is_int(b) and b >= 1 for b in preferred)):
+        raise RepositoryError(f"{file}: field 'dynamic_batching.preferred_batch_sizes' must be integers >= 1")
+    return max_batch, delay, tuple(preferred)
+
+
+def _overridden(config: EntryConfig, given: Mapping[str, Any]) -> tuple[int, int, tuple[int, ...]]:
+    """The batching with the server's overrides applied.
+
+    Preferred sizes above max_batch_size are clamped to it rather than dropped: lowering
+    ``--max-batch-size`` to 8 on a model that prefers (1, 16, 64) gives (1, 8), so full batches
+    still count as preferred and get warmed up.
+    """
+    max_batch = int(given.get("max_batch_size", config.max_batch_size))
+    delay = int(given.get("max_queue_delay_us", config.max_queue_delay_us))
+    preferred = list(given.get("preferred_batch_sizes", config.preferred_batch_sizes))
+    return max_batch, delay, tuple(sorted({min(int(b), max_batch) for b in preferred}))
+
+
+def _labels_field(data: Mapping[str, Any], file: Path) -> tuple[int, str] | None:
+    """(index, file) of the output that names a labels file; at most one may."""
+    labelled = [(i, o) for i, o in enumerate(data["output"]) if "labels" in o]
+    if not labelled:
+        return None
+    if len(labelled) > 1:
+        raise RepositoryError(f"{file}: only one output may name a labels file; outputs {[i for i, _ in labelled]} do")
+    index, item = labelled[0]
+    name = item["labels"]
+    if not isinstance(name, str) or not name:
+        raise RepositoryError(f"{file}: field 'output[{index}].labels' must be a file name, got {name!r}")
+    return index, name
+
+
+def parse_config(data: Any, file: Path) -> EntryConfig:
+    """config.json's content, checked field by field; errors read 'FILE: field ...'."""
+    if not isinstance(data, dict):
+        raise RepositoryError(f"{file}: expected a JSON object, got {type(data).__name__}")
+    name = _get(data, "name", str, file)
+    architecture = _get(data, "architecture", str, file)
+    inputs = _tensors(data, "input", file)
+    outputs = _tensors(data, "output", file)
+    max_batch, delay, preferred = _batching(data, file)
+    preprocessing = data.get("preprocessing")
+    if preprocessing is not None and not isinstance(preprocessing, dict):
+        raise RepositoryError(f"{file}: field 'preprocessing' must be an object or null, got {preprocessing!r}")
+    facts = _get(data, "facts", dict, file)
+    for key in ("weight_layers", "parameters", "macs"):
+        if _get(facts, key, int, file, "facts.") < 0:
+            raise RepositoryError(f"{file}: field 'facts.{key}' must be >= 0")
+    weights = _get(data, "weights", dict, file)
+    _get(weights, "trained", bool, file, "weights.")
+    known = {"config_version", "name", "architecture", "family", "task", "platform", "description", "paper",
+             "max_batch_size", "input", "output", "dynamic_batching", "preprocessing", "facts", "weights"}  # fmt: skip
+    return EntryConfig(
+        name=name,
+        architecture=architecture,
+        inputs=inputs,
+        outputs=outputs,
+        max_batch_size=max_batch,
+        facts=facts,
+        weights=weights,
+        family=str(data.get("family", "")),
+        task=str(data.get("task", "")),
+        description=str(data.get("description", "")),
+        paper=str(data.get("paper", "")),
+        max_queue_delay_us=delay,
+        preferred_batch_sizes=preferred,
+        preprocessing=preprocessing,
+        labels=_labels_field(data, file),
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def _version(entry: Path) -> tuple[int, Path]:
+    folders = {int(p.name): p for p in entry.iterdir() if p.is_dir() and _VERSION.fullmatch(p.name)}
+    if not folders:
+        raise RepositoryError(f"{entry}: no version folder (expected {entry / '1' / MODEL_FILE})")
+    version = max(folders)
+    onnx_path = folders[version] / MODEL_FILE
+    if not onnx_path.is_file():
+        # No fallback to an older version: serving something other than the newest export silently
+        # would be worse than a clear refusal.
+        raise RepositoryError(f"{onnx_path}: missing (version {version} is the highest version folder)")
+    return version, onnx_path
+
+
+def _read_labels(config: EntryConfig, entry: Path, file: Path) -> tuple[str, ...]:
+    if config.labels is None:
+        return ()
+    index, name = config.labels
+    field = f"output[{index}].labels"
+    path = entry / name
+    if entry.resolve() not in path.resolve().parents:
+        raise RepositoryError(f"{file}: field {field!r} must name a file inside {entry}, got {name!r}")
+    if not path.is_file():
+        raise RepositoryError(f"{path}: missing (named by field {field!r} of {file.name})")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RepositoryError(f"{path}: cannot read: {exc}") from None
+    while lines and not lines[-1].strip():  # a trailing blank line is not a class
+        lines.pop()
+    output = config.outputs[index]
+    classes = math.prod(output.shape)
+    if len(lines) != classes:
+        raise RepositoryError(
+            f"{path}: {len(lines)} labels, but output {output.name!r} (field 'output[{index}].shape' "
+            f"of {file.name}) has {classes} classes"
+        )
+    return tuple(lines)
+
+
+def load_entry(entry: str | Path, overrides: Overrides | None = None) -> ModelConfig:
+    """Parse and check one repository entry (a folder ``REPO/NAME``).
+
+    ``overrides`` may replace max_batch_size, max_queue_delay_us and preferred_batch_sizes
+    (None values keep config.json's); preferred sizes are clamped to the resulting max_batch_size.
+    """
+    return _load(Path(entry), _check_overrides(overrides or {}))
+
+
+def _load(entry: Path, given: Mapping[str, Any]) -> ModelConfig:
+    file = entry / CONFIG_FILE
+    if not file.is_file():
+        raise RepositoryError(f"{file}: missing (every entry needs one; `cnnserve export` writes it)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RepositoryError(f"{file}: not valid JSON: {exc}") from None
+    config = parse_config(data, file)
+    if config.name != entry.name:
+        # Clients address models by name and the server finds them by folder: the two must agree.
+        raise RepositoryError(f"{file}: field 'name' is {config.name!r}, but the folder is {entry.name!r}")
+    max_batch, delay, preferred = _overridden(config, given)
+    version, onnx_path = _version(entry)
+    return ModelConfig(
+        name=config.name,
+        architecture=config.architecture,
+        family=config.family,
+        task=config.task,
+        version=version,
+        onnx_path=onnx_path,
+        inputs=config.inputs,
+        outputs=config.outputs,
+        max_batch_size=max_batch,
+        max_queue_delay_us=delay,
+        preferred_batch_sizes=preferred,
+        labels=_read_labels(config, entry, file),
+        preprocessing=config.preprocessing,
+        facts=config.facts,
+        trained=bool(config.weights["trained"]),
+        weights_source=str(config.weights.get("source", "")),
+        raw=data,
+    )
+
+
+def scan(repo: str | Path, overrides: Overrides | None = None) -> tuple[list[ModelConfig], dict[str, str]]:
+    """Every entry of ``repo``, by name: the good ones, and name -> reason for the rest.
+
+    Hidden folders are skipped: the exporter stages entries in ``.NAME.xxxx`` before renaming them
+    into place, and keeps the replaced one as ``.NAME.old.PID`` for a moment. Files (a README) are
+    skipped too. A missing repository, or overrides that are wrong for every entry, raise.
+    """
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise RepositoryError(f"model repository {repo} does not exist (run `cnnserve export NAME` or `make export`)")
+    given = _check_overrides(overrides or {})
+    good: list[ModelConfig] = []
+    bad: dict[str, str] = {}
+    for entry in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            good.append(_load(entry, given))
+        except (RepositoryError, OSError) as exc:
+            bad[entry.name] = str(exc)
+    return good, bad

@@ -1,0 +1,164 @@
+"""``inference.GRPCInferenceService``: the KServe V2 protocol, as Triton's clients speak it.
+
+Each method converts the request, calls the data plane and converts back; errors become gRPC
+statuses in :mod:`server.grpc.status`.
+"""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+
+from cnnserve import codec
+from cnnserve.generated.inference import grpc_service_pb2 as pb
+from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from server import errors
+from server.classification import top_classes
+from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
+from server.grpc.status import handle_errors, observed
+from server.metrics import Metrics
+from server.model_manager import ServedModel, State
+
+INDEX_STATES = {State.LOADING: "LOADING", State.READY: "READY", State.FAILED: "UNAVAILABLE",
+                State.UNLOADING: "UNLOADING"}  # fmt: skip
+
+
+def _duration(count: int, ns: int) -> pb.StatisticDuration:
+    return pb.StatisticDuration(count=count, ns=ns)
+
+
+def _classification_k(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> int | None:
+    if "classification" not in output.parameters:
+        return None
+    param = output.parameters["classification"]
+    choice = param.WhichOneof("parameter_choice")
+    value = getattr(param, choice) if choice in ("int64_param", "uint64_param") else None
+    if value is None or value < 1:
+        raise errors.InvalidArgument(f"outputs[{output.name!r}].parameters.classification: expected an integer >= 1")
+    return int(value)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, plane: DataPlane, metrics: Metrics) -> None:
+        self.plane = plane
+        self.metrics = metrics
+
+    @handle_errors
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.plane.live())
+
+    @handle_errors
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.plane.ready())
+
+    @handle_errors
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version))
+
+    @handle_errors
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=list(EXTENSIONS))
+
+    @handle_errors
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        config = self.plane.config(request.name, request.version)
+
+        def meta(specs: tuple) -> list[pb.ModelMetadataResponse.TensorMetadata]:
+            return [pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=[-1, *t.shape])
+                    for t in specs]  # fmt: skip
+
+        return pb.ModelMetadataResponse(
+            name=config.name,
+            versions=[str(config.version)],
+            platform="onnxruntime_onnx",
+            inputs=meta(config.inputs),
+            outputs=meta(config.outputs),
+        )
+
+    @observed("ModelInfer")
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        try:
+            inputs = codec.decode_request_inputs(request)
+        except codec.TensorError as exc:
+            raise errors.InvalidArgument(str(exc)) from None
+        result = await self.plane.infer(
+            request.model_name, request.model_version, inputs, timeout=context.time_remaining()
+        )
+        config = result.model.config
+        assert config is not None
+        requested = list(request.outputs) or [pb.ModelInferRequest.InferRequestedOutputTensor(name=o.name)
+                                              for o in config.outputs]  # fmt: skip
+        response = pb.ModelInferResponse(model_name=config.name, model_version=str(config.version), id=request.id)
+        for output in requested:
+            if output.name not in result.outputs:
+                raise errors.InvalidArgument(
+                    f"outputs: unknown output {output.name!r}; model {config.name!r} has {sorted(result.outputs)}"
+                )
+            array = result.outputs[output.name]
+            k = _classification_k(output)
+            if k is not None:
+                array = top_classes(array, k, config.labels)
+            try:
+                tensor, raw = codec.encode_output(output.name, np.asarray(array))
+            except codec.TensorError as exc:  # the model produced it: not the caller's fault
+                raise errors.Internal(str(exc)) from None
+            response.outputs.append(tensor)
+            response.raw_output_contents.append(raw)
+        return response
+
+    @handle_errors
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        return pb.RepositoryIndexResponse(
+            models=[
+                pb.RepositoryIndexResponse.ModelIndex(
+                    name=m.name, version=str(m.version) if m.version else "", state=INDEX_STATES[m.state],
+                    reason=m.reason,
+                )
+                for m in self.plane.index(ready_only=request.ready)
+            ]
+        )  # fmt: skip
+
+    @handle_errors
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        return pb.ModelStatisticsResponse(
+            model_stats=[_statistics(m) for m in self.plane.statistics(request.name, request.version)]
+        )
+
+
+def _statistics(model: ServedModel) -> pb.ModelStatistics:
+    stats = model.batcher.stats if model.batcher else None
+    if stats is None:
+        return pb.ModelStatistics(name=model.name, version=str(model.version))
+    return pb.ModelStatistics(
+        name=model.name,
+        version=str(model.version),
+        last_inference=model.last_inference_ms,
+        inference_count=stats.inference_count,
+        execution_count=stats.execution_count,
+        inference_stats=pb.InferStatistics(
+            success=_duration(stats.success_count, stats.success_ns),
+            fail=_duration(stats.fail_count, stats.fail_ns),
+            queue=_duration(stats.queue_count, stats.queue_ns),
+            compute_infer=_duration(stats.compute_count, stats.compute_ns),
+        ),
+        batch_stats=[
+            pb.InferBatchStatistics(batch_size=size, compute_infer=_duration(count, ns))
+            for size, (count, ns) in sorted(stats.batch_sizes.items())
+        ],
+    )

@@ -1,0 +1,68 @@
+"""The gRPC front end: one ``grpc.aio`` server carrying KServe V2, ``cnnserve.v1``, health and
+reflection, with the message limits of the settings."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from cnnserve.generated import POOL
+from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
+from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as v1_pb_grpc
+from cnnserve.generated.inference import grpc_service_pb2 as pb
+from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from server.dataplane import DataPlane
+from server.grpc.cnnserve_v1 import CnnServeServicer
+from server.grpc.kserve_v2 import InferenceServicer
+from server.metrics import Metrics
+from server.services.classifier import Classifier
+from server.services.policy import PolicyService
+from server.settings import Settings
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+    ]
+
+
+def reflection_pool() -> descriptor_pool.DescriptorPool:
+    """Our stubs live in a private pool (see cnnserve/protogen.py); reflection must also describe
+    health and itself, whose descriptors live in protobuf's default pool, so copy them over."""
+    for module in (health_pb2, reflection_pb2):
+        try:
+            POOL.FindFileByName(module.DESCRIPTOR.name)
+        except KeyError:
+            POOL.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return POOL
+
+
+def build(
+    settings: Settings,
+    plane: DataPlane,
+    classifier: Classifier,
+    policies: PolicyService,
+    metrics: Metrics,
+    health_servicer: health.aio.HealthServicer,
+) -> tuple[grpc.aio.Server, int]:
+    """The server with every service added and its port bound (not started); returns it and the
+    port it got. Raises OSError when the port cannot be bound."""
+    server = grpc.aio.server(options=grpc_options(settings))
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, metrics), server)
+    v1_pb_grpc.add_CnnServeServicer_to_server(CnnServeServicer(plane, classifier, policies, metrics), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services = (
+        pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+        v1_pb.DESCRIPTOR.services_by_name["CnnServe"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(services, server, pool=reflection_pool())
+    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.host}:{settings.grpc_port} (in use?)")
+    return server, port

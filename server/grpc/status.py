@@ -1,0 +1,95 @@
+"""Exceptions become gRPC statuses here: :func:`handle_errors` for every unary RPC, and
+:func:`observed` for the RPCs that run a model (ModelInfer, Classify, Policy), which also counts
+each call in the request metrics under its final status code.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from server.dataplane import DataPlane
+from server.errors import to_status
+from server.metrics import Metrics
+
+
+class _Observed(Protocol):
+    plane: DataPlane
+    metrics: Metrics
+
+
+class _ModelRequest(Protocol):
+    @property
+    def model_name(self) -> str: ...
+
+
+Servicer = TypeVar("Servicer")
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Method = Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+Wrapped = Callable[[Servicer, Request, grpc.aio.ServicerContext], Coroutine[Any, Any, Response]]
+ObservedServicer = TypeVar("ObservedServicer", bound=_Observed)
+ModelRequest = TypeVar("ModelRequest", bound=_ModelRequest)
+
+
+def handle_errors(method: Method[Servicer, Request, Response]) -> Wrapped[Servicer, Request, Response]:
+    """Wrap a unary ``async def Rpc(self, request, context)`` servicer method.
+
+    A :class:`ServingError` becomes ``context.abort(code, message)``; any other exception becomes
+    INTERNAL (and is logged). An abort the method made itself passes through unchanged, and so does
+    ``asyncio.CancelledError`` (a BaseException): grpc.aio raises it when the caller goes away, and
+    there is nobody left to answer.
+    """
+    if not inspect.iscoroutinefunction(method):
+        # A sync or streaming method would return before anything is raised: nothing to catch.
+        raise TypeError(f"handle_errors wraps `async def` unary methods; {method.__qualname__} is not one")
+
+    @functools.wraps(method)
+    async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            code, details = to_status(exc, method.__qualname__)
+            await context.abort(code, details)
+            raise AssertionError("unreachable: context.abort raises") from exc
+
+    return wrapper
+
+
+def observed(
+    rpc: str,
+) -> Callable[[Method[ObservedServicer, ModelRequest, Response]], Wrapped[ObservedServicer, ModelRequest, Response]]:
+    """Count the call in flight, then its duration and status code under ``rpc``; errors become
+    statuses as in ``handle_errors``."""
+
+    def decorate(
+        method: Method[ObservedServicer, ModelRequest, Response],
+    ) -> Wrapped[ObservedServicer, ModelRequest, Response]:
+        @functools.wraps(method)
+        async def wrapper(self: ObservedServicer, request: ModelRequest, context: grpc.aio.ServicerContext) -> Response:
+            started = time.perf_counter()
+            # Unknown names share one label value, so a client cannot grow the metrics without end.
+            model = request.model_name if request.model_name in self.plane.models.models else ""
+            code = grpc.StatusCode.CANCELLED  # unless the call ends another way below
+            with self.metrics.inflight(model):
+                try:
+                    response = await method(self, request, context)
+                    code = grpc.StatusCode.OK
+                    return response
+                except Exception as exc:
+                    code, message = to_status(exc, rpc)
+                    await context.abort(code, message)
+                    raise AssertionError("unreachable: context.abort raises") from None
+                finally:
+                    self.metrics.observe_request(model, rpc, code.name, time.perf_counter() - started)
+
+        return wrapper
+
+    return decorate

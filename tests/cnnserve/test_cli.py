@@ -1,0 +1,265 @@
+"""The ``cnnserve`` console script, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+from harness import ServerProcess
+
+import builders
+
+
+def cnnserve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning:server"}
+    return subprocess.run(
+        [sys.executable, "-m", "cnnserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
+
+
+def test_summary_prints_the_notes_table() -> None:
+    run = cnnserve("summary", "vgg16")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "vgg_d: per-layer summary (one image, float32)"
+    assert any(line.split()[:3] == ["input", "224x224x3", "150,528"] for line in lines)
+    conv1 = next(line for line in lines if line.startswith("features.0 "))
+    assert "224x224x64" in conv1 and "3,211,264" in conv1 and "1,792" in conv1
+    assert "parameters         138,357,544" in run.stdout
+    assert "weight layers      16" in run.stdout
+    assert "bytes" in run.stdout
+
+
+def test_summary_json_and_all_layers() -> None:
+    run = cnnserve("summary", "alexnet", "--json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["layers"][0]["volume"] == "55x55x96"
+    assert data["totals"]["activation_bytes"] == 4 * data["totals"]["activations"]
+    listed = len(data["layers"])
+    everything = json.loads(cnnserve("summary", "alexnet", "--json", "--all").stdout)["layers"]
+    assert len(everything) > listed and any(layer["layer"] == "relu" for layer in everything)
+
+
+def test_summary_with_a_builder_option() -> None:
+    run = cnnserve("summary", "alphago_policy", "--option", "k=256", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["layers"][0]["volume"] == "19x19x256"
+
+
+def test_models_lists_every_architecture() -> None:
+    run = cnnserve("models", "--json")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    assert [r["name"] for r in rows] == builders.names()
+    resnet50 = next(r for r in rows if r["name"] == "resnet50")
+    assert resnet50["input"] == "224x224x3" and resnet50["weight_layers"] == 50
+    table = cnnserve("models").stdout
+    assert "resnet152" in table and "60.2M" in table and "11.5G" in table
+
+
+def test_unknown_names_and_options_are_one_line_errors() -> None:
+    run = cnnserve("summary", "resnet51")
+    assert run.returncode == 1
+    assert run.stderr.startswith("cnnserve summary: error: unknown architecture 'resnet51'; valid names: lenet5,")
+    assert len(run.stderr.strip().splitlines()) == 1
+    run = cnnserve("export", "alphago_policy", "--option", "filters=3", "--repo", "/nonexistent/never")
+    assert run.returncode == 1
+    assert "alphago_policy does not take option(s) filters; it takes: k" in run.stderr
+
+
+def test_export_writes_a_loadable_entry_and_lists_the_repository(tmp_path: Path) -> None:
+    run = cnnserve("export", "cifar_resnet20", "lenet5", "--repo", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "[1/2] cifar_resnet20: exporting to ONNX" in run.stderr  # progress as it goes
+    assert "[2/2] lenet5: training on scikit-learn's digits" in run.stderr
+    assert "[2/2] lenet5: written to" in run.stderr
+    assert "model repository" in run.stdout and "cifar_resnet20" in run.stdout
+    session = ort.InferenceSession(
+        str(tmp_path / "cifar_resnet20" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert session.get_inputs()[0].shape[0] == "batch"
+
+    again = cnnserve("export", "cifar_resnet20", "--if-missing", "--repo", str(tmp_path), "--json")
+    assert again.returncode == 0, again.stderr
+    assert "already in" in again.stderr
+    assert sorted(e["name"] for e in json.loads(again.stdout)["models"]) == ["cifar_resnet20", "lenet5"]
+
+    (tmp_path / "lenet5" / "config.json").write_text("{")  # a broken entry is listed, not a crash
+    listing = cnnserve("repo", "--repo", str(tmp_path), "--json")
+    assert listing.returncode == 0, listing.stderr
+    data = json.loads(listing.stdout)
+    assert [e["name"] for e in data["models"]] == ["cifar_resnet20"]
+    assert "not valid JSON" in data["broken"]["lenet5"]
+
+
+def test_options_apply_to_every_name_and_are_checked_first(tmp_path: Path) -> None:
+    run = cnnserve("export", "alphago_policy", "cifar_resnet20", "--option", "k=16", "--repo", str(tmp_path))
+    assert run.returncode == 1
+    assert "cifar_resnet20 does not take option(s) k; it takes: num_classes" in run.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before anything was exported
+
+
+def test_export_into_an_unwritable_place(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    run = cnnserve("export", "lenet5", "--repo", str(tmp_path / "file" / "repo"))
+    assert run.returncode == 1
+    assert "cnnserve export: error: cannot write to repository" in run.stderr
+
+
+def test_an_alias_names_the_entry_as_written(tmp_path: Path) -> None:
+    run = cnnserve("export", "VGG11", "--repo", str(tmp_path), "--json")
+    assert run.returncode == 0, run.stderr
+    (entry,) = json.loads(run.stdout)["models"]
+    assert (entry["name"], entry["architecture"]) == ("vgg11", "vgg_a")
+    assert (tmp_path / "vgg11" / "1" / "model.onnx").is_file()
+
+
+# -- cnnserve classify, against a running server ----------------------------------------------------
+
+
+def test_classify_names_the_digit_and_prints_json(server: ServerProcess, small_repo: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from builders import digits
+
+    split = digits.load_split()
+    session = ort.InferenceSession(str(small_repo / "lenet5" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = digits.to_tensor(split.test_images[:20], 0.3057, 0.3235).numpy()
+    predicted = session.run(None, {"input": x})[0].argmax(1)
+    # Three held-out digits the exported network gets right in process.
+    chosen = [i for i in range(20) if predicted[i] == split.test_labels[i]][:3]
+    paths = []
+    for i in chosen:
+        paths.append(tmp_path / f"digit_{i}.png")
+        Image.fromarray(split.test_images[i], mode="L").save(paths[-1])
+
+    table = cnnserve("classify", *map(str, paths), "--model", "lenet5", "--top", "3", "--server", server.grpc_address)
+    assert table.returncode == 0, table.stderr
+    for path, i in zip(paths, chosen, strict=True):
+        block = table.stdout.split(f"{path}: lenet5 version 1\n")[1]
+        first = block.splitlines()[2].split()  # header, rule, then rank 1
+        assert first[:3] == ["1", str(split.test_labels[i]), str(split.test_labels[i])], block
+
+    listing = cnnserve("classify", str(paths[0]), "--model", "lenet5", "--json", "--server", server.grpc_address)
+    assert listing.returncode == 0, listing.stderr
+    (result,) = json.loads(listing.stdout)
+    assert result["image"] == str(paths[0]) and result["trained"] is True
+    assert result["classes"][0]["index"] == split.test_labels[chosen[0]]
+    probabilities = [c["probability"] for c in result["classes"]]
+    assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_classify_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> None:
+    image = tmp_path / "noise.txt"
+    image.write_text("not an image")
+    cases = [
+        (["classify", str(image), "--model", "lenet5", "--server", server.grpc_address],
+         "INVALID_ARGUMENT: images[0]: not a PNG or JPEG image"),
+        (["classify", str(tmp_path / "missing.png"), "--model", "lenet5", "--server", server.grpc_address],
+         "cannot read"),
+        (["classify", str(image), "--model", "lenet5", "--server", "127.0.0.1:1"],
+         "cannot reach a server at 127.0.0.1:1"),
+        (["classify", str(image), "--model", "nope", "--server", server.grpc_address], "NOT_FOUND: model_name"),
+    ]  # fmt: skip
+    for args, message in cases:
+        done = cnnserve(*args)
+        assert done.returncode == 1, done
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+# -- cnnserve policy and cnnserve gtp, against a running server -------------------------------------
+
+SGF = Path(__file__).resolve().parents[1] / "data" / "gnugo-selfplay.sgf"
+
+
+def test_policy_prints_the_board_with_the_top_moves_marked(server: ServerProcess) -> None:
+    done = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--server", server.grpc_address)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "alphago_policy version 1  (random weights: the moves mean nothing)"
+    assert lines[1].startswith("black to move after 30 moves; ") and lines[1].endswith(" legal points")
+    assert lines[2].split() == list("ABCDEFGHJKLMNOPQRST")
+    board = lines[3:22]
+    assert [row.split()[0] for row in board] == [str(n) for n in range(19, 0, -1)]
+    table = lines[lines.index("mark  move  probability") + 2 :]
+    assert [row.split()[0] for row in table] == ["1", "2", "3"]
+    # Each listed move is marked on the board at its vertex.
+    for row in table:
+        mark, vertex = row.split()[:2]
+        line = board[19 - int(vertex[1:])]
+        assert line.split()[1 + "ABCDEFGHJKLMNOPQRST".index(vertex[0])] == mark
+
+    as_json = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--json", "--server", server.grpc_address)
+    assert as_json.returncode == 0, as_json.stderr
+    result = json.loads(as_json.stdout)
+    assert result["to_move"] == "black" and result["move_number"] == 30 and result["trained"] is False
+    assert len(result["probabilities"]) == 361 and abs(sum(result["probabilities"]) - 1) < 1e-4
+    assert [m["vertex"] for m in result["top_moves"]][:3] == [row.split()[1] for row in table]
+
+
+def test_policy_of_a_text_board(server: ServerProcess, tmp_path: Path) -> None:
+    board = tmp_path / "board.txt"
+    board.write_text("\n".join(["X" + "." * 18, "O" + "." * 18] + ["." * 19] * 17) + "\n")
+    done = cnnserve("policy", "--board", str(board), "--to-move", "white", "--json", "--server", server.grpc_address)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["to_move"] == "white" and result["legal_moves"] == 359 and result["move_number"] == 0
+
+
+def test_policy_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> None:
+    board = tmp_path / "short.txt"
+    board.write_text("...\n")
+    at = ["--server", server.grpc_address]
+    cases = [
+        (["--sgf", str(SGF), "--move", "500", *at], "INVALID_ARGUMENT: move_number: 500, but the record has 120"),
+        (["--board", str(board), "--to-move", "b", *at], "INVALID_ARGUMENT: board: 1 lines; expected 19 lines"),
+        (["--board", str(board), *at], "--board needs --to-move black or white"),
+        (["--board", str(board), "--to-move", "purple", *at], "--to-move: 'purple' is not a colour"),
+        (["--sgf", str(SGF), "--board", str(board), *at], "give exactly one of --sgf FILE and --board FILE"),
+        ([*at], "give exactly one of --sgf FILE and --board FILE"),
+        (["--sgf", str(tmp_path / "missing.sgf"), *at], "cannot read"),
+        (["--sgf", str(SGF), "--model", "lenet5", *at], "INVALID_ARGUMENT: model_name: model 'lenet5' is a "),
+        (["--sgf", str(SGF), "--server", "127.0.0.1:1"], "cannot reach a server at 127.0.0.1:1"),
+    ]
+    for args, message in cases:
+        done = cnnserve("policy", *args)
+        assert done.returncode == 1, done
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_gtp_stops_at_once_when_the_server_cannot_answer(server: ServerProcess) -> None:
+    for args, message in [
+        (["--server", "127.0.0.1:1"], "cannot reach a server at 127.0.0.1:1"),
+        (["--server", server.grpc_address, "--model", "lenet5"], "INVALID_ARGUMENT: model_name: model 'lenet5'"),
+    ]:
+        done = cnnserve("gtp", *args)
+        assert done.returncode == 1, done
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(server: ServerProcess) -> None:
+    """`cnnserve policy ... | head -1`: no traceback when head closes the pipe."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnserve", "policy", "--sgf", str(SGF), "--top", "9", "--server",
+         server.grpc_address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the command writes a line
+    stderr = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and stderr == "", stderr
