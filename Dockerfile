@@ -1,10 +1,16 @@
-# cnnserve's server image. CPU by default; the compose profile "gpu" builds it on NVIDIA's CUDA
-# runtime image instead (BASE_IMAGE), where onnxruntime-gpu finds CUDA 12 and cuDNN 9.
+# cnnserve's images, from one Dockerfile:
 #
-#   docker build -t cnnserve:cpu .
+#   docker build -t cnnserve:cpu .                    # the server (the last stage): no torch
+#   docker build -t cnnserve-export:cpu --target export .   # the exporter: torch, writes the models
 #   docker build -t cnnserve:cuda --build-arg BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 .
+#
+# The serving image needs only what serving needs (`pip install .`: ONNX Runtime, grpcio, numpy,
+# Pillow, prometheus-client). Exporting needs PyTorch, so it has a stage of its own; docker-compose
+# runs it once to fill the model volume before the servers start. The compose profile "gpu" builds
+# the server on NVIDIA's CUDA runtime image (BASE_IMAGE), where onnxruntime-gpu finds CUDA 12 and
+# cuDNN 9.
 ARG BASE_IMAGE=python:3.11-slim
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS base
 
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 
@@ -15,20 +21,29 @@ RUN if ! python3 -m venv --help >/dev/null 2>&1; then \
     fi \
     && python3 -m venv /opt/venv
 
-# torch is only needed to export the models into the volume on first start. Its CPU build, from
-# PyTorch's own index: the default one would fetch gigabytes of CUDA wheels.
-RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
-
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY cnnserve ./cnnserve
 COPY builders ./builders
 COPY server ./server
+COPY client ./client
 COPY proto ./proto
+# The model repository: written by the export stage, read by the server.
+ENV CNNSERVE_REPO=/models
+
+# The exporter: the serving install plus torch (its CPU build, from PyTorch's own index: the
+# default one would fetch gigabytes of CUDA wheels) and the export extra.
+FROM base AS export
+RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+    && pip install ".[export]"
+COPY deploy/export.sh /usr/local/bin/cnnserve-export
+VOLUME /models
+ENTRYPOINT ["cnnserve-export"]
+
+# The server, the default target: no torch, no matplotlib.
+FROM base AS serve
 RUN pip install .
 COPY deploy/serve.sh /usr/local/bin/cnnserve-serve
-
-# The model repository: exported on first start, kept in a volume afterwards.
-ENV CNNSERVE_REPO=/models
 VOLUME /models
 EXPOSE 8001 8002
 ENTRYPOINT ["cnnserve-serve"]

@@ -1,8 +1,12 @@
 #!/bin/sh
-# The container's entry point: export the models named in CNNSERVE_EXPORT into the repository if
-# they are missing (the first start takes a few minutes), then run the server in their place.
+# The server image's entry point: check that the model repository holds something, then run the
+# server in this shell's place. The serving image has no torch: models are exported by the export
+# stage (docker compose runs it first; see the Dockerfile).
 set -eu
-: "${CNNSERVE_EXPORT:=lenet5 vgg16 resnet50 resnet152 alphago_policy}"
-# shellcheck disable=SC2086 # the list is meant to split into names
-cnnserve export --repo "${CNNSERVE_REPO:-/models}" --if-missing $CNNSERVE_EXPORT
+repo="${CNNSERVE_REPO:-/models}"
+if [ -z "$(ls -A "$repo" 2>/dev/null)" ]; then
+    echo "cnnserve-serve: the model repository $repo is empty; export models into it first" \
+         "(docker compose up runs the export service; or: docker run -v VOLUME:$repo cnnserve-export)" >&2
+    exit 1
+fi
 exec cnnserve serve "$@"

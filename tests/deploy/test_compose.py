@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from deployfiles import ROOT, load_compose, mounts
+from harness import copy_repository
 
 
 def test_services_ports_and_volumes() -> None:
     compose = load_compose()
     services = compose["services"]
-    assert set(services) == {"cnnserve", "cnnserve-gpu", "prometheus", "grafana"}
+    assert set(services) == {"export", "cnnserve", "cnnserve-gpu", "prometheus", "grafana"}
     assert {"8001:8001", "8002:8002"} <= set(services["cnnserve"]["ports"])
     assert "9090:9090" in services["prometheus"]["ports"] and "3000:3000" in services["grafana"]["ports"]
     # Both servers keep their exported models in a named volume.
@@ -53,18 +57,71 @@ def test_prometheus_scrapes_both_servers_on_their_metrics_port() -> None:
     assert all(t.split(":")[0] in services for t in targets)
 
 
+def _stages(dockerfile: str) -> dict[str, str]:
+    """Each build stage's instructions (comments left out), by its name (``FROM ... AS name``)."""
+    instructions = "\n".join(line for line in dockerfile.splitlines() if not line.startswith("#"))
+    parts = re.split(r"^FROM \S+ AS (\w+)$", instructions, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
 def test_the_dockerfile_copies_what_exists_and_runs_the_entry_script() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = [src for line in dockerfile.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]]
     assert copied and all((ROOT / src).exists() for src in copied), copied
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", dockerfile, re.MULTILINE)
-    assert 'ENTRYPOINT ["cnnserve-serve"]' in dockerfile
-    assert "EXPOSE 8001 8002" in dockerfile
-    # The entry script is valid POSIX shell and exports before it serves.
-    script = ROOT / "deploy" / "serve.sh"
-    assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0
-    text = script.read_text()
-    assert text.index("cnnserve export") < text.index("exec cnnserve serve")
+    stages = _stages(dockerfile)
+    # The server is the last stage (what a plain `docker build` makes), and it installs no torch:
+    # a serving install (`pip install .`); the export stage adds torch and the export extra.
+    assert list(stages) == ["base", "export", "serve"]
+    serve, export = stages["serve"], stages["export"]
+    assert "pip install .\n" in serve and "torch" not in serve and "torch" not in stages["base"]
+    assert "torch==" in export and '".[export]"' in export
+    assert 'ENTRYPOINT ["cnnserve-serve"]' in serve and "EXPOSE 8001 8002" in serve
+    assert 'ENTRYPOINT ["cnnserve-export"]' in export
+    # The entry scripts are valid POSIX shell; the server's serves, the exporter's exports.
+    for name in ("serve.sh", "export.sh"):
+        assert subprocess.run(["sh", "-n", str(ROOT / "deploy" / name)], check=False).returncode == 0
+    assert "exec cnnserve serve" in (ROOT / "deploy" / "serve.sh").read_text()
+    assert "cnnserve export" not in (ROOT / "deploy" / "serve.sh").read_text()
+    assert "cnnserve export --repo" in (ROOT / "deploy" / "export.sh").read_text()
+
+
+def test_the_servers_start_after_the_export_fills_their_volumes() -> None:
+    services = load_compose()["services"]
+    export = services["export"]
+    assert export["build"]["target"] == "export"
+    assert mounts(export) == {"models": "/models", "models-gpu": "/models-gpu"}
+    assert export["command"] == ["/models-gpu"]  # export.sh copies the entries there
+    for name in ("cnnserve", "cnnserve-gpu"):
+        assert services[name]["build"]["target"] == "serve"
+        assert services[name]["depends_on"]["export"]["condition"] == "service_completed_successfully"
+
+
+def test_the_serving_entry_script_refuses_an_empty_repository(tmp_path: Path) -> None:
+    run = subprocess.run(["sh", str(ROOT / "deploy" / "serve.sh")], env={**os.environ, "CNNSERVE_REPO": str(tmp_path)},
+                         capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert run.returncode == 1
+    assert f"the model repository {tmp_path} is empty; export models into it first" in run.stderr
+
+
+def test_the_export_entry_script_keeps_what_is_there_and_copies_to_the_other_volumes(
+    exported_repo: Path, tmp_path: Path
+) -> None:
+    repo = copy_repository(exported_repo, tmp_path / "models")
+    before = {p: p.stat().st_mtime_ns for p in repo.rglob("*")}
+    # The venv's `cnnserve` on PATH, as in the export image.
+    env = {**os.environ, "CNNSERVE_REPO": str(repo), "CNNSERVE_EXPORT": "cifar_resnet20 alphago_policy",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    run = subprocess.run(["sh", str(ROOT / "deploy" / "export.sh"), str(tmp_path / "gpu")], env=env,
+                         capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "cifar_resnet20: already in" in run.stderr
+    assert {p: p.stat().st_mtime_ns for p in repo.rglob("*")} == before  # nothing re-exported
+    copied = sorted(p.name for p in (tmp_path / "gpu").iterdir())
+    assert copied == ["alphago_policy", "cifar_resnet20"]
+    assert (tmp_path / "gpu" / "cifar_resnet20" / "1" / "model.onnx").read_bytes() == (
+        repo / "cifar_resnet20" / "1" / "model.onnx"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize("path", ["docker-compose.yml", "deploy/prometheus/prometheus.yml",
