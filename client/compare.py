@@ -12,6 +12,7 @@ one line per claim of the notes checked here.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -202,6 +203,12 @@ def _parse_list(text: str, what: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:  # before minutes of measuring, not after
+        importlib.import_module("matplotlib")
+    except ModuleNotFoundError:
+        raise ClientError(
+            "compare draws its chart with matplotlib, which is not installed: pip install 'cnnserve[compare]'"
+        ) from None
     models = _parse_list(args.models, "--models")
     try:
         batches = [int(b) for b in _parse_list(args.batch, "--batch")]

@@ -31,15 +31,16 @@ class Command:
     arguments: str  # "module:function" that adds the subcommand's flags to its parser
     run: str  # "module:function" that runs it with the parsed arguments, returning the exit status
     help: str
+    extra: str = ""  # the optional dependencies it needs beyond a serving install (pyproject's extras)
 
 
 COMMANDS: tuple[Command, ...] = (
     Command("models", "builders.commands:add_models_arguments", "builders.commands:models",
-            "every architecture with input, weight layers, parameters and MACs"),
+            "every architecture with input, weight layers, parameters and MACs", extra="export"),
     Command("summary", "builders.commands:add_summary_arguments", "builders.commands:summary",
-            "the per-layer table of one architecture"),
+            "the per-layer table of one architecture", extra="export"),
     Command("export", "builders.commands:add_export_arguments", "builders.commands:export",
-            "export architectures to the model repository, checked against PyTorch"),
+            "export architectures to the model repository, checked against PyTorch", extra="export"),
     Command("serve", "server.settings:add_arguments", "server.app:main",
             "run the gRPC inference server over a model repository"),
     Command("classify", "client.classify:add_arguments", "client.classify:main",
@@ -63,6 +64,11 @@ def _resolve(target: str) -> Callable[..., Any]:
     return function
 
 
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The parser, with the flags of the subcommand ``argv`` names (its first word) only."""
     parser = argparse.ArgumentParser(
@@ -70,10 +76,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cnnserve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chosen = next((word for word in argv if not word.startswith("-")), None)
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
-        if command.name == chosen:
+        if command.name == _chosen(argv):
             _resolve(command.arguments)(p)
             p.set_defaults(run=command.run)
     return parser
@@ -81,7 +86,16 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except ModuleNotFoundError as exc:
+        # A serving-only install (`pip install cnnserve`) has no torch: say which extra brings it.
+        command = next((c for c in COMMANDS if c.name == _chosen(argv)), None)
+        if command is None or not command.extra:
+            raise
+        print(f"cnnserve {command.name}: error: it needs {exc.name}, which is not installed: "
+              f"pip install 'cnnserve[{command.extra}]'", file=sys.stderr)  # fmt: skip
+        return 1
     try:
         status: int = _resolve(args.run)(args)
         return status

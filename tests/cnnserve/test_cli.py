@@ -263,3 +263,25 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(server: ServerProcess)
     process.stderr.close()
     assert process.wait(timeout=120) == 141, stderr
     assert "Traceback" not in stderr and stderr == "", stderr
+
+
+def without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``cnnserve ARGS`` in a process where ``module`` cannot be imported, as in an install that
+    lacks the extra providing it (None in sys.modules makes every import of it fail)."""
+    code = f"import sys; sys.modules[{module!r}] = None; from cnnserve.cli import main; sys.exit(main({list(args)!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_serving_install_names_the_extra_a_command_needs() -> None:
+    for command in ("models", "summary", "export"):
+        done = without("torch", command, "lenet5") if command != "models" else without("torch", command)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == (
+            f"cnnserve {command}: error: it needs torch, which is not installed: pip install 'cnnserve[export]'\n"
+        )
+    done = without("matplotlib", "compare", "--models", "lenet5")
+    assert done.returncode == 1
+    assert "pip install 'cnnserve[compare]'" in done.stderr and "Traceback" not in done.stderr
+    # What a serving install does have still works without them.
+    done = without("torch", "serve", "--repo", "/nonexistent", "--grpc-port", "0", "--metrics-port", "-1")
+    assert done.returncode == 1 and "model repository /nonexistent does not exist" in done.stderr
