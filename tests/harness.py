@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.scrape import Samples, total
+from client.scrape import Samples, scrape, total
+
+__all__ = ["ServerProcess", "batched", "copy_repository", "model_total", "scrape", "serving", "start_server",
+           "wait_ready"]  # fmt: skip
 
 LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+)")
 
@@ -114,20 +117,6 @@ def wait_ready(address: str, timeout: float = 120) -> None:
     finally:
         client.close()
     raise AssertionError(f"server at {address} not ready after {timeout}s")
-
-
-def scrape(address: str) -> Samples:
-    """Every sample of the server's /metrics, by sample name."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return samples
 
 
 def model_total(samples: Samples, model: str, *names: str) -> float:
