@@ -13,7 +13,8 @@ Policy (Triton's dynamic batcher, simplified):
   the runtime was warmed up at); one that leaves on time takes what fits in ``max_batch_size``.
 * While ``concurrency`` batches run, requests keep queueing: that is where batches come from under
   load. The queue holds at most ``max_queue_size`` requests (default: eight times
-  ``max_batch_size``); beyond that a request is refused with RESOURCE_EXHAUSTED at once.
+  ``max_batch_size``) and at most ``max_queue_bytes`` bytes of inputs (unbounded by default);
+  beyond either a request is refused with RESOURCE_EXHAUSTED at once, naming the limit.
 
 Like MLServer's adaptive batcher, every accepted request's future is resolved exactly once, with
 its outputs or an exception, whatever happens: a request whose caller cancelled, or whose deadline
@@ -132,6 +133,7 @@ class _Request:
     started: float | None = None  # when its batch began computing
     compute_seconds: float = 0.0
     found_idle: bool = False  # nothing ran or waited for this model when it arrived
+    nbytes: int = 0  # its inputs' bytes, counted against max_queue_bytes while it waits
 
 
 def signature_of(inputs: Mapping[str, np.ndarray]) -> Signature:
@@ -159,6 +161,7 @@ class DynamicBatcher:
         max_queue_delay_us: int,
         preferred_batch_sizes: Sequence[int] = (),
         max_queue_size: int | None = None,
+        max_queue_bytes: int | None = None,
         concurrency: int = 1,
         observer: BatchObserver | None = None,
     ) -> None:
@@ -172,6 +175,8 @@ class DynamicBatcher:
             max_queue_size = DEFAULT_QUEUE_BATCHES * max_batch_size
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
+        if max_queue_bytes is not None and max_queue_bytes < 1:
+            raise ValueError(f"max_queue_bytes must be at least 1, got {max_queue_bytes}")
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.name = name
@@ -179,6 +184,7 @@ class DynamicBatcher:
         self.max_queue_delay = max_queue_delay_us / 1e6
         self.preferred_batch_sizes = tuple(sorted(set(preferred_batch_sizes)))
         self.max_queue_size = max_queue_size
+        self.max_queue_bytes = max_queue_bytes
         self.concurrency = concurrency
         self.stats = BatcherStats()
         self._run = run
@@ -188,6 +194,7 @@ class DynamicBatcher:
         # Insertion-ordered set: FIFO, and O(1) removal when a caller cancels or a deadline fires.
         self._queue: dict[_Request, None] = {}
         self._queued_items: collections.Counter[Signature] = collections.Counter()
+        self._queued_bytes = 0
         # Neither binds to an event loop before its first wait, so construction needs no loop.
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
@@ -199,6 +206,11 @@ class DynamicBatcher:
     def queued(self) -> int:
         """Requests waiting for a batch."""
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the inputs of the requests waiting for a batch."""
+        return self._queued_bytes
 
     @property
     def accepting(self) -> bool:
@@ -227,12 +239,19 @@ class DynamicBatcher:
                 f"model {self.name!r}: queue full ({len(self._queue)} requests waiting, "
                 f"max_queue_size {self.max_queue_size}); retry later"
             )
+        nbytes = sum(a.nbytes for a in inputs.values())
+        if self.max_queue_bytes is not None and self._queued_bytes + nbytes > self.max_queue_bytes:
+            raise errors.ResourceExhausted(
+                f"model {self.name!r}: queue full ({self._queued_bytes:,} bytes waiting, this request "
+                f"{nbytes:,} bytes, max_queue_bytes {self.max_queue_bytes:,}); retry later"
+            )
         loop = asyncio.get_running_loop()
         now = loop.time()
         if deadline is not None and deadline <= now:
             raise errors.DeadlineExceeded(f"model {self.name!r}: deadline passed before the request was queued")
         self.start()
         request = _Request(dict(inputs), items, signature_of(inputs), loop.create_future(), now, deadline)
+        request.nbytes = nbytes
         self._enqueue(request)
         return await request.future
 
@@ -271,6 +290,7 @@ class DynamicBatcher:
         request.found_idle = not self._running and not self._queue
         self._queue[request] = None
         self._queued_items[request.signature] += request.items
+        self._queued_bytes += request.nbytes
         self.stats.request_count += 1
         if request.deadline is not None:
             request.timer = request.future.get_loop().call_at(request.deadline, self._expire, request)
@@ -283,6 +303,7 @@ class DynamicBatcher:
             return False
         del self._queue[request]
         self._queued_items[request.signature] -= request.items
+        self._queued_bytes -= request.nbytes
         if not self._queued_items[request.signature]:
             del self._queued_items[request.signature]
         if request.timer is not None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 import cnnserve
-from cnnserve.datatypes import numpy_dtype, v2_datatype
+from cnnserve.datatypes import v2_datatype
 from cnnserve.repository import ModelConfig
 from server import errors
 from server.model_manager import ModelManager, ServedModel, State
@@ -22,6 +23,13 @@ SERVER_NAME = "cnnserve"
 SERVER_VERSION = cnnserve.__version__
 # What ServerMetadata advertises (Triton's names for the extensions cnnserve implements).
 EXTENSIONS = ("classification", "model_repository", "statistics")
+
+
+def _datatype(dtype: np.dtype) -> str:
+    try:
+        return v2_datatype(dtype)
+    except ValueError:  # no V2 datatype at all: named as numpy names it, and refused as a mismatch
+        return str(dtype)
 
 
 @dataclass
@@ -58,6 +66,12 @@ class DataPlane:
 
     def validate(self, config: ModelConfig, inputs: dict[str, np.ndarray]) -> int:
         """Check names, datatypes and shapes against config.json; return the batch size."""
+        return self.check_tensors(config, {name: (_datatype(a.dtype), a.shape) for name, a in inputs.items()})
+
+    def check_tensors(self, config: ModelConfig, inputs: Mapping[str, tuple[str, Sequence[int]]]) -> int:
+        """Check each input's name, V2 datatype and shape (with the batch axis) against
+        config.json, before anything is decoded: a request's size is then bounded by the model's
+        own; return the batch size."""
         expected = {t.name: t for t in config.inputs}
         unknown = sorted(set(inputs) - set(expected))
         if unknown:
@@ -69,22 +83,22 @@ class DataPlane:
             raise errors.InvalidArgument(f"inputs: model {config.name!r} needs input {missing[0]!r}")
         batch_sizes = set()
         for name, spec in expected.items():
-            array = inputs[name]
-            want = numpy_dtype(spec.datatype)
-            if array.dtype != want:
-                got = v2_datatype(array.dtype)
+            datatype, shape = inputs[name][0], tuple(inputs[name][1])
+            if any(d < 0 for d in shape):
+                raise errors.InvalidArgument(f"input {name!r}: shape {list(shape)} has a negative dimension")
+            if datatype != spec.datatype:
                 wanted = f"model {config.name!r} expects {spec.datatype}"
-                raise errors.InvalidArgument(f"input {name!r}: datatype {got}, {wanted}")
-            if array.ndim != len(spec.shape) + 1:
+                raise errors.InvalidArgument(f"input {name!r}: datatype {datatype}, {wanted}")
+            if len(shape) != len(spec.shape) + 1:
                 raise errors.InvalidArgument(
-                    f"input {name!r}: shape {list(array.shape)} has rank {array.ndim}, expected "
+                    f"input {name!r}: shape {list(shape)} has rank {len(shape)}, expected "
                     f"{len(spec.shape) + 1}: [batch, {', '.join(map(str, spec.shape))}]"
                 )
-            if tuple(array.shape[1:]) != spec.shape:
+            if shape[1:] != spec.shape:
                 raise errors.InvalidArgument(
-                    f"input {name!r}: shape {list(array.shape)}, expected [batch, {', '.join(map(str, spec.shape))}]"
+                    f"input {name!r}: shape {list(shape)}, expected [batch, {', '.join(map(str, spec.shape))}]"
                 )
-            batch_sizes.add(array.shape[0])
+            batch_sizes.add(shape[0])
         if len(batch_sizes) != 1:
             raise errors.InvalidArgument(f"inputs: batch sizes differ between inputs: {sorted(batch_sizes)}")
         (batch,) = batch_sizes

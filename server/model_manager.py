@@ -122,6 +122,7 @@ class ModelManager:
             max_queue_delay_us=config.max_queue_delay_us,
             preferred_batch_sizes=config.preferred_batch_sizes,
             max_queue_size=self.settings.max_queue_size,
+            max_queue_bytes=self.settings.max_queue_bytes,
             concurrency=self.settings.instances,
             observer=self.metrics,
         )

@@ -71,6 +71,15 @@ class Settings:
     max_queue_size: int | None = None
     """Requests one model may queue before RESOURCE_EXHAUSTED; None = the batcher's default, eight
     times max_batch_size (CNNSERVE_MAX_QUEUE_SIZE, --max-queue-size)."""
+    max_queue_bytes: int = 1 * GIB
+    """Bytes of inputs one model may hold queued before RESOURCE_EXHAUSTED, whatever the request
+    count: 256 queued requests of 32 float32 224x224 images would be 4.9 GB
+    (CNNSERVE_MAX_QUEUE_BYTES, --max-queue-bytes; a KiB, MiB or GiB suffix may follow)."""
+    max_concurrent_rpcs: int = 1024
+    """RPCs the gRPC server handles at once (streams included); beyond that gRPC itself answers
+    RESOURCE_EXHAUSTED ("Concurrent RPC limit exceeded!"), so that a flood of large messages
+    cannot grow the process without end; 0 = no limit (CNNSERVE_MAX_CONCURRENT_RPCS,
+    --max-concurrent-rpcs)."""
     max_message_bytes: int = 64 * MIB
     """Largest gRPC message either way. gRPC's own 4 MiB holds fewer than seven float32 224x224x3
     images; gRPC takes at most 2 GiB - 1 (CNNSERVE_MAX_MESSAGE_BYTES, --max-message-bytes; a KiB,
@@ -230,6 +239,11 @@ OPTIONS: tuple[_Option, ...] = (
             "an integer number of microseconds, 0 or more", "override every model's max_queue_delay_us", _CONFIG),
     _Option("max_queue_size", "--max-queue-size", "N", _parse_int, _at_least(1, optional=True), _POSITIVE,
             "requests one model may queue before RESOURCE_EXHAUSTED", "8x max batch size"),
+    _Option("max_queue_bytes", "--max-queue-bytes", "SIZE", _parse_bytes,
+            lambda v: _is_int(v) and v >= KIB, "a size of at least 1KiB (bytes, or a KiB/MiB/GiB suffix)",
+            "bytes of inputs one model may queue before RESOURCE_EXHAUSTED", "1GiB"),
+    _Option("max_concurrent_rpcs", "--max-concurrent-rpcs", "N", _parse_int, _at_least(0), _ANY_INT,
+            "RPCs handled at once before gRPC answers RESOURCE_EXHAUSTED; 0: no limit"),
     _Option("max_message_bytes", "--max-message-bytes", "SIZE", _parse_bytes,
             lambda v: _is_int(v) and KIB <= v < 2 * GIB, "a size from 1KiB to 2GiB-1 (bytes, or a KiB/MiB/GiB suffix)",
             "largest gRPC message either way; bytes, or with a KiB/MiB/GiB suffix", "64MiB"),

@@ -6,6 +6,9 @@ statuses in :mod:`server.grpc.status`.
 
 from __future__ import annotations
 
+import asyncio
+import math
+
 import grpc
 import numpy as np
 
@@ -36,6 +39,24 @@ def _classification_k(output: pb.ModelInferRequest.InferRequestedOutputTensor) -
     if value is None or value < 1:
         raise errors.InvalidArgument(f"outputs[{output.name!r}].parameters.classification: expected an integer >= 1")
     return int(value)
+
+
+# Typed contents (a repeated protobuf field per tensor) and BYTES are decoded element by element;
+# past this many elements that happens in a worker thread, not on the event loop. Raw numeric
+# tensors are zero-copy views of the message and always decode in place.
+INLINE_DECODE_ELEMENTS = 1 << 16
+
+
+async def _decoded(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
+    elementwise = sum(
+        math.prod(t.shape) for t in request.inputs if t.datatype == "BYTES" or not request.raw_input_contents
+    )
+    try:
+        if elementwise > INLINE_DECODE_ELEMENTS:
+            return await asyncio.to_thread(codec.decode_request_inputs, request)
+        return codec.decode_request_inputs(request)
+    except codec.TensorError as exc:
+        raise errors.InvalidArgument(str(exc)) from None
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -89,10 +110,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        try:
-            inputs = codec.decode_request_inputs(request)
-        except codec.TensorError as exc:
-            raise errors.InvalidArgument(str(exc)) from None
+        # Names, datatypes and shapes first, from the tensors' headers: a request is bounded by
+        # the model's own sizes before a byte of it is decoded.
+        self.plane.check_tensors(
+            self.plane.config(request.model_name, request.model_version),
+            {t.name: (t.datatype, t.shape) for t in request.inputs},
+        )
+        inputs = await _decoded(request)
         result = await self.plane.infer(
             request.model_name, request.model_version, inputs, timeout=context.time_remaining()
         )

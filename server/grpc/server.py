@@ -51,7 +51,9 @@ def build(
 ) -> tuple[grpc.aio.Server, int]:
     """The server with every service added and its port bound (not started); returns it and the
     port it got. Raises OSError when the port cannot be bound."""
-    server = grpc.aio.server(options=grpc_options(settings))
+    server = grpc.aio.server(
+        options=grpc_options(settings), maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None
+    )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, metrics), server)
     v1_pb_grpc.add_CnnServeServicer_to_server(CnnServeServicer(plane, classifier, policies, metrics), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

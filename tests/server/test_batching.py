@@ -272,6 +272,32 @@ def test_a_full_queue_refuses_at_once() -> None:
     run(test)
 
 
+def test_the_queue_is_bounded_in_bytes_too() -> None:
+    async def test() -> None:
+        model = FakeModel(held=True)
+        # Items of 64 float32 values are 256 bytes: two such requests fit in 600 bytes, not three.
+        batcher = make(model, max_queue_bytes=600, max_batch_size=1)
+        first = await busy(model, batcher, 0.0)  # computing: no longer counted as queued
+        queued = submit(batcher, items(1.0, width=64), items(2.0, width=64))
+        await until(lambda: batcher.queued == 2)
+        assert batcher.queued_bytes == 512
+        refused = batcher.infer(items(9.0, width=64))
+        with pytest.raises(
+            errors.ResourceExhausted,
+            match=r"model 'fake': queue full \(512 bytes waiting, this request 256 bytes, max_queue_bytes 600\)",
+        ):
+            refused.send(None)
+        small = submit(batcher, items(3.0, width=16))  # 64 bytes still fit
+        await until(lambda: batcher.queued == 3)
+        model.gate.set()
+        await asyncio.gather(first, *queued, *small)
+        assert batcher.queued_bytes == 0 and [9.0] not in model.batches
+        # A drained queue takes the same request again.
+        assert doubled(await batcher.infer(items(9.0, width=64)))[0] == 18.0
+
+    run(test)
+
+
 def test_invalid_requests_are_refused() -> None:
     async def test() -> None:
         batcher = make(FakeModel(), max_batch_size=2)
@@ -528,6 +554,7 @@ def test_statistics_add_up() -> None:
         ({"max_queue_delay_us": -1}, "max_queue_delay_us must be 0 or more"),
         ({"preferred_batch_sizes": (4, 16)}, r"preferred_batch_sizes \[4, 16\] must lie in 1..8"),
         ({"max_queue_size": 0}, "max_queue_size must be at least 1"),
+        ({"max_queue_bytes": 0}, "max_queue_bytes must be at least 1"),
         ({"concurrency": 0}, "concurrency must be at least 1"),
     ],
 )

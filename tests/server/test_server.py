@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,16 +79,18 @@ def test_results_equal_onnxruntime_in_process(
     assert result.get_response().model_version == "1"
 
 
-def test_own_stubs_with_typed_contents(server: ServerProcess, repo: Path) -> None:
-    x = np.random.default_rng(1).standard_normal((2, 1, 32, 32), dtype=np.float32)
+# 2 items decode on the event loop; 80 items (81,920 values) in a worker thread.
+@pytest.mark.parametrize("items", [2, 80])
+def test_own_stubs_with_typed_contents(server: ServerProcess, repo: Path, items: int) -> None:
+    x = np.random.default_rng(1).standard_normal((items, 1, 32, 32), dtype=np.float32)
     request = pb.ModelInferRequest(model_name="lenet5", id="req-7")
     tensor = request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
     tensor.contents.fp32_contents.extend(x.reshape(-1).tolist())
     with grpc.insecure_channel(server.grpc_address) as channel:
         response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
     assert response.id == "req-7" and response.outputs[0].name == "logits"
-    assert list(response.outputs[0].shape) == [2, 10] and response.outputs[0].datatype == "FP32"
-    logits = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(2, 10)
+    assert list(response.outputs[0].shape) == [items, 10] and response.outputs[0].datatype == "FP32"
+    logits = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(items, 10)
     np.testing.assert_allclose(logits, ort_run(repo, "lenet5", x), rtol=1e-5, atol=1e-6)
 
 
@@ -216,6 +219,56 @@ def test_raw_bytes_that_do_not_match_the_shape(server: ServerProcess, client: tc
         info.value.details()
     )
     _good(client)
+
+
+def test_a_tensor_is_refused_from_its_header_before_it_is_decoded(
+    server: ServerProcess, client: tc.InferenceServerClient
+) -> None:
+    # 2 MiB that are not even valid BYTES elements: the refusal names the datatype, which only the
+    # check of the tensor's header can (decoding would fail on the elements first).
+    request = pb.ModelInferRequest(model_name="lenet5")
+    request.inputs.add(name="input", datatype="BYTES", shape=[1, 1, 32, 32])
+    request.raw_input_contents.append(b"\xff" * (2 << 20))
+    with grpc.insecure_channel(server.grpc_address) as channel, pytest.raises(grpc.RpcError) as info:
+        pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "input 'input': datatype BYTES, model 'lenet5' expects FP32"
+    _good(client)
+
+
+def test_queued_bytes_and_concurrent_rpcs_are_bounded(small_repo: Path) -> None:
+    with (
+        serving(small_repo, "--max-queue-bytes", "1KiB", "--max-concurrent-rpcs", "1") as proc,
+        grpc.insecure_channel(proc.grpc_address) as channel,
+    ):
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        request = pb.ModelInferRequest(model_name="lenet5")
+        request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 32, 32])
+        request.raw_input_contents.append(b"\x00" * 4096)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert info.value.details() == (
+            "model 'lenet5': queue full (0 bytes waiting, this request 4,096 bytes, max_queue_bytes 1,024); retry later"
+        )
+        # An open stream holds the only RPC slot: gRPC refuses the next call itself.
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ServerLive(pb.ServerLiveRequest(), timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "Concurrent RPC limit exceeded" in (info.value.details() or "")
+        watch.cancel()
+        # The slot is free once the server has seen the stream end.
+        for _ in range(100):
+            try:
+                assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the RPC slot was not freed after the stream ended")
 
 
 def test_a_message_over_the_limit_is_resource_exhausted(client: tc.InferenceServerClient) -> None:

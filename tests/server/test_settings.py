@@ -26,6 +26,7 @@ def test_defaults() -> None:
     assert (s.intra_op_threads, s.inter_op_threads, s.instances, s.ort_spinning) == (0, 0, 1, "off")
     assert (s.max_batch_size, s.max_queue_delay_us, s.max_queue_size) == (None, None, None)
     assert s.max_message_bytes == 64 * 1024 * 1024
+    assert (s.max_queue_bytes, s.max_concurrent_rpcs) == (1024 * MIB, 1024)
     assert (s.max_images_per_request, s.max_image_pixels, s.decode_threads) == (64, 50_000_000, 0)
     assert (s.grace_seconds, s.log_level, s.models) == (10.0, "info", ())
     assert s.metrics_enabled and s.batching_overrides() == {}
@@ -45,6 +46,8 @@ ENV = [
     ("CNNSERVE_MAX_BATCH_SIZE", "16", "max_batch_size", 16),
     ("CNNSERVE_MAX_QUEUE_DELAY_US", "0", "max_queue_delay_us", 0),
     ("CNNSERVE_MAX_QUEUE_SIZE", "100", "max_queue_size", 100),
+    ("CNNSERVE_MAX_QUEUE_BYTES", "256MiB", "max_queue_bytes", 256 * MIB),
+    ("CNNSERVE_MAX_CONCURRENT_RPCS", "0", "max_concurrent_rpcs", 0),
     ("CNNSERVE_MAX_MESSAGE_BYTES", "128MiB", "max_message_bytes", 128 * MIB),
     ("CNNSERVE_MAX_IMAGES_PER_REQUEST", "8", "max_images_per_request", 8),
     ("CNNSERVE_MAX_IMAGE_PIXELS", "1_000_000", "max_image_pixels", 1_000_000),
