@@ -151,6 +151,7 @@ def export(args: argparse.Namespace) -> int:
             uint8_input=args.uint8_input,
             options=options,
             entry_name=args.name,
+            max_batch_size=args.max_batch_size,
             progress=progress,
         )
         _progress(f"[{i}/{total}] {entry}: written to {result.path} in {result.seconds:.1f}s")
@@ -189,5 +190,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="builder option, e.g. k=256")
     parser.add_argument("--name", help="repository entry name (default: the architecture's name)")
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        metavar="N",
+        help="the entry's max_batch_size (default: the architecture's, e.g. 32 for the ImageNet networks); "
+        "its preferred batch sizes are clamped to it, and it is one of them when larger",
+    )
     parser.add_argument("--if-missing", action="store_true", help="skip entries that already exist")
     parser.add_argument("--json", action="store_true", help="print the repository listing as JSON")

@@ -241,6 +241,21 @@ def _prepare_weights(
     return {"trained": False, "source": source}
 
 
+def batch_sizes(spec: ArchSpec, max_batch_size: int | None = None) -> tuple[int, tuple[int, ...]]:
+    """The entry's max_batch_size and preferred sizes: the architecture's defaults, or
+    ``max_batch_size`` with the preferred sizes clamped to it, plus itself when it is larger than
+    the default (a GPU's best batch may be beyond it: full batches then count as preferred and
+    are warmed up)."""
+    if max_batch_size is None:
+        return spec.max_batch_size, tuple(b for b in spec.preferred_batch_sizes if b <= spec.max_batch_size)
+    if max_batch_size < 1:
+        raise ExportError(f"--max-batch-size must be 1 or more, got {max_batch_size}")
+    preferred = {min(b, max_batch_size) for b in spec.preferred_batch_sizes}
+    if max_batch_size > spec.max_batch_size:
+        preferred.add(max_batch_size)
+    return max_batch_size, tuple(sorted(preferred))
+
+
 def build_config(
     spec: ArchSpec,
     facts: Summary,
@@ -249,9 +264,12 @@ def build_config(
     *,
     uint8: bool = False,
     name: str | None = None,
+    max_batch_size: int | None = None,
 ) -> EntryConfig:
     """The entry's config.json (:class:`cnnserve.repository.EntryConfig`); ``name`` is the
-    entry's name where it differs from the architecture's."""
+    entry's name where it differs from the architecture's, ``max_batch_size`` the entry's where it
+    differs from the architecture's default (see :func:`batch_sizes`)."""
+    max_batch, preferred = batch_sizes(spec, max_batch_size)
     preprocessing = spec.preprocessing.as_dict() if spec.preprocessing else None
     if preprocessing and uint8:
         # Resize and crop stay with the client; scale, mean and std are in the graph.
@@ -263,7 +281,7 @@ def build_config(
         task=spec.task,
         description=spec.description,
         paper=spec.paper,
-        max_batch_size=spec.max_batch_size,
+        max_batch_size=max_batch,
         inputs=(
             TensorSpec(
                 spec.input_name, "UINT8" if uint8 else "FP32", item_shape(spec, uint8), "NHWC" if uint8 else "NCHW"
@@ -272,7 +290,7 @@ def build_config(
         outputs=(TensorSpec(spec.output_name, "FP32", (spec.num_classes,)),),
         labels=(0, LABELS_FILE) if spec.labels else None,
         max_queue_delay_us=spec.max_queue_delay_us,
-        preferred_batch_sizes=tuple(b for b in spec.preferred_batch_sizes if b <= spec.max_batch_size),
+        preferred_batch_sizes=preferred,
         preprocessing=preprocessing,
         facts={
             "weight_layers": facts.weight_layers,
@@ -296,6 +314,7 @@ def export(
     uint8_input: bool = False,
     options: dict[str, Any] | None = None,
     entry_name: str | None = None,
+    max_batch_size: int | None = None,
     seed: int = 0,
     progress: Progress = _quiet_progress,
 ) -> ExportResult:
@@ -305,6 +324,7 @@ def export(
     """
     started = time.perf_counter()
     spec = registry.get(name)
+    batch_sizes(spec, max_batch_size)  # a bad one is refused before any work
     if uint8_input and spec.preprocessing is None:
         raise ExportError(f"{spec.name} does not take images, so it has no uint8 pixel input (--uint8-input)")
     options = dict(options or {})
@@ -347,7 +367,7 @@ def export(
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         }
-        config = build_config(spec, facts, weights, extra, uint8=uint8_input, name=entry)
+        config = build_config(spec, facts, weights, extra, uint8=uint8_input, name=entry, max_batch_size=max_batch_size)
         config.write(staging)
         class_names = labels.for_set(spec.labels)
         if class_names:

@@ -12,6 +12,7 @@ import onnxruntime as ort
 from harness import ServerProcess
 
 import builders
+from cnnserve.repository import load_entry
 
 
 def cnnserve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -123,6 +124,20 @@ def test_an_alias_names_the_entry_as_written(tmp_path: Path) -> None:
     (entry,) = json.loads(run.stdout)["models"]
     assert (entry["name"], entry["architecture"]) == ("vgg11", "vgg_a")
     assert (tmp_path / "vgg11" / "1" / "model.onnx").is_file()
+
+
+def test_export_with_another_max_batch_size(tmp_path: Path) -> None:
+    # cifar_resnet20's defaults: max 256, preferred 1, 16, 64.
+    for size, preferred in ((32, [1, 16, 32]), (512, [1, 16, 64, 512])):
+        repo = tmp_path / str(size)
+        run = cnnserve("export", "cifar_resnet20", "--max-batch-size", str(size), "--repo", str(repo))
+        assert run.returncode == 0, run.stderr
+        config = load_entry(repo / "cifar_resnet20")
+        assert (config.max_batch_size, list(config.preferred_batch_sizes)) == (size, preferred)
+    refused = cnnserve("export", "cifar_resnet20", "--max-batch-size", "0", "--repo", str(tmp_path / "0"))
+    assert refused.returncode == 1
+    assert refused.stderr == "cnnserve export: error: --max-batch-size must be 1 or more, got 0\n"
+    assert not (tmp_path / "0").exists()
 
 
 # -- cnnserve classify, against a running server ----------------------------------------------------
