@@ -104,6 +104,7 @@ class ModelManager:
                 inter_op_threads=self.settings.inter_op_threads,
                 instances=self.settings.instances,
                 spinning=self.settings.ort_spinning == "on",
+                batch_shapes=self.settings.batch_shapes,
             )
         except Exception as exc:
             self._fail(model, f"{type(exc).__name__}: {exc}")
@@ -118,9 +119,10 @@ class ModelManager:
         model.batcher = DynamicBatcher(
             config.name,
             runner.run,
-            max_batch_size=config.max_batch_size,
+            # Where a batch is cut and how it is padded: one decision, the runner's.
+            max_batch_size=runner.shapes.max_batch_size,
             max_queue_delay_us=config.max_queue_delay_us,
-            preferred_batch_sizes=config.preferred_batch_sizes,
+            preferred_batch_sizes=runner.shapes.preferred,
             max_queue_size=self.settings.max_queue_size,
             max_queue_bytes=self.settings.max_queue_bytes,
             concurrency=self.settings.instances,
@@ -130,14 +132,14 @@ class ModelManager:
         model.state = State.READY
         self._publish(model)
         log.info(
-            "model %s version %d ready on %s in %.1fs (max batch %d, preferred %s, warm at %s)",
+            "model %s version %d ready on %s in %.1fs (max batch %d, preferred %s, %s)",
             config.name,
             config.version,
             runner.provider,
             model.load_seconds,
             config.max_batch_size,
             list(config.preferred_batch_sizes),
-            list(config.preferred_batch_sizes or (1,)),
+            runner.shapes.describe(),
         )
 
     def _fail(self, model: ServedModel, reason: str) -> None:

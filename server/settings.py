@@ -25,6 +25,7 @@ from typing import Any
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+BATCH_SHAPES = ("auto", "exact", "padded")
 
 
 class SettingsError(ValueError):
@@ -59,6 +60,12 @@ class Settings:
     Off by default: on a small CPU machine the spinning threads steal the cores the gRPC front
     end needs (measured +10% LeNet-5 requests/s on two cores with it off); turn it on for a
     CPU box with cores to spare (CNNSERVE_ORT_SPINNING, --ort-spinning)."""
+    batch_shapes: str = "auto"
+    """``padded``: every batch is zero-padded to the smallest of the preferred batch sizes and
+    max_batch_size that holds it, and each such size has sessions of its own, so that no session
+    ever sees a second shape (with cuDNN 9 a shape change rebuilds every convolution plan);
+    ``exact``: batches run at their own size; ``auto``: padded on CUDA, exact on the CPU
+    (CNNSERVE_BATCH_SHAPES, --batch-shapes)."""
     instances: int = 1
     """ONNX Runtime sessions per model, each driven by its own thread; more than one pays on a
     GPU, see DESIGN.md (CNNSERVE_INSTANCES, --instances)."""
@@ -231,6 +238,9 @@ OPTIONS: tuple[_Option, ...] = (
             "ONNX Runtime threads across operators; 0: its default"),
     _Option("ort_spinning", "--ort-spinning", "{on,off}", _lower, lambda v: v in ("on", "off"), "on or off",
             "ONNX Runtime intra-op threads spin-wait between runs"),
+    _Option("batch_shapes", "--batch-shapes", "{" + ",".join(BATCH_SHAPES) + "}", _lower, lambda v: v in BATCH_SHAPES,
+            _words(BATCH_SHAPES), "padded: each batch padded to a preferred size, one session per size; "
+            "exact: batches at their own size; auto: padded on CUDA"),
     _Option("instances", "--instances", "N", _parse_int, _at_least(1), _POSITIVE,
             "ONNX Runtime sessions per model, each on its own thread"),
     _Option("max_batch_size", "--max-batch-size", "N", _parse_int, _at_least(1, optional=True), _POSITIVE,

@@ -24,6 +24,7 @@ from cnnserve.repository import ModelConfig, TensorSpec
 from server import errors
 from server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
 from server.runtime.graph import check_graph
+from server.runtime.shapes import BatchShapes
 
 log = logging.getLogger("cnnserve.runtime")
 
@@ -37,9 +38,11 @@ class RunResult:
 class ModelRunner:
     """The sessions of one model; ``run`` executes one batch in a worker thread.
 
-    ``instances`` sessions, each with its own worker thread (Triton's instance count: on a GPU,
-    several sessions fed in parallel outrun one). ``intra_op_threads``/``inter_op_threads`` of 0
-    leave ONNX Runtime's defaults (one intra-op thread per core, per session).
+    ``instances`` instances, each with its own worker thread (Triton's instance count: on a GPU,
+    several sessions fed in parallel outrun one). An instance is one session, or with padded batch
+    shapes (:mod:`server.runtime.shapes`) one session per bucket size, so that no session ever
+    runs a second shape. ``intra_op_threads``/``inter_op_threads`` of 0 leave ONNX Runtime's
+    defaults (one intra-op thread per core, per session).
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class ModelRunner:
         inter_op_threads: int = 0,
         instances: int = 1,
         spinning: bool = False,
+        batch_shapes: str = "auto",
     ) -> None:
         if instances < 1:
             raise ValueError(f"instances must be at least 1, got {instances}")
@@ -77,17 +81,21 @@ class ModelRunner:
                     "e.g. pip install onnxruntime-gpu[cuda,cudnn])"
                 )
             log.warning("%s: CUDA was requested but ONNX Runtime fell back to %s", config.name, self.provider)
+        self.shapes = BatchShapes.decide(batch_shapes, self.provider, config.max_batch_size,
+                                         config.preferred_batch_sizes)  # fmt: skip
+        # Instance i runs bucket b on sessions[i * len(sizes) + b]; exact shapes: one session, key 0.
+        sizes = self.shapes.buckets or (0,)
         sessions = [first] + [
-            ort.InferenceSession(str(config.onnx_path), options, providers=requested) for _ in range(instances - 1)
+            ort.InferenceSession(str(config.onnx_path), options, providers=requested)
+            for _ in range(instances * len(sizes) - 1)
         ]
         self._sessions = tuple(sessions)
-        self._idle: queue.SimpleQueue[ort.InferenceSession] = queue.SimpleQueue()
-        for session in sessions:
-            self._idle.put(session)
+        self._idle: queue.SimpleQueue[dict[int, ort.InferenceSession]] = queue.SimpleQueue()
+        for i in range(instances):
+            self._idle.put(dict(zip(sizes, sessions[i * len(sizes) : (i + 1) * len(sizes)], strict=True)))
         self._executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"ort-{config.name}")
         self._output_names = [o.name for o in config.outputs]
         self._closed = False
-        self._pad_to: tuple[int, ...] = ()  # set by warmup() on CUDA
 
     @property
     def provider(self) -> str:
@@ -104,27 +112,18 @@ class ModelRunner:
         return self._sessions
 
     def _run_sync(self, inputs: Mapping[str, np.ndarray]) -> RunResult:
-        # One worker per session, so an idle session is always waiting here.
-        session = self._idle.get()
+        # One worker per instance, so an idle instance is always waiting here.
+        instance = self._idle.get()
         try:
             batch = next(iter(inputs.values())).shape[0]
-            padded = self._padded_size(batch)
+            padded = self.shapes.padded(batch)
             if padded == batch:
-                return self._timed(session, inputs)
-            result = self._timed(session, {k: _pad(v, padded) for k, v in inputs.items()})
+                return self._timed(instance[padded if self.shapes.buckets else 0], inputs)
+            result = self._timed(instance[padded], {k: _pad(v, padded) for k, v in inputs.items()})
             result.outputs = {k: v[:batch] for k, v in result.outputs.items()}
             return result
         finally:
-            self._idle.put(session)
-
-    def _padded_size(self, batch: int) -> int:
-        """On CUDA, the smallest warmed-up batch size that holds ``batch``: every new input shape
-        costs cuDNN an algorithm search (about a second for ResNet-50 on an H100, measured), so a
-        batch of 13 runs as one of 32 zero-padded rather than paying it. The CPU has no such
-        search and pays for every padded item, so it runs batches as they come."""
-        if not self._pad_to:
-            return batch
-        return next((size for size in self._pad_to if size >= batch), batch)
+            self._idle.put(instance)
 
     def _timed(self, session: ort.InferenceSession, inputs: Mapping[str, np.ndarray]) -> RunResult:
         started = time.perf_counter()
@@ -174,8 +173,10 @@ class ModelRunner:
             )
 
     async def warmup(self, batch_sizes: Iterable[int]) -> dict[int, float]:
-        """Run zeros at each batch size on every session, so that no real request pays for ONNX
-        Runtime's first allocations (or cuDNN's algorithm search) at a new size.
+        """Run zeros through every session, so that no real request pays for ONNX Runtime's first
+        allocations (or cuDNN's algorithm search) at a new size: with exact shapes every session at
+        each of ``batch_sizes``, with padded shapes each session at its own bucket only (the
+        batch sizes given are then checked, and padded like any batch).
 
         Returns batch size -> the slowest session's compute seconds at that size. Each session is
         targeted directly (the idle queue would not guarantee that every session gets each size).
@@ -185,14 +186,13 @@ class ModelRunner:
             raise ValueError(
                 f"{self.config.name}: warm-up batch sizes {sizes} must be 1 to {self.config.max_batch_size}"
             )
-        if self.provider == CUDA:
-            # Every batch will run at one of these sizes; max_batch_size ensures one fits.
-            sizes = sorted({*sizes, self.config.max_batch_size})
-            self._pad_to = tuple(sizes)
+        buckets = self.shapes.buckets
         slowest: dict[int, float] = {}
-        for size in sizes:
+        for size in buckets or sizes:
             inputs = {t.name: _zeros(t, size) for t in self.config.inputs}
-            results = await asyncio.gather(*(self._submit(self._timed, s, inputs) for s in self._sessions))
+            # Padded: the sessions of this bucket, one per instance; exact: every session.
+            sessions = self._sessions[buckets.index(size) :: len(buckets)] if buckets else self._sessions
+            results = await asyncio.gather(*(self._submit(self._timed, s, inputs) for s in sessions))
             slowest[size] = max(r.compute_seconds for r in results)
         return slowest
 

@@ -26,6 +26,7 @@ from server.runtime import devices
 from server.runtime.devices import CPU, CUDA, RuntimeUnavailable
 from server.runtime.graph import GraphMismatch
 from server.runtime.runner import ModelRunner
+from server.runtime.shapes import BatchShapes
 
 CUDA_WORKS_HERE = CUDA in ort.get_available_providers() and devices.gpu_present()
 
@@ -246,17 +247,67 @@ def test_spinning_is_a_session_option(resnet: ModelConfig, spinning: bool, entry
         runner.close()
 
 
-def test_padding_to_warmed_sizes_returns_exactly_the_batch(
-    resnet: ModelConfig, reference: ort.InferenceSession
-) -> None:
-    """What a CUDA runner does (set by hand here: the CPU never pads): a batch of 3 runs as 8."""
-    runner = ModelRunner(resnet)
+def test_padded_shapes_return_exactly_the_batch(resnet: ModelConfig, reference: ort.InferenceSession) -> None:
+    """What a CUDA runner does (asked for here: the CPU runs exact sizes): a batch of 3 runs as 16."""
+    runner = ModelRunner(resnet, batch_shapes="padded")
     try:
-        runner._pad_to = (1, 8)
+        # cifar_resnet20: preferred 1, 16, 64; max 256.
+        assert runner.shapes.buckets == (1, 16, 64, 256)
+        assert [runner.shapes.padded(n) for n in (1, 3, 16, 17, 200)] == [1, 16, 16, 64, 256]
         x = np.random.default_rng(5).standard_normal((3, *resnet.inputs[0].shape), dtype=np.float32)
         result = asyncio.run(runner.run({resnet.inputs[0].name: x}))
         (expected,) = reference.run(None, {resnet.inputs[0].name: x})
         np.testing.assert_allclose(result.outputs[resnet.outputs[0].name], expected, rtol=1e-5, atol=1e-5)
-        assert runner._padded_size(3) == 8 and runner._padded_size(8) == 8 and runner._padded_size(9) == 9
+    finally:
+        runner.close()
+
+
+def test_with_padded_shapes_no_session_ever_sees_a_second_shape(
+    resnet: ModelConfig, reference: ort.InferenceSession
+) -> None:
+    runner = ModelRunner(resnet, batch_shapes="padded", instances=2)
+    try:
+        assert len(runner.sessions) == 2 * 4  # two instances, four buckets each
+        spy = SessionSpy(runner)
+        warmed = asyncio.run(runner.warmup([1, 16, 64]))
+        assert sorted(warmed) == [1, 16, 64, 256]
+        batches = [images(size, seed=size) for size in (1, 2, 5, 16, 17, 64, 65, 3, 1, 40)]
+
+        async def main() -> list[Any]:
+            return await asyncio.gather(*(runner.run({"input": x}) for x in batches))
+
+        for x, result in zip(batches, asyncio.run(main()), strict=True):
+            (expected,) = reference.run(["logits"], {"input": x})
+            np.testing.assert_allclose(result.outputs["logits"], expected, rtol=1e-5, atol=1e-5)
+        assert all(len(set(sizes)) == 1 for sizes in spy.sizes.values()), spy.sizes
+        assert sorted(sizes[0] for sizes in spy.sizes.values()) == [1, 1, 16, 16, 64, 64, 256, 256]
+        assert spy.most_at_once == 1
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize(
+    ("policy", "provider", "buckets"),
+    [
+        ("auto", CUDA, (1, 8, 32)),
+        ("auto", CPU, ()),
+        ("exact", CUDA, ()),
+        ("padded", CPU, (1, 8, 32)),
+    ],
+)
+def test_batch_shapes_policy(policy: str, provider: str, buckets: tuple[int, ...]) -> None:
+    shapes = BatchShapes.decide(policy, provider, 32, (8, 1, 8))
+    assert shapes.buckets == buckets and shapes.preferred == (1, 8)
+    assert shapes.padded(5) == (8 if buckets else 5)
+    with pytest.raises(ValueError, match="batch shapes 'tiny': expected one of auto, exact, padded"):
+        BatchShapes.decide("tiny", provider, 32, ())
+
+
+@pytest.mark.skipif(not CUDA_WORKS_HERE, reason="needs a usable GPU: the CPU runs exact batch sizes")
+def test_a_cuda_runner_pads_by_default(resnet: ModelConfig) -> None:
+    runner = ModelRunner(resnet, device="cuda")
+    try:
+        assert runner.provider == CUDA and runner.shapes.policy == "padded"
+        assert runner.shapes.buckets == (1, 16, 64, 256)
     finally:
         runner.close()

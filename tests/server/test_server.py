@@ -271,6 +271,16 @@ def test_queued_bytes_and_concurrent_rpcs_are_bounded(small_repo: Path) -> None:
             raise AssertionError("the RPC slot was not freed after the stream ended")
 
 
+def test_padded_batch_shapes_serve_the_same_results(small_repo: Path) -> None:
+    """What the CUDA provider gets by default, asked for on the CPU: batches padded to a bucket."""
+    x = np.random.default_rng(3).standard_normal((3, 1, 32, 32), dtype=np.float32)
+    with serving(small_repo, "--batch-shapes", "padded", "--model", "lenet5") as proc:
+        with tc.InferenceServerClient(proc.grpc_address) as c:
+            logits = c.infer("lenet5", [triton_input("input", x)]).as_numpy("logits")
+    assert "padded to [1, 16, 64, 256], one session per size" in proc.output  # read to the end by now
+    np.testing.assert_allclose(logits, ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
+
+
 def test_a_message_over_the_limit_is_resource_exhausted(client: tc.InferenceServerClient) -> None:
     x = np.zeros((1100, 1, 32, 32), np.float32)  # 4.5 MB > 4 MiB
     with pytest.raises(InferenceServerException) as info:

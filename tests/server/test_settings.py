@@ -42,6 +42,7 @@ ENV = [
     ("CNNSERVE_INTRA_OP_THREADS", "4", "intra_op_threads", 4),
     ("CNNSERVE_INTER_OP_THREADS", "2", "inter_op_threads", 2),
     ("CNNSERVE_INSTANCES", "4", "instances", 4),
+    ("CNNSERVE_BATCH_SHAPES", "Padded", "batch_shapes", "padded"),
     ("CNNSERVE_ORT_SPINNING", "On", "ort_spinning", "on"),
     ("CNNSERVE_MAX_BATCH_SIZE", "16", "max_batch_size", 16),
     ("CNNSERVE_MAX_QUEUE_DELAY_US", "0", "max_queue_delay_us", 0),
