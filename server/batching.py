@@ -7,10 +7,18 @@ Policy (Triton's dynamic batcher, simplified):
 * A batch of the oldest request's signature leaves once a model instance is free and either its
   queued items reach the largest preferred batch size (``max_batch_size`` without preferred sizes),
   or the oldest request has waited ``max_queue_delay_us``, or the batcher is draining, or the
-  oldest request found the model idle (nothing running, nothing queued) when it arrived: a lone
-  caller then pays no delay, while requests arriving under load still wait for batch-mates. A batch that
-  leaves on size is cut at the largest preferred size a prefix of the queue adds up to (the sizes
-  the runtime was warmed up at); one that leaves on time takes what fits in ``max_batch_size``.
+  oldest request found the model idle (nothing running, nothing queued, nobody expected back)
+  when it arrived: a lone caller then pays no delay, while requests arriving under load still
+  wait for batch-mates. A batch that leaves on size is cut at the largest preferred size a prefix
+  of the queue adds up to (the sizes the runtime was warmed up at); one that leaves on time takes
+  what fits in ``max_batch_size``.
+* The callers of a batch that just finished are expected back (a closed loop sends its next
+  request when its reply comes), for at most ``max_queue_delay_us`` after it finished: while any
+  are still expected, an arrival does not count as finding the model idle, and overdue requests
+  wait for them rather than leave in a smaller batch. Without this, 32 closed-loop callers of a
+  model whose maximum is 32 split into a group of 1 and one of 31 that never merge: the first
+  caller back after a batch finds the model idle and goes alone, and the rest, overdue by the
+  time it finishes, go without it.
 * While ``concurrency`` batches run, requests keep queueing: that is where batches come from under
   load. The queue holds at most ``max_queue_size`` requests (default: eight times
   ``max_batch_size``) and at most ``max_queue_bytes`` bytes of inputs (unbounded by default);
@@ -195,6 +203,9 @@ class DynamicBatcher:
         self._queue: dict[_Request, None] = {}
         self._queued_items: collections.Counter[Signature] = collections.Counter()
         self._queued_bytes = 0
+        # Callers of the last finished batch not yet back, and until when they are waited for.
+        self._awaited = 0
+        self._awaited_until = 0.0
         # Neither binds to an event loop before its first wait, so construction needs no loop.
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
@@ -287,7 +298,11 @@ class DynamicBatcher:
         return items
 
     def _enqueue(self, request: _Request) -> None:
-        request.found_idle = not self._running and not self._queue
+        now = request.future.get_loop().time()
+        if self._awaited:
+            self._awaited -= 1  # one of the last batch's callers, most likely: one fewer to wait for
+        expecting = self._awaited > 0 and now < self._awaited_until
+        request.found_idle = not self._running and not self._queue and not expecting
         self._queue[request] = None
         self._queued_items[request.signature] += request.items
         self._queued_bytes += request.nbytes
@@ -410,10 +425,16 @@ class DynamicBatcher:
             # coming (one caller waiting for its reply sends nothing more), and asyncio's timers
             # are too coarse (~1 ms) to wait a little. One that arrived while a batch ran waits
             # for batch-mates as configured: more requests are in flight.
-            if not self._accepting or loop.time() >= due or oldest.found_idle:
+            if not self._accepting or oldest.found_idle:
                 return self._take(oldest.signature, cut_to_preferred=False)
             if full:
                 return self._take(oldest.signature, cut_to_preferred=True)
+            now = loop.time()
+            if now >= due:
+                if self._awaited and now < self._awaited_until:
+                    await self._sleep(until=self._awaited_until)  # the last batch's callers may come back
+                    continue
+                return self._take(oldest.signature, cut_to_preferred=False)
             await self._sleep(until=due)
 
     def _oldest(self) -> _Request | None:
@@ -507,6 +528,8 @@ class DynamicBatcher:
             outputs, seconds = result.outputs, result.compute_seconds
         self._check_outputs(outputs, size)
         self._record_execution(size, seconds)
+        self._awaited = len(requests)
+        self._awaited_until = loop.time() + self.max_queue_delay
         offset = 0
         for request in requests:
             request.compute_seconds = seconds

@@ -567,6 +567,63 @@ def test_the_default_queue_holds_eight_full_batches() -> None:
     assert make(FakeModel(), max_batch_size=16).max_queue_size == 128
 
 
+def test_overdue_requests_wait_for_the_callers_of_the_batch_that_just_finished() -> None:
+    """The 31 + 1 split, in small: B, C and D arrive while A runs and are overdue when it
+    finishes; A's caller comes back a little later and joins them, rather than B, C and D leaving
+    as three and A alone after them, for ever."""
+
+    async def test() -> None:
+        model = FakeModel(held=True)
+        batcher = make(model, max_batch_size=4, preferred_batch_sizes=(4,), max_queue_delay_us=500_000)
+        first = await busy(model, batcher, 0.0)
+        rest = submit(batcher, items(1.0), items(2.0), items(3.0))
+        await until(lambda: batcher.queued == 3)
+        await asyncio.sleep(0.7)  # past their delay: overdue
+        model.gate.set()
+        await first
+        await asyncio.sleep(0.05)  # a caller's round trip
+        again = await batcher.infer(items(4.0))
+        await asyncio.gather(*rest)
+        assert model.batches == [[0.0], [1.0, 2.0, 3.0, 4.0]] and doubled(again) == [8.0]
+
+    run(test)
+
+
+def test_callers_that_do_not_come_back_delay_the_overdue_ones_by_one_delay_at_most() -> None:
+    async def test() -> None:
+        model = FakeModel(held=True)
+        batcher = make(model, max_batch_size=4, preferred_batch_sizes=(4,), max_queue_delay_us=50_000)
+        first = await busy(model, batcher, 0.0)
+        rest = submit(batcher, items(1.0), items(2.0))
+        await until(lambda: batcher.queued == 2)
+        await asyncio.sleep(0.1)
+        model.gate.set()
+        await first  # and its caller goes away
+        await asyncio.wait_for(asyncio.gather(*rest), timeout=30)
+        assert model.batches == [[0.0], [1.0, 2.0]]
+
+    run(test)
+
+
+def test_a_closed_loop_of_max_batch_size_callers_runs_full_batches() -> None:
+    """Eight callers, each sending its next request when its reply comes, on a model whose
+    maximum is eight: after the start, every batch is full."""
+
+    async def test() -> None:
+        model = FakeModel()
+        batcher = make(model, max_batch_size=8, preferred_batch_sizes=(1, 8), max_queue_delay_us=100_000)
+
+        async def caller(i: int) -> None:
+            for round_ in range(6):
+                assert doubled(await batcher.infer(items(float(i * 100 + round_)))) == [2.0 * (i * 100 + round_)]
+                await asyncio.sleep(0.002 * i)  # round trips of different lengths
+
+        await asyncio.wait_for(asyncio.gather(*(caller(i) for i in range(8))), timeout=60)
+        assert [len(b) for b in model.batches] == [8] * 6
+
+    run(test)
+
+
 def test_a_request_that_finds_the_model_idle_goes_at_once_and_one_that_finds_it_busy_waits() -> None:
     async def test() -> None:
         model = FakeModel(held=True)

@@ -274,9 +274,11 @@ def test_queued_bytes_and_concurrent_rpcs_are_bounded(small_repo: Path) -> None:
 def test_padded_batch_shapes_serve_the_same_results(small_repo: Path) -> None:
     """What the CUDA provider gets by default, asked for on the CPU: batches padded to a bucket."""
     x = np.random.default_rng(3).standard_normal((3, 1, 32, 32), dtype=np.float32)
-    with serving(small_repo, "--batch-shapes", "padded", "--model", "lenet5") as proc:
-        with tc.InferenceServerClient(proc.grpc_address) as c:
-            logits = c.infer("lenet5", [triton_input("input", x)]).as_numpy("logits")
+    with (
+        serving(small_repo, "--batch-shapes", "padded", "--model", "lenet5") as proc,
+        tc.InferenceServerClient(proc.grpc_address) as c,
+    ):
+        logits = c.infer("lenet5", [triton_input("input", x)]).as_numpy("logits")
     assert "padded to [1, 16, 64, 256], one session per size" in proc.output  # read to the end by now
     np.testing.assert_allclose(logits, ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
 
