@@ -17,8 +17,8 @@ cannot grow the label set without end):
   ``cnnserve_requests_total`` under their final code; this counter says the compute was skipped.
 - ``cnnserve_inflight_requests{model}``: RPCs received and not yet answered.
 - ``cnnserve_model_info{model,version,architecture,weight_layers,parameters,macs,provider,trained,
-  state,reason}``: 1 per repository entry, failed ones included, so a dashboard can put latency
-  beside depth and show why a model is missing.
+  state,reason,batch_shapes,provider_options}``: 1 per repository entry, failed ones included, so
+  a dashboard can put latency beside depth and show why a model is missing.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 INFO_LABELS = ("model", "version", "architecture", "weight_layers", "parameters", "macs", "provider", "trained",
-               "state", "reason")  # fmt: skip
+               "state", "reason", "batch_shapes", "provider_options")  # fmt: skip
 
 
 class Metrics:
@@ -156,14 +156,18 @@ class Metrics:
         trained: bool,
         state: str,
         reason: str = "",
+        batch_shapes: str = "",
+        provider_options: str = "",
     ) -> None:
         """Publish (or replace) the one ``cnnserve_model_info`` series of ``model``.
 
         ``provider`` is the execution provider the session actually uses (e.g.
-        "CUDAExecutionProvider"), ``state`` "ready" or "failed", ``reason`` empty when ready.
+        "CUDAExecutionProvider"), ``state`` "ready" or "failed", ``reason`` empty when ready,
+        ``batch_shapes`` "exact" or the padded sizes ("1,8,32"), ``provider_options`` what the
+        session reports for the options the server set ("k=v,k=v"; "" on the CPU).
         """
         labels = (model, version, architecture, str(weight_layers), str(parameters), str(macs), provider,
-                  "true" if trained else "false", state, reason)  # fmt: skip
+                  "true" if trained else "false", state, reason, batch_shapes, provider_options)  # fmt: skip
         with self._info_lock:
             # Labels change with the state, and a stale "failed" series beside a "ready" one
             # would count the model twice.

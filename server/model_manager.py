@@ -17,6 +17,7 @@ from cnnserve.repository import ModelConfig, scan
 from server import errors
 from server.batching import DynamicBatcher
 from server.metrics import Metrics
+from server.runtime.devices import cuda_provider_options
 from server.runtime.runner import ModelRunner
 from server.settings import Settings
 
@@ -105,6 +106,7 @@ class ModelManager:
                 instances=self.settings.instances,
                 spinning=self.settings.ort_spinning == "on",
                 batch_shapes=self.settings.batch_shapes,
+                cuda_options=cuda_provider_options(self.settings),
             )
         except Exception as exc:
             self._fail(model, f"{type(exc).__name__}: {exc}")
@@ -141,6 +143,8 @@ class ModelManager:
             list(config.preferred_batch_sizes),
             runner.shapes.describe(),
         )
+        if runner.provider_options:
+            log.info("model %s: %s options %s", config.name, runner.provider, runner.provider_options_label())
 
     def _fail(self, model: ServedModel, reason: str) -> None:
         model.state, model.reason = State.FAILED, reason
@@ -159,6 +163,8 @@ class ModelManager:
             parameters=int(facts.get("parameters", 0)),
             macs=int(facts.get("macs", 0)),
             provider=model.runner.provider if model.runner else "",
+            batch_shapes=model.runner.shapes.label() if model.runner else "",
+            provider_options=model.runner.provider_options_label() if model.runner else "",
             trained=bool(config.trained) if config else False,
             state=model.state.value,
             reason=model.reason,

@@ -26,6 +26,9 @@ KIB, MIB, GIB = 1024, 1024**2, 1024**3
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BATCH_SHAPES = ("auto", "exact", "padded")
+CONV_ALGO_SEARCHES = ("exhaustive", "heuristic", "default")
+ARENA_STRATEGIES = ("same_as_requested", "next_power_of_two")
+COPY_STREAMS = ("default", "separate")
 
 
 class SettingsError(ValueError):
@@ -66,6 +69,26 @@ class Settings:
     ever sees a second shape (with cuDNN 9 a shape change rebuilds every convolution plan);
     ``exact``: batches run at their own size; ``auto``: padded on CUDA, exact on the CPU
     (CNNSERVE_BATCH_SHAPES, --batch-shapes)."""
+    cuda_conv_algo_search: str = "exhaustive"
+    """How cuDNN picks each convolution's algorithm: ``exhaustive`` times them all once per
+    session and shape (at warm-up, with padded batch shapes), ``heuristic`` asks cuDNN's
+    heuristics, ``default`` takes the default algorithm; ONNX Runtime's default is exhaustive
+    (CNNSERVE_CUDA_CONV_ALGO_SEARCH, --cuda-conv-algo-search)."""
+    cuda_memory_limit: int = 0
+    """Bytes each CUDA session's memory arena may grow to; 0 = no limit, ONNX Runtime's default
+    (CNNSERVE_CUDA_MEMORY_LIMIT, --cuda-memory-limit; a KiB, MiB or GiB suffix may follow)."""
+    cuda_arena_strategy: str = "same_as_requested"
+    """How a CUDA arena grows: ``same_as_requested`` by what is asked, ``next_power_of_two`` by
+    powers of two (ONNX Runtime's default; wasteful with a session per batch shape)
+    (CNNSERVE_CUDA_ARENA_STRATEGY, --cuda-arena-strategy)."""
+    cuda_copy_stream: str = "default"
+    """``default``: host-device copies on the compute stream (ONNX Runtime's default);
+    ``separate``: on streams of their own, which ONNX Runtime warns may race for some models
+    (CNNSERVE_CUDA_COPY_STREAM, --cuda-copy-stream)."""
+    cuda_tf32: str = "off"
+    """``on`` lets convolutions and matrix products on Ampere and later GPUs run in TF32 (10-bit
+    mantissas: faster, less exact); off by default so float32 models compute in float32
+    (CNNSERVE_CUDA_TF32, --cuda-tf32)."""
     instances: int = 1
     """ONNX Runtime sessions per model, each driven by its own thread; more than one pays on a
     GPU, see DESIGN.md (CNNSERVE_INSTANCES, --instances)."""
@@ -241,6 +264,17 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("batch_shapes", "--batch-shapes", "{" + ",".join(BATCH_SHAPES) + "}", _lower, lambda v: v in BATCH_SHAPES,
             _words(BATCH_SHAPES), "padded: each batch padded to a preferred size, one session per size; "
             "exact: batches at their own size; auto: padded on CUDA"),
+    _Option("cuda_conv_algo_search", "--cuda-conv-algo-search", "{" + ",".join(CONV_ALGO_SEARCHES) + "}", _lower,
+            lambda v: v in CONV_ALGO_SEARCHES, _words(CONV_ALGO_SEARCHES), "how cuDNN picks convolution algorithms"),
+    _Option("cuda_memory_limit", "--cuda-memory-limit", "SIZE", _parse_bytes, _at_least(0),
+            "a size, 0 or more (bytes, or a KiB/MiB/GiB suffix)",
+            "bytes a CUDA session's arena may grow to; 0: no limit", "0"),
+    _Option("cuda_arena_strategy", "--cuda-arena-strategy", "{" + ",".join(ARENA_STRATEGIES) + "}", _lower,
+            lambda v: v in ARENA_STRATEGIES, _words(ARENA_STRATEGIES), "how a CUDA memory arena grows"),
+    _Option("cuda_copy_stream", "--cuda-copy-stream", "{" + ",".join(COPY_STREAMS) + "}", _lower,
+            lambda v: v in COPY_STREAMS, _words(COPY_STREAMS), "host-device copies on the compute stream or their own"),
+    _Option("cuda_tf32", "--cuda-tf32", "{on,off}", _lower, lambda v: v in ("on", "off"), "on or off",
+            "let CUDA convolutions and matrix products use TF32"),
     _Option("instances", "--instances", "N", _parse_int, _at_least(1), _POSITIVE,
             "ONNX Runtime sessions per model, each on its own thread"),
     _Option("max_batch_size", "--max-batch-size", "N", _parse_int, _at_least(1, optional=True), _POSITIVE,

@@ -20,7 +20,7 @@ import functools
 
 import onnxruntime as ort
 
-from server.settings import DEVICES
+from server.settings import DEVICES, Settings
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -67,6 +67,22 @@ def _preload_cuda_libraries() -> None:
     # loader's path; without it the CUDA provider fails to load and the session falls back.
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
+
+
+_ARENA_STRATEGIES = {"same_as_requested": "kSameAsRequested", "next_power_of_two": "kNextPowerOfTwo"}
+
+
+def cuda_provider_options(settings: Settings) -> dict[str, str]:
+    """The CUDA provider's options, as ONNX Runtime names them, from the settings."""
+    options = {
+        "cudnn_conv_algo_search": settings.cuda_conv_algo_search.upper(),
+        "arena_extend_strategy": _ARENA_STRATEGIES[settings.cuda_arena_strategy],
+        "do_copy_in_default_stream": "1" if settings.cuda_copy_stream == "default" else "0",
+        "use_tf32": "1" if settings.cuda_tf32 == "on" else "0",
+    }
+    if settings.cuda_memory_limit:
+        options["gpu_mem_limit"] = str(settings.cuda_memory_limit)
+    return options
 
 
 def providers_for(device: str) -> list[str]:

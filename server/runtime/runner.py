@@ -55,6 +55,7 @@ class ModelRunner:
         instances: int = 1,
         spinning: bool = False,
         batch_shapes: str = "auto",
+        cuda_options: Mapping[str, str] | None = None,
     ) -> None:
         if instances < 1:
             raise ValueError(f"instances must be at least 1, got {instances}")
@@ -68,8 +69,16 @@ class ModelRunner:
         options.log_severity_level = 3
         # Spinning intra-op threads burn the cores the event loop needs between runs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        # Provider options go with their provider; the CPU provider takes none of ours.
+        provider_options = [dict(cuda_options or {}) if p == CUDA else {} for p in requested]
+
+        def session() -> ort.InferenceSession:
+            return ort.InferenceSession(
+                str(config.onnx_path), options, providers=requested, provider_options=provider_options
+            )
+
         # One session first: a graph or provider refusal should not cost `instances` loads of a big model.
-        first = ort.InferenceSession(str(config.onnx_path), options, providers=requested)
+        first = session()
         check_graph(config, first)
         # Ask the session, not the request: a CUDA provider that fails to load falls back silently.
         self._providers = tuple(first.get_providers())
@@ -85,10 +94,10 @@ class ModelRunner:
                                          config.preferred_batch_sizes)  # fmt: skip
         # Instance i runs bucket b on sessions[i * len(sizes) + b]; exact shapes: one session, key 0.
         sizes = self.shapes.buckets or (0,)
-        sessions = [first] + [
-            ort.InferenceSession(str(config.onnx_path), options, providers=requested)
-            for _ in range(instances * len(sizes) - 1)
-        ]
+        sessions = [first] + [session() for _ in range(instances * len(sizes) - 1)]
+        # What the session really got, for the log and cnnserve_model_info: only the options we set.
+        got = first.get_provider_options().get(self.provider, {})
+        self.provider_options = {k: str(got[k]) for k in sorted(cuda_options or {}) if k in got}
         self._sessions = tuple(sessions)
         self._idle: queue.SimpleQueue[dict[int, ort.InferenceSession]] = queue.SimpleQueue()
         for i in range(instances):
@@ -96,6 +105,10 @@ class ModelRunner:
         self._executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"ort-{config.name}")
         self._output_names = [o.name for o in config.outputs]
         self._closed = False
+
+    def provider_options_label(self) -> str:
+        """The provider options the sessions really got, as "key=value,key=value"."""
+        return ",".join(f"{k}={v}" for k, v in self.provider_options.items())
 
     @property
     def provider(self) -> str:

@@ -41,6 +41,10 @@ class BatchShapes:
         """The size a batch of ``batch`` items runs at."""
         return next((size for size in self.buckets if size >= batch), batch)
 
+    def label(self) -> str:
+        """For cnnserve_model_info: "exact", or the padded sizes, e.g. "1,8,32"."""
+        return ",".join(map(str, self.buckets)) if self.buckets else "exact"
+
     def describe(self) -> str:
         if not self.buckets:
             return "exact batch sizes"

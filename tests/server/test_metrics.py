@@ -134,6 +134,7 @@ def publish_lenet(metrics: Metrics, model: str = "lenet5", state: str = "ready",
         trained=True,
         state=state,
         reason=reason,
+        batch_shapes="exact",
     )
 
 
@@ -147,10 +148,11 @@ def test_model_info_labels(metrics: Metrics) -> None:
                            provider="", trained=False, state="failed", reason="config.json: no 'inputs'")  # fmt: skip
     assert sorted(info(metrics), key=lambda s: s[0]["model"]) == [
         ({"model": "broken", "version": "", "architecture": "", "weight_layers": "0", "parameters": "0", "macs": "0",
-          "provider": "", "trained": "false", "state": "failed", "reason": "config.json: no 'inputs'"}, 1.0),
+          "provider": "", "trained": "false", "state": "failed", "reason": "config.json: no 'inputs'",
+          "batch_shapes": "", "provider_options": ""}, 1.0),
         ({"model": "lenet5", "version": "1", "architecture": "lenet5", "weight_layers": "5", "parameters": "61706",
-          "macs": "416520", "provider": "CPUExecutionProvider", "trained": "true", "state": "ready", "reason": ""},
-         1.0),
+          "macs": "416520", "provider": "CPUExecutionProvider", "trained": "true", "state": "ready", "reason": "",
+          "batch_shapes": "exact", "provider_options": ""}, 1.0),
     ]  # fmt: skip
 
 

@@ -27,6 +27,7 @@ from server.runtime.devices import CPU, CUDA, RuntimeUnavailable
 from server.runtime.graph import GraphMismatch
 from server.runtime.runner import ModelRunner
 from server.runtime.shapes import BatchShapes
+from server.settings import Settings
 
 CUDA_WORKS_HERE = CUDA in ort.get_available_providers() and devices.gpu_present()
 
@@ -309,5 +310,47 @@ def test_a_cuda_runner_pads_by_default(resnet: ModelConfig) -> None:
     try:
         assert runner.provider == CUDA and runner.shapes.policy == "padded"
         assert runner.shapes.buckets == (1, 16, 64, 256)
+    finally:
+        runner.close()
+
+
+def test_cuda_provider_options_from_the_settings() -> None:
+    assert devices.cuda_provider_options(Settings()) == {
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "arena_extend_strategy": "kSameAsRequested",
+        "do_copy_in_default_stream": "1",
+        "use_tf32": "0",
+    }
+    tuned = Settings(
+        cuda_conv_algo_search="heuristic",
+        cuda_memory_limit=8 << 30,
+        cuda_arena_strategy="next_power_of_two",
+        cuda_copy_stream="separate",
+        cuda_tf32="on",
+    )
+    assert devices.cuda_provider_options(tuned) == {
+        "cudnn_conv_algo_search": "HEURISTIC",
+        "arena_extend_strategy": "kNextPowerOfTwo",
+        "do_copy_in_default_stream": "0",
+        "use_tf32": "1",
+        "gpu_mem_limit": str(8 << 30),
+    }
+
+
+def test_cuda_options_do_not_reach_a_cpu_session(resnet: ModelConfig) -> None:
+    runner = ModelRunner(resnet, device="cpu", cuda_options=devices.cuda_provider_options(Settings()))
+    try:
+        assert runner.provider == CPU and runner.provider_options == {} and runner.provider_options_label() == ""
+    finally:
+        runner.close()
+
+
+@pytest.mark.skipif(not CUDA_WORKS_HERE, reason="needs a usable GPU: what a CUDA session reports of its options")
+def test_a_cuda_session_reports_the_options_it_got(resnet: ModelConfig) -> None:
+    options = devices.cuda_provider_options(Settings(cuda_conv_algo_search="heuristic", cuda_memory_limit=1 << 30))
+    runner = ModelRunner(resnet, device="cuda", cuda_options=options)
+    try:
+        assert runner.provider_options["cudnn_conv_algo_search"] == "HEURISTIC"
+        assert runner.provider_options["gpu_mem_limit"] == str(1 << 30)
     finally:
         runner.close()

@@ -410,6 +410,7 @@ def test_metrics_have_the_design_names_and_labels(server: ServerProcess, client:
     assert info["lenet5"]["architecture"] == "lenet5" and info["lenet5"]["weight_layers"] == "5"
     assert info["lenet5"]["parameters"] == "61706" and info["lenet5"]["trained"] == "true"
     assert info["broken"]["state"] == "failed" and info["broken"]["reason"]
+    assert (info["lenet5"]["batch_shapes"], info["lenet5"]["provider_options"]) == ("exact", "")
 
 
 def test_cpu_machines_get_no_onnxruntime_errors(server: ServerProcess) -> None:
