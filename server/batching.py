@@ -32,7 +32,8 @@ fails with INTERNAL (and the next request starts a fresh loop); ``close()`` drai
 is queued.
 
 The batcher computes nothing itself: ``run`` is awaited, and the runtime behind it owns the worker
-threads, so the event loop only concatenates inputs and slices outputs.
+threads. Given ``run_parts``, the batcher hands over each request's tensors and the runtime joins
+them in its worker thread; the event loop then only slices outputs.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class TimedOutputs(Protocol):
 
 
 RunBatch = Callable[[Tensors], Awaitable[Mapping[str, np.ndarray] | TimedOutputs]]
+# The same, given each request's tensors in batch order: the runtime joins them off the event loop.
+RunParts = Callable[[list[Tensors]], Awaitable[Mapping[str, np.ndarray] | TimedOutputs]]
 
 
 class BatchObserver(Protocol):
@@ -172,6 +175,7 @@ class DynamicBatcher:
         max_queue_bytes: int | None = None,
         concurrency: int = 1,
         observer: BatchObserver | None = None,
+        run_parts: RunParts | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -196,6 +200,7 @@ class DynamicBatcher:
         self.concurrency = concurrency
         self.stats = BatcherStats()
         self._run = run
+        self._run_parts = run_parts
         self._observer: BatchObserver = observer or _NoObserver()
         # A batch leaving on size alone waits for this many items of its signature.
         self._target = max(self.preferred_batch_sizes, default=max_batch_size)
@@ -517,10 +522,13 @@ class DynamicBatcher:
 
     async def _compute(self, requests: list[_Request]) -> None:
         size = sum(r.items for r in requests)
-        inputs = requests[0].inputs if len(requests) == 1 else _concatenate(r.inputs for r in requests)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        result = await self._run(inputs)
+        if self._run_parts is not None:
+            result = await self._run_parts([r.inputs for r in requests])
+        else:
+            inputs = requests[0].inputs if len(requests) == 1 else _concatenate(r.inputs for r in requests)
+            result = await self._run(inputs)
         elapsed = loop.time() - started
         if isinstance(result, Mapping):
             outputs, seconds = result, elapsed

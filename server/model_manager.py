@@ -129,6 +129,7 @@ class ModelManager:
             max_queue_bytes=self.settings.max_queue_bytes,
             concurrency=self.settings.instances,
             observer=self.metrics,
+            run_parts=runner.run_parts,
         )
         model.load_seconds = time.perf_counter() - started
         model.state = State.READY

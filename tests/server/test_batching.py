@@ -272,6 +272,31 @@ def test_a_full_queue_refuses_at_once() -> None:
     run(test)
 
 
+def test_given_run_parts_the_batcher_hands_over_each_requests_tensors_unjoined() -> None:
+    """The runtime joins them in its worker thread; the event loop only slices outputs."""
+
+    async def test() -> None:
+        handed: list[list[dict[str, np.ndarray]]] = []
+
+        async def run_parts(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+            handed.append(parts)
+            x = np.concatenate([p["x"] for p in parts])
+            return {"y": x * 2}
+
+        async def never(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            raise AssertionError("run is not called when run_parts is given")
+
+        batcher = DynamicBatcher("fake", never, max_batch_size=8, max_queue_delay_us=HOUR_US,
+                                 preferred_batch_sizes=(4,), run_parts=run_parts)  # fmt: skip
+        requests = [items(1.0, 2.0), items(3.0), items(4.0)]
+        results = await asyncio.gather(*(batcher.infer(r) for r in requests))
+        assert [doubled(r) for r in results] == [[2.0, 4.0], [6.0], [8.0]]
+        (parts,) = handed
+        assert [p["x"] is r["x"] for p, r in zip(parts, requests, strict=True)] == [True, True, True]
+
+    run(test)
+
+
 def test_the_queue_is_bounded_in_bytes_too() -> None:
     async def test() -> None:
         model = FakeModel(held=True)

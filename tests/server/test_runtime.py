@@ -68,7 +68,8 @@ def test_results_equal_a_bare_session(resnet: ModelConfig, reference: ort.Infere
 
 
 class SessionSpy:
-    """Wraps every session's ``run``: records batch sizes, and how many threads used it at once."""
+    """Wraps every session's runs (``run``, and ``run_with_iobinding`` with the batch size its
+    binding was given): records batch sizes, and how many threads used a session at once."""
 
     def __init__(self, runner: ModelRunner) -> None:
         self.sizes: dict[int, list[int]] = {i: [] for i in range(len(runner.sessions))}
@@ -76,16 +77,36 @@ class SessionSpy:
         self._busy = [0] * len(runner.sessions)
         self._lock = threading.Lock()
         for i, session in enumerate(runner.sessions):
-            session.run = self._wrap(i, session.run)
+            session.run = self._wrap(i, session.run, lambda _names, feeds, *_: next(iter(feeds.values())).shape[0])
+            session.run_with_iobinding = self._wrap(i, session.run_with_iobinding, lambda b, *_: b.spied_size)
+            session.io_binding = self._recording(session.io_binding)
 
-    def _wrap(self, index: int, run: Any) -> Any:
-        def spy(names: Any, feeds: dict[str, np.ndarray], *args: Any) -> Any:
+    @staticmethod
+    def _recording(io_binding: Any) -> Any:
+        def make() -> Any:
+            binding = io_binding()
+            bind = binding.bind_cpu_input
+
+            def bind_cpu_input(name: str, array: np.ndarray) -> Any:
+                binding.spied_size = array.shape[0]
+                return bind(name, array)
+
+            binding.bind_cpu_input = bind_cpu_input
+            return binding
+
+        return make
+
+    def _wrap(self, index: int, run: Any, size_of: Any) -> Any:
+        """``run`` counted under session ``index``; ``size_of`` reads the batch size from the
+        call's arguments (session.run's feeds, or the binding)."""
+
+        def spy(*args: Any) -> Any:
             with self._lock:
                 self._busy[index] += 1
                 self.most_at_once = max(self.most_at_once, self._busy[index])
-                self.sizes[index].append(next(iter(feeds.values())).shape[0])
+                self.sizes[index].append(size_of(*args))
             try:
-                return run(names, feeds, *args)
+                return run(*args)
             finally:
                 with self._lock:
                     self._busy[index] -= 1
@@ -352,5 +373,39 @@ def test_a_cuda_session_reports_the_options_it_got(resnet: ModelConfig) -> None:
     try:
         assert runner.provider_options["cudnn_conv_algo_search"] == "HEURISTIC"
         assert runner.provider_options["gpu_mem_limit"] == str(1 << 30)
+    finally:
+        runner.close()
+
+
+def test_several_requests_run_as_one_batch_joined_in_the_worker(
+    runner: ModelRunner, reference: ort.InferenceSession
+) -> None:
+    spy = SessionSpy(runner)
+    parts = [{"input": images(size, seed=size)} for size in (3, 1, 4)]
+    result = asyncio.run(runner.run_parts(parts))
+    (expected,) = reference.run(["logits"], {"input": np.concatenate([p["input"] for p in parts])})
+    np.testing.assert_allclose(result.outputs["logits"], expected, rtol=0, atol=1e-6)
+    assert sorted(size for sizes in spy.sizes.values() for size in sizes) == [8]  # one run of all 8
+
+
+def test_outputs_outlive_the_buffers_they_were_computed_from(resnet: ModelConfig) -> None:
+    """Input buffers are reused batch after batch; a batch's outputs must not change when the next
+    batch runs on the same session."""
+    runner = ModelRunner(resnet, device="cpu", instances=1)
+    try:
+        first = asyncio.run(runner.run({"input": images(4, seed=1)})).outputs["logits"]
+        kept = first.copy()
+        asyncio.run(runner.run({"input": images(4, seed=2)}))
+        np.testing.assert_array_equal(first, kept)
+    finally:
+        runner.close()
+
+
+def test_a_batch_over_the_maximum_in_parts_is_refused(resnet: ModelConfig) -> None:
+    runner = ModelRunner(resnet, device="cpu")
+    try:
+        parts = [{"input": images(200, seed=1)}, {"input": images(100, seed=2)}]
+        with pytest.raises(errors.InvalidArgument, match=r"batch size must be 1 to 256, got 300"):
+            asyncio.run(runner.run_parts(parts))
     finally:
         runner.close()
