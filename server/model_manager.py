@@ -127,7 +127,7 @@ class ModelManager:
             preferred_batch_sizes=runner.shapes.preferred,
             max_queue_size=self.settings.max_queue_size,
             max_queue_bytes=self.settings.max_queue_bytes,
-            concurrency=self.settings.instances,
+            concurrency=runner.instances,
             observer=self.metrics,
             run_parts=runner.run_parts,
         )

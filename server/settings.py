@@ -89,9 +89,10 @@ class Settings:
     """``on`` lets convolutions and matrix products on Ampere and later GPUs run in TF32 (10-bit
     mantissas: faster, less exact); off by default so float32 models compute in float32
     (CNNSERVE_CUDA_TF32, --cuda-tf32)."""
-    instances: int = 1
-    """ONNX Runtime sessions per model, each driven by its own thread; more than one pays on a
-    GPU, see DESIGN.md (CNNSERVE_INSTANCES, --instances)."""
+    instances: int | None = None
+    """Model instances, each with its session(s) and a thread of its own; None (``auto``) = 2 on
+    CUDA, so that one batch is copied in while another computes, and 1 on the CPU, where the
+    cores are already busy with one (CNNSERVE_INSTANCES, --instances)."""
     max_batch_size: int | None = None
     """Override every model's ``max_batch_size``; None = each model's config.json
     (CNNSERVE_MAX_BATCH_SIZE, --max-batch-size)."""
@@ -187,6 +188,10 @@ def _parse_int(text: str) -> int:
 _SIZE = re.compile(r"\s*([0-9_]+)\s*(KiB|MiB|GiB)?\s*", re.IGNORECASE)
 
 
+def _parse_count_or_auto(text: str) -> int | None:
+    return None if text.strip().lower() == "auto" else _parse_int(text)
+
+
 def _parse_bytes(text: str) -> int:
     match = _SIZE.fullmatch(text)
     if match is None:
@@ -275,8 +280,9 @@ OPTIONS: tuple[_Option, ...] = (
             lambda v: v in COPY_STREAMS, _words(COPY_STREAMS), "host-device copies on the compute stream or their own"),
     _Option("cuda_tf32", "--cuda-tf32", "{on,off}", _lower, lambda v: v in ("on", "off"), "on or off",
             "let CUDA convolutions and matrix products use TF32"),
-    _Option("instances", "--instances", "N", _parse_int, _at_least(1), _POSITIVE,
-            "ONNX Runtime sessions per model, each on its own thread"),
+    _Option("instances", "--instances", "N", _parse_count_or_auto, _at_least(1, optional=True),
+            "an integer, 1 or more, or auto", "model instances, each on its own thread; auto: 2 on CUDA, 1 on the CPU",
+            "auto"),
     _Option("max_batch_size", "--max-batch-size", "N", _parse_int, _at_least(1, optional=True), _POSITIVE,
             "override every model's max_batch_size", _CONFIG),
     _Option("max_queue_delay_us", "--max-queue-delay-us", "US", _parse_int, _at_least(0, optional=True),

@@ -53,13 +53,13 @@ class ModelRunner:
         device: str = "auto",
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
-        instances: int = 1,
+        instances: int | None = 1,
         spinning: bool = False,
         batch_shapes: str = "auto",
         cuda_options: Mapping[str, str] | None = None,
     ) -> None:
-        if instances < 1:
-            raise ValueError(f"instances must be at least 1, got {instances}")
+        if instances is not None and instances < 1:
+            raise ValueError(f"instances must be at least 1, or None for 2 on CUDA and 1 elsewhere, got {instances}")
         self.config = config
         requested = providers_for(device)
         options = ort.SessionOptions()
@@ -91,6 +91,9 @@ class ModelRunner:
                     "e.g. pip install onnxruntime-gpu[cuda,cudnn])"
                 )
             log.warning("%s: CUDA was requested but ONNX Runtime fell back to %s", config.name, self.provider)
+        # Two on CUDA: one instance copies its batch in while the other computes.
+        self.instances = instances or (2 if self.provider == CUDA else 1)
+        instances = self.instances
         self.shapes = BatchShapes.decide(batch_shapes, self.provider, config.max_batch_size,
                                          config.preferred_batch_sizes)  # fmt: skip
         # Instance i runs bucket b on sessions[i * len(sizes) + b]; exact shapes: one session, key 0.

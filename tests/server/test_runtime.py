@@ -327,10 +327,19 @@ def test_batch_shapes_policy(policy: str, provider: str, buckets: tuple[int, ...
 
 @pytest.mark.skipif(not CUDA_WORKS_HERE, reason="needs a usable GPU: the CPU runs exact batch sizes")
 def test_a_cuda_runner_pads_by_default(resnet: ModelConfig) -> None:
-    runner = ModelRunner(resnet, device="cuda")
+    runner = ModelRunner(resnet, device="cuda", instances=None)
     try:
         assert runner.provider == CUDA and runner.shapes.policy == "padded"
         assert runner.shapes.buckets == (1, 16, 64, 256)
+        assert runner.instances == 2 and len(runner.sessions) == 2 * 4
+    finally:
+        runner.close()
+
+
+def test_instances_auto_is_one_on_the_cpu(resnet: ModelConfig) -> None:
+    runner = ModelRunner(resnet, device="cpu", instances=None)
+    try:
+        assert runner.instances == 1 and len(runner.sessions) == 1
     finally:
         runner.close()
 

@@ -23,7 +23,7 @@ def load(*flags: str, **env: str) -> Settings:
 def test_defaults() -> None:
     s = Settings()
     assert (s.repo, s.host, s.grpc_port, s.metrics_port, s.device) == ("exported", "0.0.0.0", 8001, 8002, "auto")
-    assert (s.intra_op_threads, s.inter_op_threads, s.instances, s.ort_spinning) == (0, 0, 1, "off")
+    assert (s.intra_op_threads, s.inter_op_threads, s.instances, s.ort_spinning) == (0, 0, None, "off")
     assert (s.max_batch_size, s.max_queue_delay_us, s.max_queue_size) == (None, None, None)
     assert s.max_message_bytes == 64 * 1024 * 1024
     assert (s.max_queue_bytes, s.max_concurrent_rpcs) == (1024 * MIB, 1024)
@@ -42,6 +42,7 @@ ENV = [
     ("CNNSERVE_INTRA_OP_THREADS", "4", "intra_op_threads", 4),
     ("CNNSERVE_INTER_OP_THREADS", "2", "inter_op_threads", 2),
     ("CNNSERVE_INSTANCES", "4", "instances", 4),
+    ("CNNSERVE_INSTANCES", "Auto", "instances", None),
     ("CNNSERVE_BATCH_SHAPES", "Padded", "batch_shapes", "padded"),
     ("CNNSERVE_CUDA_CONV_ALGO_SEARCH", "HEURISTIC", "cuda_conv_algo_search", "heuristic"),
     ("CNNSERVE_CUDA_MEMORY_LIMIT", "8GiB", "cuda_memory_limit", 8 * 1024 * MIB),
@@ -122,7 +123,7 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
         ("CNNSERVE_GRPC_PORT", "-1", "CNNSERVE_GRPC_PORT='-1': expected an integer port 0-65535"),
         ("CNNSERVE_METRICS_PORT", "-2", "CNNSERVE_METRICS_PORT='-2': expected an integer port 0-65535, or -1 for off"),
         ("CNNSERVE_DEVICE", "gpu", "CNNSERVE_DEVICE='gpu': expected auto, cpu or cuda"),
-        ("CNNSERVE_INSTANCES", "0", "CNNSERVE_INSTANCES='0': expected an integer, 1 or more"),
+        ("CNNSERVE_INSTANCES", "0", "CNNSERVE_INSTANCES='0': expected an integer, 1 or more, or auto"),
         ("CNNSERVE_INTRA_OP_THREADS", "1.5", "CNNSERVE_INTRA_OP_THREADS='1.5': expected an integer, 0 or more"),
         ("CNNSERVE_MAX_BATCH_SIZE", "0", "CNNSERVE_MAX_BATCH_SIZE='0': expected an integer, 1 or more"),
         ("CNNSERVE_MAX_IMAGE_PIXELS", "0", "CNNSERVE_MAX_IMAGE_PIXELS='0': expected an integer, 1 or more"),
@@ -158,7 +159,7 @@ def test_bad_variables_name_the_variable_and_the_expectation(variable: str, text
         (["--metrics-port", "-2"],
          "argument --metrics-port: expected an integer port 0-65535, or -1 for off, got '-2'"),
         (["--device", "tpu"], "argument --device: expected auto, cpu or cuda, got 'tpu'"),
-        (["--instances", "0"], "argument --instances: expected an integer, 1 or more, got '0'"),
+        (["--instances", "0"], "argument --instances: expected an integer, 1 or more, or auto, got '0'"),
         (["--grace-seconds", "inf"], "argument --grace-seconds: expected a number of seconds, 0 or more, got 'inf'"),
         (["--model", ""], "argument --model: expected model names, comma-separated, got ''"),
     ],
@@ -176,7 +177,7 @@ def test_bad_flags_are_usage_errors_naming_the_flag(
     ("kwargs", "message"),
     [
         ({"grpc_port": 70000}, "grpc_port=70000: expected an integer port 0-65535"),
-        ({"instances": True}, "instances=True: expected an integer, 1 or more"),
+        ({"instances": True}, "instances=True: expected an integer, 1 or more, or auto"),
         ({"grace_seconds": math.inf}, "grace_seconds=inf: expected a number of seconds, 0 or more"),
         ({"max_message_bytes": 512}, "max_message_bytes=512: expected a size from 1KiB to 2GiB-1"),
         ({"repo": ""}, "repo='': expected a folder path"),
