@@ -25,12 +25,23 @@ from server.dataplane import DataPlane
 from server.grpc import server as grpc_server
 from server.metrics import Metrics, MetricsServer
 from server.model_manager import ModelManager
-from server.runtime.devices import RuntimeUnavailable, providers_for
+from server.runtime.devices import CUDA, RuntimeUnavailable, cuda_problem, providers_for
 from server.services.classifier import Classifier
 from server.services.policy import PolicyService
 from server.settings import Settings, SettingsError
 
 log = logging.getLogger("cnnserve.server")
+
+
+def check_cuda_graphs(settings: Settings) -> None:
+    """``--cuda-graphs on`` refused before listening where it cannot work."""
+    if settings.batch_shapes == "exact":
+        raise RuntimeUnavailable(
+            "--cuda-graphs on: a CUDA graph replays one input shape; use --batch-shapes padded (or auto)"
+        )
+    if CUDA not in providers_for(settings.device):
+        why = "--device cpu" if settings.device == "cpu" else cuda_problem() or "this onnxruntime has no CUDA provider"
+        raise RuntimeUnavailable(f"--cuda-graphs on needs the CUDA provider, which this server cannot use: {why}")
 
 
 class Server:
@@ -56,6 +67,8 @@ class Server:
         s = self.settings
         if s.device == "cuda":
             providers_for("cuda")  # fail loudly before listening: --device cuda must mean CUDA
+        if s.cuda_graphs == "on":
+            check_cuda_graphs(s)
         metrics_address = "off"
         if s.metrics_port >= 0:
             self.metrics_server = self.metrics.start_http_server(s.metrics_port, s.host)

@@ -107,6 +107,7 @@ class ModelManager:
                 spinning=self.settings.ort_spinning == "on",
                 batch_shapes=self.settings.batch_shapes,
                 cuda_options=cuda_provider_options(self.settings),
+                cuda_graphs=self.settings.cuda_graphs == "on",
             )
         except Exception as exc:
             self._fail(model, f"{type(exc).__name__}: {exc}")

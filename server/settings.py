@@ -89,6 +89,11 @@ class Settings:
     """``on`` lets convolutions and matrix products on Ampere and later GPUs run in TF32 (10-bit
     mantissas: faster, less exact); off by default so float32 models compute in float32
     (CNNSERVE_CUDA_TF32, --cuda-tf32)."""
+    cuda_graphs: str = "off"
+    """``on``: each CUDA session captures its run as a CUDA graph at warm-up and replays it, which
+    saves the launch of every kernel (most of a small batch's time); needs the CUDA provider and
+    padded batch shapes, and a model whose every node runs on CUDA (one that cannot be captured
+    fails to load, saying why) (CNNSERVE_CUDA_GRAPHS, --cuda-graphs)."""
     instances: int | None = None
     """Model instances, each with its session(s) and a thread of its own; None (``auto``) = 2 on
     CUDA, so that one batch is copied in while another computes, and 1 on the CPU, where the
@@ -280,6 +285,8 @@ OPTIONS: tuple[_Option, ...] = (
             lambda v: v in COPY_STREAMS, _words(COPY_STREAMS), "host-device copies on the compute stream or their own"),
     _Option("cuda_tf32", "--cuda-tf32", "{on,off}", _lower, lambda v: v in ("on", "off"), "on or off",
             "let CUDA convolutions and matrix products use TF32"),
+    _Option("cuda_graphs", "--cuda-graphs", "{on,off}", _lower, lambda v: v in ("on", "off"), "on or off",
+            "capture each CUDA session's run as a CUDA graph and replay it"),
     _Option("instances", "--instances", "N", _parse_count_or_auto, _at_least(1, optional=True),
             "an integer, 1 or more, or auto", "model instances, each on its own thread; auto: 2 on CUDA, 1 on the CPU",
             "auto"),

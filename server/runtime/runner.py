@@ -23,6 +23,7 @@ import onnxruntime as ort
 from cnnserve.datatypes import numpy_dtype
 from cnnserve.repository import ModelConfig, TensorSpec
 from server import errors
+from server.runtime.cuda_graphs import GraphIO
 from server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
 from server.runtime.graph import check_graph
 from server.runtime.shapes import BatchShapes
@@ -57,6 +58,7 @@ class ModelRunner:
         spinning: bool = False,
         batch_shapes: str = "auto",
         cuda_options: Mapping[str, str] | None = None,
+        cuda_graphs: bool = False,
     ) -> None:
         if instances is not None and instances < 1:
             raise ValueError(f"instances must be at least 1, or None for 2 on CUDA and 1 elsewhere, got {instances}")
@@ -71,7 +73,8 @@ class ModelRunner:
         # Spinning intra-op threads burn the cores the event loop needs between runs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         # Provider options go with their provider; the CPU provider takes none of ours.
-        provider_options = [dict(cuda_options or {}) if p == CUDA else {} for p in requested]
+        cuda = dict(cuda_options or {}) | ({"enable_cuda_graph": "1"} if cuda_graphs else {})
+        provider_options = [cuda if p == CUDA else {} for p in requested]
 
         def session() -> ort.InferenceSession:
             return ort.InferenceSession(
@@ -91,17 +94,25 @@ class ModelRunner:
                     "e.g. pip install onnxruntime-gpu[cuda,cudnn])"
                 )
             log.warning("%s: CUDA was requested but ONNX Runtime fell back to %s", config.name, self.provider)
+        if cuda_graphs and self.provider != CUDA:
+            raise RuntimeUnavailable(
+                f"--cuda-graphs: {config.name} runs on {self.provider}; CUDA graphs need the CUDA provider"
+            )
         # Two on CUDA: one instance copies its batch in while the other computes.
         self.instances = instances or (2 if self.provider == CUDA else 1)
         instances = self.instances
         self.shapes = BatchShapes.decide(batch_shapes, self.provider, config.max_batch_size,
                                          config.preferred_batch_sizes)  # fmt: skip
+        if cuda_graphs and not self.shapes.buckets:
+            raise RuntimeUnavailable(
+                "--cuda-graphs: a CUDA graph replays one input shape; use --batch-shapes padded (or auto)"
+            )
         # Instance i runs bucket b on sessions[i * len(sizes) + b]; exact shapes: one session, key 0.
         sizes = self.shapes.buckets or (0,)
         sessions = [first] + [session() for _ in range(instances * len(sizes) - 1)]
         # What the session really got, for the log and cnnserve_model_info: only the options we set.
         got = first.get_provider_options().get(self.provider, {})
-        self.provider_options = {k: str(got[k]) for k in sorted(cuda_options or {}) if k in got}
+        self.provider_options = {k: str(got[k]) for k in sorted(cuda) if k in got}
         self._sessions = tuple(sessions)
         self._idle: queue.SimpleQueue[dict[int, ort.InferenceSession]] = queue.SimpleQueue()
         for i in range(instances):
@@ -112,6 +123,8 @@ class ModelRunner:
         # IO binding takes numeric tensors; a model with a BYTES input runs through session.run.
         self._bindable = all(t.datatype != "BYTES" for t in config.inputs)
         self._buffers: dict[int, dict[str, np.ndarray]] = {}  # id(session) -> its input buffers
+        self._cuda_graphs = cuda_graphs
+        self._graph_io: dict[int, GraphIO] = {}  # id(session) -> its device inputs and outputs
 
     def provider_options_label(self) -> str:
         """The provider options the sessions really got, as "key=value,key=value"."""
@@ -158,10 +171,13 @@ class ModelRunner:
             capacity = size if self.shapes.buckets else min(max(size, 2 * held), self.config.max_batch_size)
             buffers = {t.name: np.empty((capacity, *t.shape), numpy_dtype(t.datatype)) for t in self.config.inputs}
             self._buffers[id(session)] = buffers
-        binding = session.io_binding()
         for name, buffer in buffers.items():
             np.concatenate([part[name] for part in parts], out=buffer[:batch])
             buffer[batch:size] = 0
+        if self._cuda_graphs:
+            return self._replayed(session, buffers, batch, size)
+        binding = session.io_binding()
+        for name, buffer in buffers.items():
             binding.bind_cpu_input(name, buffer[:size])
         for name in self._output_names:
             binding.bind_output(name)
@@ -170,6 +186,20 @@ class ModelRunner:
         seconds = time.perf_counter() - started
         values = binding.copy_outputs_to_cpu()
         return RunResult({name: v[:batch] for name, v in zip(self._output_names, values, strict=True)}, seconds)
+
+    def _replayed(
+        self, session: ort.InferenceSession, buffers: Mapping[str, np.ndarray], batch: int, size: int
+    ) -> RunResult:
+        try:
+            io = self._graph_io.get(id(session))
+            if io is None:
+                io = self._graph_io[id(session)] = GraphIO(session, self.config, size)
+            outputs, seconds = io.run(session, buffers, size)
+        except Exception as exc:  # the first run captures: a model that cannot be captured fails here
+            raise RuntimeUnavailable(
+                f"--cuda-graphs: {self.config.name} at batch {size}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return RunResult({name: outputs[name][:batch] for name in self._output_names}, seconds)
 
     def _timed(self, session: ort.InferenceSession, inputs: Mapping[str, np.ndarray]) -> RunResult:
         started = time.perf_counter()
@@ -250,9 +280,16 @@ class ModelRunner:
             inputs = {t.name: _zeros(t, size) for t in self.config.inputs}
             # Padded: the sessions of this bucket, one per instance; exact: every session.
             sessions = self._sessions[buckets.index(size) :: len(buckets)] if buckets else self._sessions
-            results = await asyncio.gather(*(self._submit(self._timed, s, inputs) for s in sessions))
+            results = await asyncio.gather(*(self._submit(self._warm, s, inputs, size) for s in sessions))
             slowest[size] = max(r.compute_seconds for r in results)
         return slowest
+
+    def _warm(self, session: ort.InferenceSession, inputs: Mapping[str, np.ndarray], size: int) -> RunResult:
+        """One warm-up run, on the path requests take (which also allocates its buffers and, with
+        CUDA graphs, captures the graph)."""
+        if not self._bindable:
+            return self._timed(session, inputs)
+        return self._bound(session, [inputs], size, size)
 
     def close(self) -> None:
         """Refuse new work and wait for the batches already running; calling it twice is harmless."""

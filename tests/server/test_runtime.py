@@ -418,3 +418,26 @@ def test_a_batch_over_the_maximum_in_parts_is_refused(resnet: ModelConfig) -> No
             asyncio.run(runner.run_parts(parts))
     finally:
         runner.close()
+
+
+def test_cuda_graphs_are_refused_on_the_cpu(resnet: ModelConfig) -> None:
+    with pytest.raises(
+        RuntimeUnavailable,
+        match=r"--cuda-graphs: cifar_resnet20 runs on CPUExecutionProvider; CUDA graphs need the CUDA provider",
+    ):
+        ModelRunner(resnet, device="cpu", cuda_graphs=True)
+
+
+@pytest.mark.skipif(not CUDA_WORKS_HERE, reason="needs a usable GPU: CUDA graphs are captured on the device")
+def test_cuda_graphs_replay_the_same_results(resnet: ModelConfig, reference: ort.InferenceSession) -> None:
+    runner = ModelRunner(resnet, device="cuda", cuda_graphs=True, cuda_options={"cudnn_conv_algo_search": "DEFAULT"})
+    try:
+        assert runner.provider_options["enable_cuda_graph"] == "1"
+        asyncio.run(runner.warmup([1, 16, 64]))  # captures one graph per bucket session
+        for size in (1, 3, 16, 20):
+            x = images(size, seed=size)
+            (expected,) = reference.run(["logits"], {"input": x})
+            result = asyncio.run(runner.run({"input": x}))
+            np.testing.assert_allclose(result.outputs["logits"], expected, rtol=1e-3, atol=1e-3)
+    finally:
+        runner.close()

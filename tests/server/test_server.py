@@ -25,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from server.runtime import devices
 
 LIMIT = 4 * 1024 * 1024  # this module's servers take messages up to 4 MiB
 
@@ -452,3 +453,24 @@ def test_device_cuda_fails_loudly_without_a_gpu(small_repo: Path) -> None:
     proc.close()
     assert code == 1
     assert "--device cuda: no NVIDIA driver found" in proc.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch-shapes", "exact"], "--cuda-graphs on: a CUDA graph replays one input shape; use --batch-shapes"),
+        (["--device", "cpu"], "--cuda-graphs on needs the CUDA provider, which this server cannot use: --device cpu"),
+        ([], "--cuda-graphs on needs the CUDA provider, which this server cannot use: no NVIDIA driver found"),
+    ],
+)
+def test_cuda_graphs_are_refused_before_listening_where_they_cannot_work(
+    small_repo: Path, flags: list[str], message: str
+) -> None:
+    if devices.gpu_present() and not flags:
+        pytest.skip("a GPU is present: --cuda-graphs on can work here")
+    proc = start_server(small_repo, "--cuda-graphs", "on", *flags, wait=False)
+    proc.collect()
+    code = proc.process.wait(timeout=60)
+    proc.close()
+    assert code == 1
+    assert message in proc.output and "cnnserve listening" not in proc.output

@@ -49,6 +49,7 @@ ENV = [
     ("CNNSERVE_CUDA_ARENA_STRATEGY", "next_power_of_two", "cuda_arena_strategy", "next_power_of_two"),
     ("CNNSERVE_CUDA_COPY_STREAM", "separate", "cuda_copy_stream", "separate"),
     ("CNNSERVE_CUDA_TF32", "on", "cuda_tf32", "on"),
+    ("CNNSERVE_CUDA_GRAPHS", "ON", "cuda_graphs", "on"),
     ("CNNSERVE_ORT_SPINNING", "On", "ort_spinning", "on"),
     ("CNNSERVE_MAX_BATCH_SIZE", "16", "max_batch_size", 16),
     ("CNNSERVE_MAX_QUEUE_DELAY_US", "0", "max_queue_delay_us", 0),
