@@ -23,6 +23,7 @@ import onnxruntime as ort
 from cnnserve.datatypes import numpy_dtype
 from cnnserve.repository import ModelConfig, TensorSpec
 from server import errors
+from server.runtime import pinned
 from server.runtime.cuda_graphs import GraphIO
 from server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
 from server.runtime.graph import check_graph
@@ -123,6 +124,7 @@ class ModelRunner:
         # IO binding takes numeric tensors; a model with a BYTES input runs through session.run.
         self._bindable = all(t.datatype != "BYTES" for t in config.inputs)
         self._buffers: dict[int, dict[str, np.ndarray]] = {}  # id(session) -> its input buffers
+        self._pinned: set[int] = set()  # id() of the buffers registered with CUDA
         self._cuda_graphs = cuda_graphs
         self._graph_io: dict[int, GraphIO] = {}  # id(session) -> its device inputs and outputs
 
@@ -169,7 +171,10 @@ class ModelRunner:
             # Padded shapes: exactly the session's bucket; exact shapes: doubled as larger batches
             # come, up to max_batch_size.
             capacity = size if self.shapes.buckets else min(max(size, 2 * held), self.config.max_batch_size)
+            self._release(buffers)
             buffers = {t.name: np.empty((capacity, *t.shape), numpy_dtype(t.datatype)) for t in self.config.inputs}
+            if self.provider == CUDA:
+                self._pinned.update(id(b) for b in buffers.values() if pinned.pin(b))
             self._buffers[id(session)] = buffers
         for name, buffer in buffers.items():
             np.concatenate([part[name] for part in parts], out=buffer[:batch])
@@ -295,6 +300,21 @@ class ModelRunner:
         """Refuse new work and wait for the batches already running; calling it twice is harmless."""
         self._closed = True
         self._executor.shutdown(wait=True)
+        for buffers in self._buffers.values():
+            self._release(buffers)
+        self._buffers.clear()
+
+    def _release(self, buffers: Mapping[str, np.ndarray]) -> None:
+        """Unregister pinned buffers before they are dropped (CUDA would keep the pages locked)."""
+        for buffer in buffers.values():
+            if id(buffer) in self._pinned:
+                self._pinned.discard(id(buffer))
+                pinned.unpin(buffer)
+
+    @property
+    def pinned_buffers(self) -> int:
+        """How many input buffers are page-locked (0 off CUDA, or where CUDA refused)."""
+        return len(self._pinned)
 
 
 def _joined(parts: Sequence[Mapping[str, np.ndarray]], size: int) -> dict[str, np.ndarray]:

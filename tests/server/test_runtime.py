@@ -332,6 +332,8 @@ def test_a_cuda_runner_pads_by_default(resnet: ModelConfig) -> None:
         assert runner.provider == CUDA and runner.shapes.policy == "padded"
         assert runner.shapes.buckets == (1, 16, 64, 256)
         assert runner.instances == 2 and len(runner.sessions) == 2 * 4
+        asyncio.run(runner.run({"input": images(3, seed=3)}))
+        assert runner.pinned_buffers >= 1  # the input buffer of the session that ran, page-locked
     finally:
         runner.close()
 
@@ -406,6 +408,7 @@ def test_outputs_outlive_the_buffers_they_were_computed_from(resnet: ModelConfig
         kept = first.copy()
         asyncio.run(runner.run({"input": images(4, seed=2)}))
         np.testing.assert_array_equal(first, kept)
+        assert runner.pinned_buffers == 0  # page-locking is for CUDA's copies only
     finally:
         runner.close()
 
