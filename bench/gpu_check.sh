@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The GPU check behind the figures in the issue notes, run on a lent H100 (see
+# The GPU check behind the figures in the issue notes, run on a lent H100/H200 (see
 # ../shared/device/README.md): onnxruntime-gpu and the few wheels the image lacks arrive in
-# ~/.cache/ortsite and ~/.cache/site beforehand. Exports resnet50 there, shows which provider
-# `--device auto` picks, then runs bench/vs_raw.py with the CUDA provider on both sides.
+# ~/.cache/ortsite and ~/.cache/site beforehand. Exports resnet50 there, shows which provider,
+# batch shapes and CUDA options `--device auto` gives, then runs bench/vs_gpu.py (raw ONNX Runtime
+# against the server: callers, uint8, 8 images a request, fp16, CUDA graphs, the deep models).
+# SECONDS per measured point and DEEP models (comma-separated, '' to skip) fit it to the budget.
 set -euo pipefail
 export PYTHONPATH=~/.cache/ortsite:~/.cache/site:$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -15,5 +17,6 @@ python3 -m cnnserve serve --repo /tmp/exp --host 127.0.0.1 --grpc-port 0 --metri
 pid=$!
 for _ in $(seq 120); do grep -q "cnnserve ready" "$OUT/serve.log" && break; sleep 0.5; done
 kill -TERM $pid; wait $pid || true
-grep -E "ready on|ERROR|WARNING" "$OUT/serve.log" || true
-python3 -m bench.vs_raw --device cuda --seconds 10 --batches 1,16,32,64 --concurrency 32
+grep -E "ready on|options|ERROR|WARNING" "$OUT/serve.log" || true
+python3 -m bench.vs_gpu --device cuda --repo /tmp/exp --seconds "${SECONDS:-3}" --deep "${DEEP-vgg16,vgg19,resnet152}" \
+    2>&1 | tee "$OUT/vs_gpu.txt"
