@@ -4,7 +4,7 @@
 # ~/.cache/ortsite and ~/.cache/site beforehand. Exports resnet50 there, shows which provider,
 # batch shapes and CUDA options `--device auto` gives, then runs bench/vs_gpu.py (raw ONNX Runtime
 # against the server: callers, uint8, 8 images a request, fp16, CUDA graphs, the deep models).
-# SECONDS per measured point and DEEP models (comma-separated, '' to skip) fit it to the budget.
+# POINT_SECONDS per measured point and DEEP models (comma-separated, '' to skip) fit it to the budget.
 set -euo pipefail
 export PYTHONPATH=~/.cache/ortsite:~/.cache/site:$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -18,5 +18,5 @@ pid=$!
 for _ in $(seq 120); do grep -q "cnnserve ready" "$OUT/serve.log" && break; sleep 0.5; done
 kill -TERM $pid; wait $pid || true
 grep -E "ready on|options|ERROR|WARNING" "$OUT/serve.log" || true
-python3 -m bench.vs_gpu --device cuda --repo /tmp/exp --seconds "${SECONDS:-3}" --deep "${DEEP-vgg16,vgg19,resnet152}" \
+python3 -m bench.vs_gpu --device cuda --repo /tmp/exp --seconds "${POINT_SECONDS:-3}" --deep "${DEEP-vgg16,vgg19,resnet152}" \
     2>&1 | tee "$OUT/vs_gpu.txt"
