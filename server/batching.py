@@ -89,6 +89,10 @@ class BatchObserver(Protocol):
     def on_dequeue(self, model: str, queue_seconds: float) -> None:
         """A request waited ``queue_seconds`` before its batch started computing."""
 
+    def on_copy(self, model: str, copy_seconds: float) -> None:
+        """A batch's inputs took ``copy_seconds`` to copy into the session's buffers (reported by
+        runtimes that copy, before their compute)."""
+
     def on_drop(self, model: str, reason: str) -> None:
         """A request left without being computed: ``cancelled`` (its caller went away),
         ``deadline`` (it passed while queued), ``shutdown`` (closed without draining) or
@@ -100,6 +104,9 @@ class _NoObserver:
         pass
 
     def on_dequeue(self, model: str, queue_seconds: float) -> None:
+        pass
+
+    def on_copy(self, model: str, copy_seconds: float) -> None:
         pass
 
     def on_drop(self, model: str, reason: str) -> None:
@@ -535,6 +542,9 @@ class DynamicBatcher:
         else:  # the runtime timed the session call itself
             outputs, seconds = result.outputs, result.compute_seconds
         self._check_outputs(outputs, size)
+        copied = getattr(result, "copy_seconds", None)
+        if copied is not None:
+            self._observe(self._observer.on_copy, self.name, copied)
         self._record_execution(size, seconds)
         self._awaited = len(requests)
         self._awaited_until = loop.time() + self.max_queue_delay

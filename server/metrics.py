@@ -10,6 +10,9 @@ cannot grow the label set without end):
 - ``cnnserve_request_duration_seconds{model,rpc}``: arrival to reply of one RPC.
 - ``cnnserve_queue_duration_seconds{model}``: time one request waited in the batcher.
 - ``cnnserve_compute_duration_seconds{model}``: one ONNX Runtime run of a batch.
+- ``cnnserve_copy_duration_seconds{model}``: copying one batch's inputs into its session's
+  buffers before the run (host memory; on CUDA the copy to the device is part of the compute).
+  Not in DESIGN.md's list: with it, queue + copy + compute is where a request's time went.
 - ``cnnserve_batch_size{model}``: items in one ONNX Runtime run.
 - ``cnnserve_requests_total{model,rpc,code}``: RPCs answered, by gRPC status code name.
 - ``cnnserve_dropped_requests_total{model,reason}``: requests the batcher dropped before compute
@@ -73,6 +76,13 @@ class Metrics:
         self.compute_duration = Histogram(
             "cnnserve_compute_duration_seconds",
             "One ONNX Runtime run of a batch.",
+            ["model"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.copy_duration = Histogram(
+            "cnnserve_copy_duration_seconds",
+            "Copying one batch's inputs into its session's buffers, in the worker thread, before the run.",
             ["model"],
             buckets=DURATION_BUCKETS,
             registry=r,
@@ -188,6 +198,7 @@ class Metrics:
             (self.request_duration, ("model", "rpc")),
             (self.queue_duration, ("model",)),
             (self.compute_duration, ("model",)),
+            (self.copy_duration, ("model",)),
             (self.batch_size, ("model",)),
             (self.requests, ("model", "rpc", "code")),
             (self.dropped, ("model", "reason")),
@@ -205,6 +216,10 @@ class Metrics:
     def on_dequeue(self, model: str, queue_seconds: float) -> None:
         """One request left the queue for a batch after waiting ``queue_seconds``."""
         self._child(self.queue_duration, model).observe(queue_seconds)
+
+    def on_copy(self, model: str, copy_seconds: float) -> None:
+        """One batch's inputs took ``copy_seconds`` to copy into the session's buffers."""
+        self._child(self.copy_duration, model).observe(copy_seconds)
 
     def on_drop(self, model: str, reason: str) -> None:
         """One queued request was dropped before compute (``reason``: "cancelled", "deadline")."""

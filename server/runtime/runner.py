@@ -36,6 +36,7 @@ log = logging.getLogger("cnnserve.runtime")
 class RunResult:
     outputs: dict[str, np.ndarray]
     compute_seconds: float  # one ONNX Runtime run of the batch, measured in the worker thread
+    copy_seconds: float = 0.0  # copying the requests' inputs into the session's buffers, before it
 
 
 class ModelRunner:
@@ -176,11 +177,15 @@ class ModelRunner:
             if self.provider == CUDA:
                 self._pinned.update(id(b) for b in buffers.values() if pinned.pin(b))
             self._buffers[id(session)] = buffers
+        copying = time.perf_counter()
         for name, buffer in buffers.items():
             np.concatenate([part[name] for part in parts], out=buffer[:batch])
             buffer[batch:size] = 0
+        copied = time.perf_counter() - copying
         if self._cuda_graphs:
-            return self._replayed(session, buffers, batch, size)
+            result = self._replayed(session, buffers, batch, size)
+            result.copy_seconds = copied
+            return result
         binding = session.io_binding()
         for name, buffer in buffers.items():
             binding.bind_cpu_input(name, buffer[:size])
@@ -190,7 +195,8 @@ class ModelRunner:
         session.run_with_iobinding(binding)
         seconds = time.perf_counter() - started
         values = binding.copy_outputs_to_cpu()
-        return RunResult({name: v[:batch] for name, v in zip(self._output_names, values, strict=True)}, seconds)
+        outputs = {name: v[:batch] for name, v in zip(self._output_names, values, strict=True)}
+        return RunResult(outputs, seconds, copied)
 
     def _replayed(
         self, session: ort.InferenceSession, buffers: Mapping[str, np.ndarray], batch: int, size: int

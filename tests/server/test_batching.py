@@ -65,12 +65,20 @@ class Timed:
 
 
 @dataclass
+class Copied(Timed):
+    """What a runtime that also copies the inputs into buffers of its own returns."""
+
+    copy_seconds: float = 0.0
+
+
+@dataclass
 class Recorder:
     """A batch observer that remembers every event."""
 
     batches: list[int] = field(default_factory=list)
     dequeued: int = 0
     drops: list[str] = field(default_factory=list)
+    copies: list[float] = field(default_factory=list)
 
     def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
         assert model == "fake" and compute_seconds >= 0
@@ -83,6 +91,10 @@ class Recorder:
     def on_drop(self, model: str, reason: str) -> None:
         assert model == "fake"
         self.drops.append(reason)
+
+    def on_copy(self, model: str, copy_seconds: float) -> None:
+        assert model == "fake"
+        self.copies.append(copy_seconds)
 
 
 def items(*values: float, width: int = 1, dtype: type = np.float32) -> dict[str, np.ndarray]:
@@ -278,21 +290,23 @@ def test_given_run_parts_the_batcher_hands_over_each_requests_tensors_unjoined()
     async def test() -> None:
         handed: list[list[dict[str, np.ndarray]]] = []
 
-        async def run_parts(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        async def run_parts(parts: list[dict[str, np.ndarray]]) -> Copied:
             handed.append(parts)
             x = np.concatenate([p["x"] for p in parts])
-            return {"y": x * 2}
+            return Copied({"y": x * 2}, compute_seconds=0.5, copy_seconds=0.25)
 
         async def never(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             raise AssertionError("run is not called when run_parts is given")
 
+        recorder = Recorder()
         batcher = DynamicBatcher("fake", never, max_batch_size=8, max_queue_delay_us=HOUR_US,
-                                 preferred_batch_sizes=(4,), run_parts=run_parts)  # fmt: skip
+                                 preferred_batch_sizes=(4,), run_parts=run_parts, observer=recorder)  # fmt: skip
         requests = [items(1.0, 2.0), items(3.0), items(4.0)]
         results = await asyncio.gather(*(batcher.infer(r) for r in requests))
         assert [doubled(r) for r in results] == [[2.0, 4.0], [6.0], [8.0]]
         (parts,) = handed
         assert [p["x"] is r["x"] for p, r in zip(parts, requests, strict=True)] == [True, True, True]
+        assert recorder.batches == [4] and recorder.copies == [0.25]  # the runtime's copy time, observed
 
     run(test)
 

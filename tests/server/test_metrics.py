@@ -92,6 +92,7 @@ def test_batcher_observations(metrics: Metrics) -> None:
     metrics.on_batch("resnet50", 16, 0.04)
     metrics.on_batch("resnet50", 3, 0.02)
     metrics.on_dequeue("resnet50", 0.0003)
+    metrics.on_copy("resnet50", 0.005)
     metrics.on_drop("resnet50", "cancelled")
     metrics.on_drop("resnet50", "cancelled")
     metrics.on_drop("resnet50", "deadline")
@@ -103,6 +104,8 @@ def test_batcher_observations(metrics: Metrics) -> None:
     assert value(samples, "cnnserve_compute_duration_seconds_count", model="resnet50") == 2
     assert value(samples, "cnnserve_compute_duration_seconds_sum", model="resnet50") == pytest.approx(0.06)
     assert value(samples, "cnnserve_queue_duration_seconds_bucket", model="resnet50", le="0.0002") == 0
+    assert value(samples, "cnnserve_copy_duration_seconds_count", model="resnet50") == 1
+    assert value(samples, "cnnserve_copy_duration_seconds_sum", model="resnet50") == pytest.approx(0.005)
     assert value(samples, "cnnserve_queue_duration_seconds_bucket", model="resnet50", le="0.0005") == 1
     assert {"0.0001", "10.0"} <= {lab["le"] for lab, _ in samples["cnnserve_compute_duration_seconds_bucket"]}
     assert value(samples, "cnnserve_dropped_requests_total", model="resnet50", reason="cancelled") == 2

@@ -398,7 +398,8 @@ def test_metrics_have_the_design_names_and_labels(server: ServerProcess, client:
     _good(client)
     samples = scrape(server.metrics_address)
     for name in ("cnnserve_request_duration_seconds_bucket", "cnnserve_queue_duration_seconds_bucket",
-                 "cnnserve_compute_duration_seconds_bucket", "cnnserve_batch_size_bucket"):  # fmt: skip
+                 "cnnserve_compute_duration_seconds_bucket", "cnnserve_copy_duration_seconds_bucket",
+                 "cnnserve_batch_size_bucket"):  # fmt: skip
         models = {lab.get("model") for lab, _ in samples[name]}
         assert "lenet5" in models, name
     buckets = {lab["le"] for lab, _ in samples["cnnserve_request_duration_seconds_bucket"]}
