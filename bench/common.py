@@ -20,7 +20,7 @@ from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 
 __all__ = ["CHANNEL_OPTIONS", "ROOT", "LoadReport", "closed_loop", "ensure_exported", "infer_request", "progress",
-           "running_server"]  # fmt: skip
+           "running_server", "serving_with_metrics"]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,21 +39,29 @@ def ensure_exported(repo: Path, *names: str) -> None:
 @contextmanager
 def running_server(repo: Path, *args: str) -> Iterator[str]:
     """``cnnserve serve`` on a free port; yields its gRPC address once it is ready."""
+    with serving_with_metrics(repo, "--metrics-port", "-1", *args) as (address, _):
+        yield address
+
+
+@contextmanager
+def serving_with_metrics(repo: Path, *args: str) -> Iterator[tuple[str, str]]:
+    """``cnnserve serve`` on free ports; yields its gRPC and metrics addresses once it is ready
+    (the metrics one is "off" when ``args`` turn the endpoint off)."""
     command = [sys.executable, "-m", "cnnserve", "serve", "--repo", str(repo), "--host", "127.0.0.1",
-               "--grpc-port", "0", "--metrics-port", "-1", "--log-level", "warning", *args]  # fmt: skip
+               "--grpc-port", "0", "--metrics-port", "0", "--log-level", "warning", *args]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
-    address = ""
+    address = metrics = ""
     for line in process.stdout:
-        found = re.search(r"cnnserve listening: grpc=(\S+)", line)
-        address = found.group(1) if found else address
+        found = re.search(r"cnnserve listening: grpc=(\S+) metrics=(\S+)", line)
+        address, metrics = (found.group(1), found.group(2)) if found else (address, metrics)
         if line.startswith("cnnserve ready:"):
             break
     if not address:
         process.kill()
         raise RuntimeError("the server did not start; run `cnnserve serve` by hand to see why")
     try:
-        yield address
+        yield address, metrics
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

@@ -1,5 +1,11 @@
-"""A bare grpc.aio server that answers ModelInfer with a fixed reply of a given size: the
-floor any Python gRPC front end stands on. ``python -m bench.echo --reply-floats 10``."""
+"""Bare grpc.aio servers to measure the server against, one process each:
+
+- the echo (``python -m bench.echo --reply-floats 10``) answers ModelInfer with a fixed reply of
+  a given size: the floor any Python gRPC front end stands on;
+- the no-batcher server (``python -m bench.echo --model-path M.onnx``) runs the ONNX Runtime
+  session directly in the handler for each request, as KServe's Python model server runs a
+  synchronous ``predict``: no batcher, no worker thread.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,10 @@ import asyncio
 import signal
 
 import grpc
+import onnxruntime as ort
 
 from bench.common import CHANNEL_OPTIONS
+from cnnserve import codec
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -27,12 +35,31 @@ class Echo(pb_grpc.GRPCInferenceServiceServicer):
         return self.reply
 
 
-async def serve(port: int, reply_floats: int) -> None:
+class NoBatcher(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, model_path: str) -> None:
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as cnnserve's default
+        self.session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        values = self.session.run(self.outputs, codec.decode_request_inputs(request))
+        reply = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
+        for name, value in zip(self.outputs, values, strict=True):
+            tensor, raw = codec.encode_output(name, value)
+            reply.outputs.append(tensor)
+            reply.raw_output_contents.append(raw)
+        return reply
+
+
+async def serve(port: int, servicer: pb_grpc.GRPCInferenceServiceServicer) -> None:
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Echo(reply_floats), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    print(f"echo listening: grpc=127.0.0.1:{bound}", flush=True)
+    print(f"{type(servicer).__name__} listening: grpc=127.0.0.1:{bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -45,5 +72,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reply-floats", type=int, default=10)
+    parser.add_argument("--model-path", help="serve this ONNX file without a batcher instead of echoing")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.reply_floats))
+    asyncio.run(serve(args.port, NoBatcher(args.model_path) if args.model_path else Echo(args.reply_floats)))

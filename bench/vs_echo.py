@@ -10,6 +10,7 @@ at least 0.7 of the echo's rate; single-request p50 within 0.5 ms of the echo's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -25,9 +26,14 @@ from bench.common import ROOT, LoadReport, closed_loop, ensure_exported, infer_r
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 
 
+def running_echo(reply_floats: int) -> contextlib.AbstractContextManager[str]:
+    return running_bare("--reply-floats", str(reply_floats))
+
+
 @contextmanager
-def running_echo(reply_floats: int) -> Iterator[str]:
-    command = [sys.executable, "-m", "bench.echo", "--reply-floats", str(reply_floats)]
+def running_bare(*flags: str) -> Iterator[str]:
+    """``python -m bench.echo FLAGS`` (the echo, or the no-batcher server); yields its address."""
+    command = [sys.executable, "-m", "bench.echo", *flags]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert process.stdout is not None

@@ -19,6 +19,11 @@ Policy (Triton's dynamic batcher, simplified):
   model whose maximum is 32 split into a group of 1 and one of 31 that never merge: the first
   caller back after a batch finds the model idle and goes alone, and the rest, overdue by the
   time it finishes, go without it.
+* With ``run_inline``, a request that finds the model idle, and is the only one in flight for it
+  (``alone``: others still being decoded would otherwise each run alone instead of together), is
+  run at once on the event loop's thread, accounted as a batch of one; the model manager gives
+  it to models whose lone request computes faster than a hop to a worker thread and back. If no
+  instance is free, it queues.
 * While ``concurrency`` batches run, requests keep queueing: that is where batches come from under
   load. The queue holds at most ``max_queue_size`` requests (default: eight times
   ``max_batch_size``) and at most ``max_queue_bytes`` bytes of inputs (unbounded by default);
@@ -75,6 +80,8 @@ class TimedOutputs(Protocol):
 RunBatch = Callable[[Tensors], Awaitable[Mapping[str, np.ndarray] | TimedOutputs]]
 # The same, given each request's tensors in batch order: the runtime joins them off the event loop.
 RunParts = Callable[[list[Tensors]], Awaitable[Mapping[str, np.ndarray] | TimedOutputs]]
+# The same, synchronously on the event loop's thread; None when no instance is free to do it.
+RunInline = Callable[[list[Tensors]], Mapping[str, np.ndarray] | TimedOutputs | None]
 
 
 class BatchObserver(Protocol):
@@ -183,6 +190,8 @@ class DynamicBatcher:
         concurrency: int = 1,
         observer: BatchObserver | None = None,
         run_parts: RunParts | None = None,
+        run_inline: RunInline | None = None,
+        alone: Callable[[], bool] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -208,6 +217,9 @@ class DynamicBatcher:
         self.stats = BatcherStats()
         self._run = run
         self._run_parts = run_parts
+        self._run_inline = run_inline
+        # Whether the request at hand is the only one in flight for this model (None: assume so).
+        self._alone = alone
         self._observer: BatchObserver = observer or _NoObserver()
         # A batch leaving on size alone waits for this many items of its signature.
         self._target = max(self.preferred_batch_sizes, default=max_batch_size)
@@ -275,6 +287,13 @@ class DynamicBatcher:
         self.start()
         request = _Request(dict(inputs), items, signature_of(inputs), loop.create_future(), now, deadline)
         request.nbytes = nbytes
+        if (
+            self._arrives(request)
+            and self._run_inline is not None
+            and (self._alone is None or self._alone())
+            and self._inline(request)
+        ):
+            return await request.future
         self._enqueue(request)
         return await request.future
 
@@ -309,12 +328,41 @@ class DynamicBatcher:
             )
         return items
 
-    def _enqueue(self, request: _Request) -> None:
-        now = request.future.get_loop().time()
+    def _arrives(self, request: _Request) -> bool:
+        """Note an arrival; True (and ``found_idle`` set) when it finds the model idle: nothing
+        running, nothing queued, none of the last batch's callers still expected."""
         if self._awaited:
             self._awaited -= 1  # one of the last batch's callers, most likely: one fewer to wait for
-        expecting = self._awaited > 0 and now < self._awaited_until
+        expecting = self._awaited > 0 and request.arrived < self._awaited_until
         request.found_idle = not self._running and not self._queue and not expecting
+        return request.found_idle
+
+    def _inline(self, request: _Request) -> bool:
+        """Run a request that found the model idle at once, on the event loop's thread: for a
+        model whose run is cheaper than the hop to a worker thread and back, nothing else could
+        have joined it anyway. Accounted exactly as a batch of one; False (nothing done) when no
+        instance is free."""
+        assert self._run_inline is not None
+        result: Mapping[str, np.ndarray] | TimedOutputs | Exception | None
+        try:
+            result = self._run_inline([request.inputs])
+        except Exception as exc:
+            result = exc
+        if result is None:
+            return False
+        request.started = request.arrived
+        self.stats.request_count += 1
+        request.future.add_done_callback(functools.partial(self._settle, request))
+        self._observe(self._observer.on_dequeue, self.name, 0.0)
+        try:
+            if isinstance(result, Exception):
+                raise result
+            self._finish([request], result, elapsed=0.0)
+        except Exception as exc:
+            self._fail(request, exc)
+        return True
+
+    def _enqueue(self, request: _Request) -> None:
         self._queue[request] = None
         self._queued_items[request.signature] += request.items
         self._queued_bytes += request.nbytes
@@ -528,7 +576,6 @@ class DynamicBatcher:
                     self._fail(request, single)
 
     async def _compute(self, requests: list[_Request]) -> None:
-        size = sum(r.items for r in requests)
         loop = asyncio.get_running_loop()
         started = loop.time()
         if self._run_parts is not None:
@@ -536,7 +583,13 @@ class DynamicBatcher:
         else:
             inputs = requests[0].inputs if len(requests) == 1 else _concatenate(r.inputs for r in requests)
             result = await self._run(inputs)
-        elapsed = loop.time() - started
+        self._finish(requests, result, elapsed=loop.time() - started)
+
+    def _finish(
+        self, requests: list[_Request], result: Mapping[str, np.ndarray] | TimedOutputs, *, elapsed: float
+    ) -> None:
+        """Record a batch's run and resolve its requests with their slices of the outputs."""
+        size = sum(r.items for r in requests)
         if isinstance(result, Mapping):
             outputs, seconds = result, elapsed
         else:  # the runtime timed the session call itself
@@ -547,7 +600,7 @@ class DynamicBatcher:
             self._observe(self._observer.on_copy, self.name, copied)
         self._record_execution(size, seconds)
         self._awaited = len(requests)
-        self._awaited_until = loop.time() + self.max_queue_delay
+        self._awaited_until = asyncio.get_running_loop().time() + self.max_queue_delay
         offset = 0
         for request in requests:
             request.compute_seconds = seconds

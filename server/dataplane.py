@@ -7,8 +7,9 @@ request fails alone, with a message that names the field and the expectation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,20 @@ class DataPlane:
         self.models = models
         self.loaded = False  # set once the repository has been loaded
         self.draining = False  # set on SIGTERM: no new work
+
+    @contextlib.contextmanager
+    def handling(self, name: str) -> Iterator[None]:
+        """Count a request for model ``name`` while a front end handles it (unknown names aside):
+        the batcher runs a request inline only while it is its model's only one."""
+        model = self.models.models.get(name)
+        if model is None:
+            yield
+            return
+        model.inflight += 1
+        try:
+            yield
+        finally:
+            model.inflight -= 1
 
     def live(self) -> bool:
         return True

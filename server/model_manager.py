@@ -41,6 +41,7 @@ class ServedModel:
     batcher: DynamicBatcher | None = None
     load_seconds: float = 0.0
     last_inference_ms: int = 0
+    inflight: int = 0  # requests for it inside the server's handlers now (the front ends count them)
 
     @property
     def version(self) -> int:
@@ -119,6 +120,13 @@ class ModelManager:
             runner.close()
             self._fail(model, f"warm-up failed: {type(exc).__name__}: {exc}")
             return
+        try:
+            lone = await runner.lone_compute_seconds()
+        except Exception as exc:
+            runner.close()
+            self._fail(model, f"warm-up failed: {type(exc).__name__}: {exc}")
+            return
+        inline = lone * 1e6 <= self.settings.inline_compute_us
         model.batcher = DynamicBatcher(
             config.name,
             runner.run,
@@ -131,6 +139,8 @@ class ModelManager:
             concurrency=runner.instances,
             observer=self.metrics,
             run_parts=runner.run_parts,
+            run_inline=runner.run_inline if inline else None,
+            alone=lambda: model.inflight <= 1,
         )
         model.load_seconds = time.perf_counter() - started
         model.state = State.READY
@@ -144,6 +154,14 @@ class ModelManager:
             config.max_batch_size,
             list(config.preferred_batch_sizes),
             runner.shapes.describe(),
+        )
+        log.info(
+            "model %s: a lone request computes in %.0f us, so it %s",
+            config.name,
+            lone * 1e6,
+            "runs inline on the event loop"
+            if inline
+            else f"goes to a worker thread (inline up to --inline-compute-us {self.settings.inline_compute_us})",
         )
         if runner.provider_options:
             log.info("model %s: %s options %s", config.name, runner.provider, runner.provider_options_label())

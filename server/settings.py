@@ -104,6 +104,11 @@ class Settings:
     max_queue_delay_us: int | None = None
     """Override every model's ``max_queue_delay_us``; None = each model's config.json
     (CNNSERVE_MAX_QUEUE_DELAY_US, --max-queue-delay-us)."""
+    inline_compute_us: int = 250
+    """A request that finds its model idle runs on the event loop's own thread, skipping the hop
+    to a worker thread and back, when the model's lone request computes in at most this many
+    microseconds (measured at warm-up; the hop costs about as much on a small machine); 0 = never
+    (CNNSERVE_INLINE_COMPUTE_US, --inline-compute-us)."""
     max_queue_size: int | None = None
     """Requests one model may queue before RESOURCE_EXHAUSTED; None = the batcher's default, eight
     times max_batch_size (CNNSERVE_MAX_QUEUE_SIZE, --max-queue-size)."""
@@ -294,6 +299,9 @@ OPTIONS: tuple[_Option, ...] = (
             "override every model's max_batch_size", _CONFIG),
     _Option("max_queue_delay_us", "--max-queue-delay-us", "US", _parse_int, _at_least(0, optional=True),
             "an integer number of microseconds, 0 or more", "override every model's max_queue_delay_us", _CONFIG),
+    _Option("inline_compute_us", "--inline-compute-us", "US", _parse_int, _at_least(0),
+            "an integer number of microseconds, 0 or more",
+            "run a lone request on the event loop when its model computes it in at most this; 0: never"),
     _Option("max_queue_size", "--max-queue-size", "N", _parse_int, _at_least(1, optional=True), _POSITIVE,
             "requests one model may queue before RESOURCE_EXHAUSTED", "8x max batch size"),
     _Option("max_queue_bytes", "--max-queue-bytes", "SIZE", _parse_bytes,

@@ -78,7 +78,7 @@ def observed(
             # Unknown names share one label value, so a client cannot grow the metrics without end.
             model = request.model_name if request.model_name in self.plane.models.models else ""
             code = grpc.StatusCode.CANCELLED  # unless the call ends another way below
-            with self.metrics.inflight(model):
+            with self.metrics.inflight(model), self.plane.handling(model):
                 try:
                     response = await method(self, request, context)
                     code = grpc.StatusCode.OK

@@ -151,14 +151,41 @@ class ModelRunner:
         # One worker per instance, so an idle instance is always waiting here.
         instance = self._idle.get()
         try:
-            batch = sum(next(iter(part.values())).shape[0] for part in parts)
-            size = self.shapes.padded(batch)
-            session = instance[size if self.shapes.buckets else 0]
-            if not self._bindable:
-                return self._timed(session, _joined(parts, size))
-            return self._bound(session, parts, batch, size)
+            return self._run_on(instance, parts)
         finally:
             self._idle.put(instance)
+
+    def _run_on(
+        self, instance: Mapping[int, ort.InferenceSession], parts: Sequence[Mapping[str, np.ndarray]]
+    ) -> RunResult:
+        batch = sum(next(iter(part.values())).shape[0] for part in parts)
+        size = self.shapes.padded(batch)
+        session = instance[size if self.shapes.buckets else 0]
+        if not self._bindable:
+            return self._timed(session, _joined(parts, size))
+        return self._bound(session, parts, batch, size)
+
+    def run_inline(self, parts: Sequence[Mapping[str, np.ndarray]]) -> RunResult | None:
+        """Run a batch on the calling thread (the event loop's, for a model cheaper to run than
+        to hand to a worker thread) if an instance is free; None, and nothing done, if not."""
+        if self._closed:
+            raise errors.Unavailable(f"model {self.config.name!r} is shut down")
+        self._check_parts(parts)
+        try:
+            instance = self._idle.get_nowait()
+        except queue.Empty:
+            return None
+        try:
+            return self._run_on(instance, parts)
+        finally:
+            self._idle.put(instance)
+
+    async def lone_compute_seconds(self, repeats: int = 7) -> float:
+        """The median compute time of a lone request (one item, after warm-up), on a worker
+        thread: what deciding to run lone requests inline is measured against."""
+        one = {t.name: _zeros(t, 1) for t in self.config.inputs}
+        results = [await self._submit(self._run_sync, [one]) for _ in range(repeats)]
+        return float(np.median([r.compute_seconds + r.copy_seconds for r in results]))
 
     def _bound(
         self, session: ort.InferenceSession, parts: Sequence[Mapping[str, np.ndarray]], batch: int, size: int
@@ -225,6 +252,10 @@ class ModelRunner:
     async def run_parts(self, parts: Sequence[Mapping[str, np.ndarray]]) -> RunResult:
         """Run several requests' inputs as one batch, in their order, on the next idle instance:
         they are joined in its worker thread, never on the event loop."""
+        self._check_parts(parts)
+        return await self._submit(self._run_sync, parts)
+
+    def _check_parts(self, parts: Sequence[Mapping[str, np.ndarray]]) -> None:
         total = 0
         for part in parts:
             total += self._check_inputs(part)
@@ -232,7 +263,6 @@ class ModelRunner:
             raise errors.InvalidArgument(
                 f"model {self.config.name!r}: batch size must be 1 to {self.config.max_batch_size}, got {total}"
             )
-        return await self._submit(self._run_sync, parts)
 
     async def _submit(self, fn: Callable[..., RunResult], *args: Any) -> RunResult:
         if self._closed:

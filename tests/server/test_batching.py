@@ -682,3 +682,108 @@ def test_a_request_that_finds_the_model_idle_goes_at_once_and_one_that_finds_it_
         assert model.batches == [[0.0], [1.0, 2.0, 3.0, 4.0]]
 
     run(test)
+
+
+# -- inline: a lone request run on the event loop's thread ----------------------------------------
+
+
+@dataclass
+class InlineModel:
+    """The synchronous side of a model that runs lone requests inline: doubles ``x``, records
+    what it ran, fails on the markers; returns None (no free instance) while ``busy``."""
+
+    runs: list[list[float]] = field(default_factory=list)
+    busy: bool = False
+
+    def __call__(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray] | None:
+        if self.busy:
+            return None
+        x = np.concatenate([p["x"] for p in parts])
+        self.runs.append(x[:, 0].tolist())
+        if (x == BAD).any():
+            raise errors.InvalidArgument("input 'x': bad item")
+        if (x == BOOM).any():
+            raise ValueError("model exploded")
+        return {"y": x * 2, "n": np.arange(len(x))}
+
+
+def test_a_lone_request_runs_inline_with_the_same_outputs_and_accounting() -> None:
+    async def test() -> None:
+        threaded, inline, recorder = FakeModel(), InlineModel(), Recorder()
+        batcher = make(threaded, max_queue_delay_us=HOUR_US, run_inline=inline, observer=recorder)
+        reference = make(FakeModel(), max_queue_delay_us=HOUR_US)
+        got = await batcher.infer(items(1.5, 2.5))
+        want = await reference.infer(items(1.5, 2.5))
+        assert inline.runs == [[1.5, 2.5]] and threaded.batches == []
+        assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in want.items()}
+        await asyncio.sleep(0)  # the done callback counts it
+        s = batcher.stats
+        assert (s.request_count, s.success_count, s.execution_count, s.inference_count) == (1, 1, 1, 2)
+        assert list(s.batch_sizes) == [2] and recorder.batches == [2] and recorder.dequeued == 1
+
+    run(test)
+
+
+def test_a_request_that_finds_the_model_busy_is_never_run_inline() -> None:
+    async def test() -> None:
+        threaded, inline = FakeModel(held=True), InlineModel(busy=True)
+        batcher = make(threaded, max_queue_delay_us=HOUR_US, preferred_batch_sizes=(2,), run_inline=inline)
+        first = await busy(threaded, batcher, 0.0)  # no free instance inline: queued, computing
+        inline.busy = False
+        second = submit(batcher, items(1.0), items(2.0))  # they find it busy: they queue
+        await until(lambda: batcher.queued == 2)
+        threaded.gate.set()
+        await asyncio.gather(first, *second)
+        assert inline.runs == [] and threaded.batches == [[0.0], [1.0, 2.0]]
+
+    run(test)
+
+
+def test_an_inline_failure_fails_its_request_alone() -> None:
+    async def test() -> None:
+        inline = InlineModel()
+        batcher = make(FakeModel(), run_inline=inline)
+        with pytest.raises(errors.InvalidArgument, match="bad item"):
+            await batcher.infer(items(BAD))
+        with pytest.raises(errors.Internal, match="inference failed: ValueError: model exploded"):
+            await batcher.infer(items(BOOM))
+        assert doubled(await batcher.infer(items(3.0))) == [6.0]
+        await asyncio.sleep(0)
+        assert (batcher.stats.fail_count, batcher.stats.success_count) == (2, 1)
+
+    run(test)
+
+
+def test_inline_keeps_deadlines_draining_and_cancellation() -> None:
+    async def test() -> None:
+        inline = InlineModel()
+        batcher = make(FakeModel(), run_inline=inline)
+        loop = asyncio.get_running_loop()
+        with pytest.raises(errors.DeadlineExceeded, match="deadline passed before the request was queued"):
+            await batcher.infer(items(1.0), deadline=loop.time() - 1)
+        cancelled = asyncio.create_task(batcher.infer(items(2.0)))
+        cancelled.cancel()  # before it ever ran
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        await batcher.close()
+        with pytest.raises(errors.Unavailable, match="shutting down"):
+            await batcher.infer(items(3.0))
+        assert inline.runs == []
+
+    run(test)
+
+
+def test_a_request_with_company_on_its_way_is_not_run_inline() -> None:
+    """Others in flight for the model (still decoding, say) should share its run, not each run alone."""
+
+    async def test() -> None:
+        threaded, inline = FakeModel(), InlineModel()
+        others = {"in flight": 2}
+        batcher = make(threaded, run_inline=inline, alone=lambda: others["in flight"] <= 1)
+        assert doubled(await batcher.infer(items(1.0))) == [2.0]
+        others["in flight"] = 1
+        await asyncio.sleep(0.01)  # the first batch's task has left the batcher
+        assert doubled(await batcher.infer(items(2.0))) == [4.0]
+        assert threaded.batches == [[1.0]] and inline.runs == [[2.0]]
+
+    run(test)

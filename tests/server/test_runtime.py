@@ -444,3 +444,23 @@ def test_cuda_graphs_replay_the_same_results(resnet: ModelConfig, reference: ort
             np.testing.assert_allclose(result.outputs["logits"], expected, rtol=1e-3, atol=1e-3)
     finally:
         runner.close()
+
+
+def test_inline_runs_give_what_the_worker_thread_gives(runner: ModelRunner) -> None:
+    x = images(3, seed=9)
+    inline = runner.run_inline([{"input": x}])
+    threaded = asyncio.run(runner.run({"input": x}))
+    assert inline is not None
+    np.testing.assert_array_equal(inline.outputs["logits"], threaded.outputs["logits"])
+    assert asyncio.run(runner.lone_compute_seconds()) > 0
+
+
+def test_inline_does_nothing_while_every_instance_is_busy(runner: ModelRunner) -> None:
+    # Hold both instances as two running batches would (through the runner's own idle queue).
+    held = [runner._idle.get_nowait() for _ in range(runner.instances)]
+    try:
+        assert runner.run_inline([{"input": images(1, seed=1)}]) is None
+    finally:
+        for instance in held:
+            runner._idle.put(instance)
+    assert runner.run_inline([{"input": images(1, seed=1)}]) is not None

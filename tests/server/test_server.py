@@ -20,7 +20,7 @@ import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from harness import ServerProcess, copy_repository, scrape, serving, start_server, wait_ready
+from harness import ServerProcess, copy_repository, model_total, scrape, serving, start_server, wait_ready
 from tritonclient.utils import InferenceServerException
 
 from cnnserve.generated.inference import grpc_service_pb2 as pb
@@ -282,6 +282,34 @@ def test_padded_batch_shapes_serve_the_same_results(small_repo: Path) -> None:
         logits = c.infer("lenet5", [triton_input("input", x)]).as_numpy("logits")
     assert "padded to [1, 16, 64, 256], one session per size" in proc.output  # read to the end by now
     np.testing.assert_allclose(logits, ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "said"),
+    [("1000000", "so it runs inline on the event loop"), ("0", "so it goes to a worker thread")],
+)
+def test_lone_requests_inline_or_threaded_answer_the_same(small_repo: Path, threshold: str, said: str) -> None:
+    x = np.random.default_rng(4).standard_normal((2, 1, 32, 32), dtype=np.float32)
+    with (
+        serving(small_repo, "--inline-compute-us", threshold, "--model", "lenet5") as proc,
+        tc.InferenceServerClient(proc.grpc_address) as c,
+    ):
+        results = [c.infer("lenet5", [triton_input("input", x)]).as_numpy("logits") for _ in range(3)]
+        samples = scrape(proc.metrics_address)
+    assert "model lenet5: a lone request computes in " in proc.output and said in proc.output
+    assert model_total(samples, "lenet5", "cnnserve_queue_duration_seconds_count") == 3
+    if threshold != "0":  # run inline: no time in the queue at all, each a batch of its own
+        assert model_total(samples, "lenet5", "cnnserve_queue_duration_seconds_sum") == 0
+        assert model_total(samples, "lenet5", "cnnserve_batch_size_count") == 3
+    for logits in results:
+        np.testing.assert_allclose(logits, ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_slower_than_the_threshold_is_never_run_inline(small_repo: Path) -> None:
+    # No network computes a request in a microsecond.
+    with serving(small_repo, "--inline-compute-us", "1", "--model", "cifar_resnet20") as proc:
+        pass
+    assert "so it goes to a worker thread (inline up to --inline-compute-us 1)" in proc.output
 
 
 def test_a_message_over_the_limit_is_resource_exhausted(client: tc.InferenceServerClient) -> None:

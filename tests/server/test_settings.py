@@ -54,6 +54,7 @@ ENV = [
     ("CNNSERVE_MAX_BATCH_SIZE", "16", "max_batch_size", 16),
     ("CNNSERVE_MAX_QUEUE_DELAY_US", "0", "max_queue_delay_us", 0),
     ("CNNSERVE_MAX_QUEUE_SIZE", "100", "max_queue_size", 100),
+    ("CNNSERVE_INLINE_COMPUTE_US", "0", "inline_compute_us", 0),
     ("CNNSERVE_MAX_QUEUE_BYTES", "256MiB", "max_queue_bytes", 256 * MIB),
     ("CNNSERVE_MAX_CONCURRENT_RPCS", "0", "max_concurrent_rpcs", 0),
     ("CNNSERVE_MAX_MESSAGE_BYTES", "128MiB", "max_message_bytes", 128 * MIB),
