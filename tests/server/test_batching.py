@@ -742,7 +742,7 @@ def test_a_request_that_finds_the_model_busy_is_never_run_inline() -> None:
 def test_an_inline_failure_fails_its_request_alone() -> None:
     async def test() -> None:
         inline = InlineModel()
-        batcher = make(FakeModel(), run_inline=inline)
+        batcher = make(FakeModel(held=True), run_inline=inline, lone_gap=0.0)  # held: every run must be inline
         with pytest.raises(errors.InvalidArgument, match="bad item"):
             await batcher.infer(items(BAD))
         with pytest.raises(errors.Internal, match="inference failed: ValueError: model exploded"):
@@ -785,5 +785,16 @@ def test_a_request_with_company_on_its_way_is_not_run_inline() -> None:
         await asyncio.sleep(0.01)  # the first batch's task has left the batcher
         assert doubled(await batcher.infer(items(2.0))) == [4.0]
         assert threaded.batches == [[1.0]] and inline.runs == [[2.0]]
+
+    run(test)
+
+
+def test_a_request_right_behind_the_last_run_is_a_crowd_not_a_lone_caller() -> None:
+    async def test() -> None:
+        threaded, inline = FakeModel(), InlineModel()
+        batcher = make(threaded, run_inline=inline, lone_gap=3600.0)
+        assert doubled(await batcher.infer(items(1.0))) == [2.0]  # nothing ran before: lone
+        assert doubled(await batcher.infer(items(2.0))) == [4.0]  # within the gap: a crowd's
+        assert inline.runs == [[1.0]] and threaded.batches == [[2.0]]
 
     run(test)
