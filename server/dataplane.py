@@ -133,9 +133,11 @@ class DataPlane:
         *,
         timeout: float | None = None,
         admitted: bool = False,
+        checked: bool = False,
     ) -> InferResult:
         """Validate, queue in the model's batcher, and return the outputs for these items.
 
+        ``checked``: the caller checked ``inputs`` against this model already (``check_tensors``).
         ``admitted``: the caller accepted this request before the server began draining and did
         other work since (Classify decodes images first); it is let through while draining, since
         an accepted request must be answered.
@@ -144,7 +146,8 @@ class DataPlane:
             raise errors.Unavailable("server is shutting down and takes no new requests")
         model = self.models.get_ready(name, version)
         assert model.config is not None and model.batcher is not None
-        self.validate(model.config, inputs)
+        if not checked:  # a V2 request's tensors were checked from their headers before decoding
+            self.validate(model.config, inputs)
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         outputs = await model.batcher.infer(inputs, deadline=deadline)
         model.last_inference_ms = int(time.time() * 1000)

@@ -116,9 +116,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self.plane.config(request.model_name, request.model_version),
             {t.name: (t.datatype, t.shape) for t in request.inputs},
         )
+        # The codec gives each tensor exactly the datatype and shape its header names: checked.
         inputs = await _decoded(request)
         result = await self.plane.infer(
-            request.model_name, request.model_version, inputs, timeout=context.time_remaining()
+            request.model_name, request.model_version, inputs, timeout=context.time_remaining(), checked=True
         )
         config = result.model.config
         assert config is not None

@@ -167,10 +167,10 @@ class ModelRunner:
 
     def run_inline(self, parts: Sequence[Mapping[str, np.ndarray]]) -> RunResult | None:
         """Run a batch on the calling thread (the event loop's, for a model cheaper to run than
-        to hand to a worker thread) if an instance is free; None, and nothing done, if not."""
+        to hand to a worker thread) if an instance is free; None, and nothing done, if not. Like
+        ``run_parts``, the batcher's entry: not checked again."""
         if self._closed:
             raise errors.Unavailable(f"model {self.config.name!r} is shut down")
-        self._check_parts(parts)
         try:
             instance = self._idle.get_nowait()
         except queue.Empty:
@@ -246,13 +246,17 @@ class ModelRunner:
         return RunResult(dict(zip(self._output_names, values, strict=True)), seconds)
 
     async def run(self, inputs: Mapping[str, np.ndarray]) -> RunResult:
-        """Run one batch (every input with the same leading batch size) on the next idle instance."""
-        return await self.run_parts([inputs])
+        """Run one batch (every input with the same leading batch size) on the next idle instance,
+        after checking it against the model (a malformed batch is INVALID_ARGUMENT here rather
+        than an ONNX Runtime error in a worker thread)."""
+        self._check_parts([inputs])
+        return await self._submit(self._run_sync, [inputs])
 
     async def run_parts(self, parts: Sequence[Mapping[str, np.ndarray]]) -> RunResult:
         """Run several requests' inputs as one batch, in their order, on the next idle instance:
-        they are joined in its worker thread, never on the event loop."""
-        self._check_parts(parts)
+        they are joined in its worker thread, never on the event loop. The batcher's entry: the
+        data plane checked every part against the model and the batcher formed the batch within
+        max_batch_size, so nothing is checked again."""
         return await self._submit(self._run_sync, parts)
 
     def _check_parts(self, parts: Sequence[Mapping[str, np.ndarray]]) -> None:

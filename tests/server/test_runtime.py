@@ -413,16 +413,6 @@ def test_outputs_outlive_the_buffers_they_were_computed_from(resnet: ModelConfig
         runner.close()
 
 
-def test_a_batch_over_the_maximum_in_parts_is_refused(resnet: ModelConfig) -> None:
-    runner = ModelRunner(resnet, device="cpu")
-    try:
-        parts = [{"input": images(200, seed=1)}, {"input": images(100, seed=2)}]
-        with pytest.raises(errors.InvalidArgument, match=r"batch size must be 1 to 256, got 300"):
-            asyncio.run(runner.run_parts(parts))
-    finally:
-        runner.close()
-
-
 def test_cuda_graphs_are_refused_on_the_cpu(resnet: ModelConfig) -> None:
     with pytest.raises(
         RuntimeUnavailable,
