@@ -27,6 +27,7 @@ def exported_names() -> set[str]:
     metrics.observe_request("m", "ModelInfer", "OK", 0.01)
     metrics.on_batch("m", 2, 0.01)
     metrics.on_dequeue("m", 0.001)
+    metrics.on_copy("m", 0.0001)
     metrics.on_drop("m", "cancelled")
     with metrics.inflight("m"):
         metrics.set_model_info(model="m", version="1", architecture="a", weight_layers=1, parameters=1, macs=1,
@@ -52,7 +53,7 @@ def test_the_panels_the_issue_asks_for_are_there() -> None:
     dashboard = load_dashboard()
     titles = {panel["title"] for panel in dashboard["panels"]}
     assert titles == {"Request latency p50 / p95 / p99", "Throughput", "Errors by status code",
-                      "Queue against compute (mean)", "Batch sizes", "Mean batch size and requests in flight",
+                      "Queue, copy and compute (mean)", "Batch sizes", "Mean batch size and requests in flight",
                       "Depth beside latency"}  # fmt: skip
     quantiles = [e for t, e in expressions(dashboard) if t == "Request latency p50 / p95 / p99"]
     assert [re.findall(r"histogram_quantile\((0\.\d+)", e) for e in quantiles] == [["0.5"], ["0.95"], ["0.99"]]
