@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -38,17 +39,20 @@ def ensure_exported(repo: Path, *names: str) -> None:
 
 @contextmanager
 def running_server(repo: Path, *args: str) -> Iterator[str]:
-    """``cnnserve serve`` on a free port; yields its gRPC address once it is ready."""
-    with serving_with_metrics(repo, "--metrics-port", "-1", *args) as (address, _):
+    """``cnnserve serve`` on a free port, metrics off; yields its gRPC address once it is ready."""
+    with _serving(repo, "-1", *args) as (address, _):
         yield address
 
 
+def serving_with_metrics(repo: Path, *args: str) -> contextlib.AbstractContextManager[tuple[str, str]]:
+    """``cnnserve serve`` on free ports; yields its gRPC and metrics addresses once it is ready."""
+    return _serving(repo, "0", *args)
+
+
 @contextmanager
-def serving_with_metrics(repo: Path, *args: str) -> Iterator[tuple[str, str]]:
-    """``cnnserve serve`` on free ports; yields its gRPC and metrics addresses once it is ready
-    (the metrics one is "off" when ``args`` turn the endpoint off)."""
+def _serving(repo: Path, metrics_port: str, *args: str) -> Iterator[tuple[str, str]]:
     command = [sys.executable, "-m", "cnnserve", "serve", "--repo", str(repo), "--host", "127.0.0.1",
-               "--grpc-port", "0", "--metrics-port", "0", "--log-level", "warning", *args]  # fmt: skip
+               "--grpc-port", "0", "--metrics-port", metrics_port, "--log-level", "warning", *args]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
     address = metrics = ""

@@ -76,9 +76,10 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cnnserve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = _chosen(argv)
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
-        if command.name == _chosen(argv):
+        if command.name == chosen:
             _resolve(command.arguments)(p)
             p.set_defaults(run=command.run)
     return parser
