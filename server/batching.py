@@ -24,13 +24,15 @@ Policy (Triton's dynamic batcher, simplified):
   others still being decoded should share its run) and arrives at least ``lone_gap`` after the
   model's last run finished (sooner, the next request was already waiting: a crowd, which
   batches). The model manager gives ``run_inline`` to models whose lone request computes faster
-  than ``--inline-compute-us``. If no instance is free, it queues.
+  than ``--inline-compute-us``. If the runtime declines (more than one item, or no instance
+  free), it queues. An inline request has no future and no task: it is answered, or fails, in
+  the caller's own ``infer``.
 * While ``concurrency`` batches run, requests keep queueing: that is where batches come from under
   load. The queue holds at most ``max_queue_size`` requests (default: eight times
   ``max_batch_size``) and at most ``max_queue_bytes`` bytes of inputs (unbounded by default);
   beyond either a request is refused with RESOURCE_EXHAUSTED at once, naming the limit.
 
-Like MLServer's adaptive batcher, every accepted request's future is resolved exactly once, with
+Like MLServer's adaptive batcher, every queued request's future is resolved exactly once, with
 its outputs or an exception, whatever happens: a request whose caller cancelled, or whose deadline
 passed while it waited, leaves the queue without being computed; a failing batch is re-run request
 by request so that only the bad request fails; if the batcher's own loop dies, everything queued
@@ -50,6 +52,7 @@ import contextlib
 import functools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ParamSpec, Protocol
@@ -88,7 +91,7 @@ RunBatch = Callable[[Tensors], Awaitable[Mapping[str, np.ndarray] | TimedOutputs
 # The same, given each request's tensors in batch order: the runtime joins them off the event loop.
 RunParts = Callable[[list[Tensors]], Awaitable[Mapping[str, np.ndarray] | TimedOutputs]]
 # The same, synchronously on the event loop's thread; None when no instance is free to do it.
-RunInline = Callable[[list[Tensors]], Mapping[str, np.ndarray] | TimedOutputs | None]
+RunInline = Callable[[Sequence[Mapping[str, np.ndarray]]], Mapping[str, np.ndarray] | TimedOutputs | None]
 
 
 class BatchObserver(Protocol):
@@ -294,17 +297,20 @@ class DynamicBatcher:
         now = loop.time()
         if deadline is not None and deadline <= now:
             raise errors.DeadlineExceeded(f"model {self.name!r}: deadline passed before the request was queued")
-        self.start()
-        request = _Request(dict(inputs), items, signature_of(inputs), loop.create_future(), now, deadline)
-        request.nbytes = nbytes
+        idle = self._arrives(now)
         if (
-            self._arrives(request)
+            idle
             and self._run_inline is not None
             and now - self._last_finished >= self._lone_gap
             and (self._alone is None or self._alone())
-            and self._inline(request)
         ):
-            return await request.future
+            outputs = self._inline(inputs, items, now)
+            if outputs is not None:
+                return outputs
+        self.start()
+        request = _Request(dict(inputs), items, signature_of(inputs), loop.create_future(), now, deadline)
+        request.nbytes = nbytes
+        request.found_idle = idle
         self._enqueue(request)
         return await request.future
 
@@ -339,39 +345,40 @@ class DynamicBatcher:
             )
         return items
 
-    def _arrives(self, request: _Request) -> bool:
-        """Note an arrival; True (and ``found_idle`` set) when it finds the model idle: nothing
+    def _arrives(self, now: float) -> bool:
+        """Note an arrival at loop time ``now``; True when it finds the model idle: nothing
         running, nothing queued, none of the last batch's callers still expected."""
         if self._awaited:
             self._awaited -= 1  # one of the last batch's callers, most likely: one fewer to wait for
-        expecting = self._awaited > 0 and request.arrived < self._awaited_until
-        request.found_idle = not self._running and not self._queue and not expecting
-        return request.found_idle
+        expecting = self._awaited > 0 and now < self._awaited_until
+        return not self._running and not self._queue and not expecting
 
-    def _inline(self, request: _Request) -> bool:
-        """Run a request that found the model idle at once, on the event loop's thread: for a
-        model whose run is cheaper than the hop to a worker thread and back, nothing else could
-        have joined it anyway. Accounted exactly as a batch of one; False (nothing done) when no
-        instance is free."""
+    def _inline(self, inputs: Mapping[str, np.ndarray], items: int, arrived: float) -> Tensors | None:
+        """Run a lone request at once, on the event loop's thread: for a model whose run is
+        cheaper than the hop to a worker thread and back, nothing else could have joined it
+        anyway. No future, no task: the outputs are returned (or the failure raised) here, and
+        accounted exactly as a batch of one that waited 0 s. None (nothing done, nothing
+        counted) when the runtime has no instance free for it."""
         assert self._run_inline is not None
+        started = time.perf_counter()
         result: Mapping[str, np.ndarray] | TimedOutputs | Exception | None
         try:
-            result = self._run_inline([request.inputs])
+            result = self._run_inline([inputs])
         except Exception as exc:
             result = exc
         if result is None:
-            return False
-        request.started = request.arrived
+            return None
         self.stats.request_count += 1
-        request.future.add_done_callback(functools.partial(self._settle, request))
         self._observe(self._observer.on_dequeue, self.name, 0.0)
         try:
             if isinstance(result, Exception):
                 raise result
-            self._finish([request], result, elapsed=0.0)
+            outputs, seconds = self._record(result, items, 1, elapsed=time.perf_counter() - started)
         except Exception as exc:
-            self._fail(request, exc)
-        return True
+            self._count_failure(asyncio.get_running_loop().time() - arrived)
+            raise self._error(exc)  # noqa: B904 (_error chains the cause itself)
+        self._count_success(asyncio.get_running_loop().time() - arrived, 0.0, seconds)
+        return dict(outputs)
 
     def _enqueue(self, request: _Request) -> None:
         self._queue[request] = None
@@ -418,22 +425,28 @@ class DynamicBatcher:
         if self._unqueue(request):
             self._wake.set()
         now = future.get_loop().time()
-        s = self.stats
         if future.cancelled():
-            s.cancel_count += 1
+            self.stats.cancel_count += 1
             if request.started is None:
                 self._observe(self._observer.on_drop, self.name, "cancelled")
         elif future.exception() is not None:
-            s.fail_count += 1
-            s.fail_ns += _ns(now - request.arrived)
+            self._count_failure(now - request.arrived)
         else:
             assert request.started is not None
-            s.success_count += 1
-            s.success_ns += _ns(now - request.arrived)
-            s.queue_count += 1
-            s.queue_ns += _ns(request.started - request.arrived)
-            s.compute_count += 1
-            s.compute_ns += _ns(request.compute_seconds)
+            self._count_success(now - request.arrived, request.started - request.arrived, request.compute_seconds)
+
+    def _count_success(self, seconds: float, queue_seconds: float, compute_seconds: float) -> None:
+        s = self.stats
+        s.success_count += 1
+        s.success_ns += _ns(seconds)
+        s.queue_count += 1
+        s.queue_ns += _ns(queue_seconds)
+        s.compute_count += 1
+        s.compute_ns += _ns(compute_seconds)
+
+    def _count_failure(self, seconds: float) -> None:
+        self.stats.fail_count += 1
+        self.stats.fail_ns += _ns(seconds)
 
     def _fail_queued(self, error: type[errors.ServingError], message: str, *, reason: str) -> None:
         for request in list(self._queue):
@@ -600,7 +613,19 @@ class DynamicBatcher:
         self, requests: list[_Request], result: Mapping[str, np.ndarray] | TimedOutputs, *, elapsed: float
     ) -> None:
         """Record a batch's run and resolve its requests with their slices of the outputs."""
-        size = sum(r.items for r in requests)
+        outputs, seconds = self._record(result, sum(r.items for r in requests), len(requests), elapsed=elapsed)
+        offset = 0
+        for request in requests:
+            request.compute_seconds = seconds
+            if not request.future.done():
+                request.future.set_result({name: v[offset : offset + request.items] for name, v in outputs.items()})
+            offset += request.items
+
+    def _record(
+        self, result: Mapping[str, np.ndarray] | TimedOutputs, size: int, callers: int, *, elapsed: float
+    ) -> tuple[Mapping[str, np.ndarray], float]:
+        """Check and record a run of ``size`` items for ``callers`` requests; return its outputs
+        and compute seconds (the runtime's own timing, else ``elapsed``)."""
         if isinstance(result, Mapping):
             outputs, seconds = result, elapsed
         else:  # the runtime timed the session call itself
@@ -610,15 +635,10 @@ class DynamicBatcher:
         if copied is not None:
             self._observe(self._observer.on_copy, self.name, copied)
         self._record_execution(size, seconds)
-        self._awaited = len(requests)
+        self._awaited = callers
         self._last_finished = asyncio.get_running_loop().time()
         self._awaited_until = self._last_finished + self.max_queue_delay
-        offset = 0
-        for request in requests:
-            request.compute_seconds = seconds
-            if not request.future.done():
-                request.future.set_result({name: v[offset : offset + request.items] for name, v in outputs.items()})
-            offset += request.items
+        return outputs, seconds
 
     def _check_outputs(self, outputs: Mapping[str, np.ndarray], size: int) -> None:
         for name, value in outputs.items():
@@ -637,15 +657,18 @@ class DynamicBatcher:
         self._observe(self._observer.on_batch, self.name, size, seconds)
 
     def _fail(self, request: _Request, exc: Exception) -> None:
-        if request.future.done():
-            return
+        if not request.future.done():
+            request.future.set_exception(self._error(exc))
+
+    def _error(self, exc: Exception) -> errors.ServingError:
+        """What a failed run becomes for its caller: a ServingError as it is, anything else
+        INTERNAL (and logged: it is a model's or the runtime's fault)."""
         if isinstance(exc, errors.ServingError):
-            request.future.set_exception(exc)
-            return
+            return exc
         log.error("model %s: inference failed", self.name, exc_info=exc)
         error = errors.Internal(f"model {self.name!r}: inference failed: {type(exc).__name__}: {exc}")
         error.__cause__ = exc
-        request.future.set_exception(error)
+        return error
 
     def _fail_all(self, requests: list[_Request], error: type[errors.ServingError], message: str) -> None:
         for request in requests:

@@ -7,9 +7,8 @@ request fails alone, with a message that names the field and the expectation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,25 +38,33 @@ class InferResult:
     outputs: dict[str, np.ndarray]
 
 
+class _Handling:
+    """The context manager of ``DataPlane.handling`` (a class: it runs on every request)."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: ServedModel | None) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        if self.model is not None:
+            self.model.inflight += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.model is not None:
+            self.model.inflight -= 1
+
+
 class DataPlane:
     def __init__(self, models: ModelManager) -> None:
         self.models = models
         self.loaded = False  # set once the repository has been loaded
         self.draining = False  # set on SIGTERM: no new work
 
-    @contextlib.contextmanager
-    def handling(self, name: str) -> Iterator[None]:
+    def handling(self, name: str) -> _Handling:
         """Count a request for model ``name`` while a front end handles it (unknown names aside):
         the batcher runs a request inline only while it is its model's only one."""
-        model = self.models.models.get(name)
-        if model is None:
-            yield
-            return
-        model.inflight += 1
-        try:
-            yield
-        finally:
-            model.inflight -= 1
+        return _Handling(self.models.models.get(name))
 
     def live(self) -> bool:
         return True
@@ -87,17 +94,18 @@ class DataPlane:
         """Check each input's name, V2 datatype and shape (with the batch axis) against
         config.json, before anything is decoded: a request's size is then bounded by the model's
         own; return the batch size."""
-        expected = {t.name: t for t in config.inputs}
-        unknown = sorted(set(inputs) - set(expected))
-        if unknown:
-            raise errors.InvalidArgument(
-                f"inputs: unknown input {unknown[0]!r} for model {config.name!r}; expected {sorted(expected)}"
-            )
-        missing = sorted(set(expected) - set(inputs))
-        if missing:
+        if len(inputs) != len(config.inputs) or any(t.name not in inputs for t in config.inputs):
+            expected = sorted(t.name for t in config.inputs)
+            unknown = sorted(set(inputs) - set(expected))
+            if unknown:
+                raise errors.InvalidArgument(
+                    f"inputs: unknown input {unknown[0]!r} for model {config.name!r}; expected {expected}"
+                )
+            missing = sorted(set(expected) - set(inputs))
             raise errors.InvalidArgument(f"inputs: model {config.name!r} needs input {missing[0]!r}")
         batch_sizes = set()
-        for name, spec in expected.items():
+        for spec in config.inputs:
+            name = spec.name
             datatype, shape = inputs[name][0], tuple(inputs[name][1])
             if any(d < 0 for d in shape):
                 raise errors.InvalidArgument(f"input {name!r}: shape {list(shape)} has a negative dimension")

@@ -116,17 +116,14 @@ class ModelManager:
         model.runner = runner
         try:
             await runner.warmup(config.preferred_batch_sizes or (1,))
-        except Exception as exc:
-            runner.close()
-            self._fail(model, f"warm-up failed: {type(exc).__name__}: {exc}")
-            return
-        try:
             lone = await runner.lone_compute_seconds()
+            inline = lone * 1e6 <= self.settings.inline_compute_us
+            if inline:
+                await asyncio.to_thread(runner.prepare_inline)
         except Exception as exc:
             runner.close()
             self._fail(model, f"warm-up failed: {type(exc).__name__}: {exc}")
             return
-        inline = lone * 1e6 <= self.settings.inline_compute_us
         model.batcher = DynamicBatcher(
             config.name,
             runner.run,

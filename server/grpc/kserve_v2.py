@@ -15,6 +15,7 @@ import numpy as np
 from cnnserve import codec
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from cnnserve.repository import ModelConfig
 from server import errors
 from server.classification import top_classes
 from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
@@ -39,6 +40,18 @@ def _classification_k(output: pb.ModelInferRequest.InferRequestedOutputTensor) -
     if value is None or value < 1:
         raise errors.InvalidArgument(f"outputs[{output.name!r}].parameters.classification: expected an integer >= 1")
     return int(value)
+
+
+def _requested(
+    output: pb.ModelInferRequest.InferRequestedOutputTensor, outputs: dict[str, np.ndarray], config: ModelConfig
+) -> tuple[str, np.ndarray]:
+    """A requested output by name, as top classes when it asks for ``classification``."""
+    if output.name not in outputs:
+        raise errors.InvalidArgument(
+            f"outputs: unknown output {output.name!r}; model {config.name!r} has {sorted(outputs)}"
+        )
+    k = _classification_k(output)
+    return output.name, outputs[output.name] if k is None else top_classes(outputs[output.name], k, config.labels)
 
 
 # Typed contents (a repeated protobuf field per tensor) and BYTES are decoded element by element;
@@ -123,20 +136,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
         config = result.model.config
         assert config is not None
-        requested = list(request.outputs) or [pb.ModelInferRequest.InferRequestedOutputTensor(name=o.name)
-                                              for o in config.outputs]  # fmt: skip
         response = pb.ModelInferResponse(model_name=config.name, model_version=str(config.version), id=request.id)
-        for output in requested:
-            if output.name not in result.outputs:
-                raise errors.InvalidArgument(
-                    f"outputs: unknown output {output.name!r}; model {config.name!r} has {sorted(result.outputs)}"
-                )
-            array = result.outputs[output.name]
-            k = _classification_k(output)
-            if k is not None:
-                array = top_classes(array, k, config.labels)
+        # No outputs named: all of them as they are, in the model's order (the runner's).
+        outputs = [_requested(o, result.outputs, config) for o in request.outputs] or result.outputs.items()
+        for name, array in outputs:
             try:
-                tensor, raw = codec.encode_output(output.name, np.asarray(array))
+                tensor, raw = codec.encode_output(name, np.asarray(array))
             except codec.TensorError as exc:  # the model produced it: not the caller's fault
                 raise errors.Internal(str(exc)) from None
             response.outputs.append(tensor)

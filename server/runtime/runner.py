@@ -36,7 +36,9 @@ log = logging.getLogger("cnnserve.runtime")
 class RunResult:
     outputs: dict[str, np.ndarray]
     compute_seconds: float  # one ONNX Runtime run of the batch, measured in the worker thread
-    copy_seconds: float = 0.0  # copying the requests' inputs into the session's buffers, before it
+    # Copying the requests' inputs into the session's buffers, before it (0 when a lone request on
+    # the CPU is run from its own arrays: nothing copied).
+    copy_seconds: float = 0.0
 
 
 class ModelRunner:
@@ -66,25 +68,12 @@ class ModelRunner:
             raise ValueError(f"instances must be at least 1, or None for 2 on CUDA and 1 elsewhere, got {instances}")
         self.config = config
         requested = providers_for(device)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = inter_op_threads
-        # Errors only: ONNX Runtime warns, for example, about every shape node it keeps on the CPU
-        # next to CUDA. Fallbacks that matter are reported by this module instead.
-        options.log_severity_level = 3
-        # Spinning intra-op threads burn the cores the event loop needs between runs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self._options = _session_options(intra_op_threads, inter_op_threads, spinning)
         # Provider options go with their provider; the CPU provider takes none of ours.
         cuda = dict(cuda_options or {}) | ({"enable_cuda_graph": "1"} if cuda_graphs else {})
-        provider_options = [cuda if p == CUDA else {} for p in requested]
-
-        def session() -> ort.InferenceSession:
-            return ort.InferenceSession(
-                str(config.onnx_path), options, providers=requested, provider_options=provider_options
-            )
-
+        self._requested = (requested, [cuda if p == CUDA else {} for p in requested])
         # One session first: a graph or provider refusal should not cost `instances` loads of a big model.
-        first = session()
+        first = self._new_session()
         check_graph(config, first)
         # Ask the session, not the request: a CUDA provider that fails to load falls back silently.
         self._providers = tuple(first.get_providers())
@@ -111,7 +100,7 @@ class ModelRunner:
             )
         # Instance i runs bucket b on sessions[i * len(sizes) + b]; exact shapes: one session, key 0.
         sizes = self.shapes.buckets or (0,)
-        sessions = [first] + [session() for _ in range(instances * len(sizes) - 1)]
+        sessions = [first] + [self._new_session() for _ in range(instances * len(sizes) - 1)]
         # What the session really got, for the log and cnnserve_model_info: only the options we set.
         got = first.get_provider_options().get(self.provider, {})
         self.provider_options = {k: str(got[k]) for k in sorted(cuda) if k in got}
@@ -128,6 +117,13 @@ class ModelRunner:
         self._pinned: set[int] = set()  # id() of the buffers registered with CUDA
         self._cuda_graphs = cuda_graphs
         self._graph_io: dict[int, GraphIO] = {}  # id(session) -> its device inputs and outputs
+        self._inline: dict[int, ort.InferenceSession] | None = None  # see prepare_inline()
+
+    def _new_session(self, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+        providers, provider_options = self._requested
+        return ort.InferenceSession(
+            str(self.config.onnx_path), options or self._options, providers=providers, provider_options=provider_options
+        )
 
     def provider_options_label(self) -> str:
         """The provider options the sessions really got, as "key=value,key=value"."""
@@ -163,14 +159,37 @@ class ModelRunner:
         session = instance[size if self.shapes.buckets else 0]
         if not self._bindable:
             return self._timed(session, _joined(parts, size))
+        if len(parts) == 1 and batch == size and self.provider != CUDA:
+            # On the CPU a lone request's own arrays can be the session's inputs: copying them
+            # into a bound buffer first would cost more than the run of a small model.
+            return self._timed(session, parts[0])
         return self._bound(session, parts, batch, size)
 
+    def prepare_inline(self) -> None:
+        """Give the runs made on the calling thread (``run_inline``) a session of their own on the
+        CPU, with one intra-op thread and warmed up at one item: the runs worth making there are
+        so short that waking ONNX Runtime's other threads costs more than they save (lenet5,
+        measured in one process: 38 us a run with the default threads, 29 us with one; in the
+        server more, since those threads compete with gRPC's for two cores). On CUDA the
+        instances' sessions are used as they are. Blocking: call it from a worker thread."""
+        if self.provider == CUDA:
+            return
+        size = self.shapes.padded(1) if self.shapes.buckets else 0
+        session = self._new_session(_session_options(1, 1, spinning=False))
+        self._timed(session, {t.name: _zeros(t, max(size, 1)) for t in self.config.inputs})
+        self._inline = {size: session}
+
     def run_inline(self, parts: Sequence[Mapping[str, np.ndarray]]) -> RunResult | None:
-        """Run a batch on the calling thread (the event loop's, for a model cheaper to run than
-        to hand to a worker thread) if an instance is free; None, and nothing done, if not. Like
-        ``run_parts``, the batcher's entry: not checked again."""
+        """Run a one-item batch on the calling thread (the event loop's, for a model cheaper to
+        run than to hand to a worker thread): on the session of ``prepare_inline`` when there is
+        one, else on an instance if one is free; None, and nothing done, for a larger batch or
+        when no instance is free. Like ``run_parts``, the batcher's entry: not checked again."""
         if self._closed:
             raise errors.Unavailable(f"model {self.config.name!r} is shut down")
+        if len(parts) > 1 or next(iter(parts[0].values())).shape[0] > 1:
+            return None  # the decision to run inline was measured for one item; more go to a worker
+        if self._inline is not None:
+            return self._run_on(self._inline, parts)
         try:
             instance = self._idle.get_nowait()
         except queue.Empty:
@@ -355,6 +374,18 @@ class ModelRunner:
     def pinned_buffers(self) -> int:
         """How many input buffers are page-locked (0 off CUDA, or where CUDA refused)."""
         return len(self._pinned)
+
+
+def _session_options(intra_op_threads: int, inter_op_threads: int, spinning: bool) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    # Errors only: ONNX Runtime warns, for example, about every shape node it keeps on the CPU
+    # next to CUDA. Fallbacks that matter are reported by this module instead.
+    options.log_severity_level = 3
+    # Spinning intra-op threads burn the cores the event loop needs between runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
 
 
 def _joined(parts: Sequence[Mapping[str, np.ndarray]], size: int) -> dict[str, np.ndarray]:

@@ -437,12 +437,24 @@ def test_cuda_graphs_replay_the_same_results(resnet: ModelConfig, reference: ort
 
 
 def test_inline_runs_give_what_the_worker_thread_gives(runner: ModelRunner) -> None:
-    x = images(3, seed=9)
-    inline = runner.run_inline([{"input": x}])
+    x = images(1, seed=9)
     threaded = asyncio.run(runner.run({"input": x}))
-    assert inline is not None
-    np.testing.assert_array_equal(inline.outputs["logits"], threaded.outputs["logits"])
+    on_an_instance = runner.run_inline([{"input": x}])
+    runner.prepare_inline()  # its own session, with one intra-op thread
+    on_its_own = runner.run_inline([{"input": x}])
+    assert on_an_instance is not None and on_its_own is not None
+    np.testing.assert_array_equal(on_an_instance.outputs["logits"], threaded.outputs["logits"])
+    np.testing.assert_array_equal(on_its_own.outputs["logits"], threaded.outputs["logits"])
+    assert on_its_own.copy_seconds == 0  # run from the request's own array, nothing copied
     assert asyncio.run(runner.lone_compute_seconds()) > 0
+
+
+def test_inline_takes_one_item_only(runner: ModelRunner) -> None:
+    # The inline decision is measured for one item: a larger batch is left to a worker thread.
+    assert runner.run_inline([{"input": images(2, seed=1)}]) is None
+    assert runner.run_inline([{"input": images(1, seed=1)}, {"input": images(1, seed=2)}]) is None
+    runner.prepare_inline()
+    assert runner.run_inline([{"input": images(2, seed=1)}]) is None
 
 
 def test_inline_does_nothing_while_every_instance_is_busy(runner: ModelRunner) -> None:
@@ -450,6 +462,8 @@ def test_inline_does_nothing_while_every_instance_is_busy(runner: ModelRunner) -
     held = [runner._idle.get_nowait() for _ in range(runner.instances)]
     try:
         assert runner.run_inline([{"input": images(1, seed=1)}]) is None
+        runner.prepare_inline()  # its own session is never held by a worker thread
+        assert runner.run_inline([{"input": images(1, seed=1)}]) is not None
     finally:
         for instance in held:
             runner._idle.put(instance)

@@ -289,7 +289,7 @@ def test_padded_batch_shapes_serve_the_same_results(small_repo: Path) -> None:
     [("1000000", "so it runs inline on the event loop"), ("0", "so it goes to a worker thread")],
 )
 def test_lone_requests_inline_or_threaded_answer_the_same(small_repo: Path, threshold: str, said: str) -> None:
-    x = np.random.default_rng(4).standard_normal((2, 1, 32, 32), dtype=np.float32)
+    x = np.random.default_rng(4).standard_normal((1, 1, 32, 32), dtype=np.float32)  # one item: inline-sized
     with (
         serving(small_repo, "--inline-compute-us", threshold, "--model", "lenet5") as proc,
         tc.InferenceServerClient(proc.grpc_address) as c,
