@@ -11,7 +11,8 @@ split its share. Means, so that the stages add up:
                       whole round trip is the floor for this)
     handler           arrival to reply inside the server (cnnserve_request_duration_seconds)
     queue             in the batcher until its batch starts (cnnserve_queue_duration_seconds)
-    copy              inputs into the session's buffers, worker thread (..._copy_duration_...)
+    copy              inputs into the session's buffers, worker thread (..._copy_duration_...;
+                      0 when none is copied: a one-item batch on the CPU runs from its arrays)
     compute           ONNX Runtime's run, worker thread (cnnserve_compute_duration_seconds)
     rest of handler   handler minus queue, copy and compute: decoding, checks, futures, the hop
                       back from the worker thread, encoding (on the event loop)
@@ -67,6 +68,8 @@ def main() -> None:
 
     stages = {stage: mean_ms(before, after, name, model=args.model, **labels)
               for stage, (name, labels) in HISTOGRAMS.items()}  # fmt: skip
+    if stages["copy"] != stages["copy"]:  # no batch was copied (a lone request on the CPU runs from its arrays)
+        stages["copy"] = 0.0
     round_trip = float(np.mean(served.latencies)) * 1e3
     rows = [
         ("round trip", round_trip, float(np.mean(echo.latencies)) * 1e3),

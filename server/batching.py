@@ -108,7 +108,7 @@ class BatchObserver(Protocol):
 
     def on_copy(self, model: str, copy_seconds: float) -> None:
         """A batch's inputs took ``copy_seconds`` to copy into the session's buffers (reported by
-        runtimes that copy, before their compute)."""
+        runtimes that copy, before their compute, for the batches they copied)."""
 
     def on_drop(self, model: str, reason: str) -> None:
         """A request left without being computed: ``cancelled`` (its caller went away),

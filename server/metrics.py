@@ -11,7 +11,8 @@ cannot grow the label set without end):
 - ``cnnserve_queue_duration_seconds{model}``: time one request waited in the batcher.
 - ``cnnserve_compute_duration_seconds{model}``: one ONNX Runtime run of a batch.
 - ``cnnserve_copy_duration_seconds{model}``: copying one batch's inputs into its session's
-  buffers before the run (host memory; on CUDA the copy to the device is part of the compute).
+  buffers before the run (host memory; on CUDA the copy to the device is part of the compute),
+  for the batches that are copied: a one-item batch on the CPU runs from the request's own arrays.
   Not in DESIGN.md's list: with it, queue + copy + compute is where a request's time went.
 - ``cnnserve_batch_size{model}``: items in one ONNX Runtime run.
 - ``cnnserve_requests_total{model,rpc,code}``: RPCs answered, by gRPC status code name.
@@ -144,6 +145,13 @@ class Metrics:
         return _Inflight(self._child(self.inflight_requests, model))
 
     # -- the model manager's side -------------------------------------------------------------
+
+    def add_model(self, model: str) -> None:
+        """Create ``model``'s batcher series at zero when it becomes ready, so that each exists
+        from the first scrape (Prometheus' advice on missing series): the copy histogram, for
+        one, may stay empty, since a lone request on the CPU is run from its own arrays."""
+        for metric in (self.queue_duration, self.compute_duration, self.copy_duration, self.batch_size):
+            self._child(metric, model)
 
     def set_model_info(
         self,

@@ -141,6 +141,7 @@ class ModelManager:
         )
         model.load_seconds = time.perf_counter() - started
         model.state = State.READY
+        self.metrics.add_model(config.name)
         self._publish(model)
         log.info(
             "model %s version %d ready on %s in %.1fs (max batch %d, preferred %s, %s)",

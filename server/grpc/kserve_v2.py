@@ -61,9 +61,8 @@ INLINE_DECODE_ELEMENTS = 1 << 16
 
 
 async def _decoded(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
-    elementwise = sum(
-        math.prod(t.shape) for t in request.inputs if t.datatype == "BYTES" or not request.raw_input_contents
-    )
+    raw = request.raw_input_contents
+    elementwise = sum(math.prod(t.shape) for t in request.inputs if t.datatype == "BYTES" or not raw)
     try:
         if elementwise > INLINE_DECODE_ELEMENTS:
             return await asyncio.to_thread(codec.decode_request_inputs, request)

@@ -36,9 +36,9 @@ log = logging.getLogger("cnnserve.runtime")
 class RunResult:
     outputs: dict[str, np.ndarray]
     compute_seconds: float  # one ONNX Runtime run of the batch, measured in the worker thread
-    # Copying the requests' inputs into the session's buffers, before it (0 when a lone request on
-    # the CPU is run from its own arrays: nothing copied).
-    copy_seconds: float = 0.0
+    # Copying the requests' inputs into the session's buffers, before it; None when nothing was
+    # copied (a lone request on the CPU is run from its own arrays).
+    copy_seconds: float | None = None
 
 
 class ModelRunner:
@@ -204,7 +204,7 @@ class ModelRunner:
         thread: what deciding to run lone requests inline is measured against."""
         one = {t.name: _zeros(t, 1) for t in self.config.inputs}
         results = [await self._submit(self._run_sync, [one]) for _ in range(repeats)]
-        return float(np.median([r.compute_seconds + r.copy_seconds for r in results]))
+        return float(np.median([r.compute_seconds + (r.copy_seconds or 0.0) for r in results]))
 
     def _bound(
         self, session: ort.InferenceSession, parts: Sequence[Mapping[str, np.ndarray]], batch: int, size: int
