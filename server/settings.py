@@ -105,11 +105,12 @@ class Settings:
     """Override every model's ``max_queue_delay_us``; None = each model's config.json
     (CNNSERVE_MAX_QUEUE_DELAY_US, --max-queue-delay-us)."""
     inline_compute_us: int = 250
-    """A lone request (its model idle, nothing else in flight for it, the model's last run
-    finished more than 0.6 ms before) runs on the event loop's own thread, skipping the hop to a
-    worker thread and back, when the model's lone request computes in at most this many
-    microseconds (measured at warm-up and logged; LeNet-5 takes ~120 us, the hop about as much on
-    two cores); 0 = never (CNNSERVE_INLINE_COMPUTE_US, --inline-compute-us)."""
+    """A lone one-item request (its model idle, nothing else in flight for it, the model's last
+    run finished more than 0.6 ms before) runs on the event loop's own thread, skipping the hop to
+    a worker thread and back, when the model's lone request computes in at most this many
+    microseconds (measured at warm-up and logged; LeNet-5 takes ~100 us, the hop about as much on
+    two cores); on the CPU on a session of its own with one intra-op thread; 0 = never
+    (CNNSERVE_INLINE_COMPUTE_US, --inline-compute-us)."""
     max_queue_size: int | None = None
     """Requests one model may queue before RESOURCE_EXHAUSTED; None = the batcher's default, eight
     times max_batch_size (CNNSERVE_MAX_QUEUE_SIZE, --max-queue-size)."""

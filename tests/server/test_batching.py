@@ -716,8 +716,7 @@ def test_a_lone_request_runs_inline_with_the_same_outputs_and_accounting() -> No
         want = await reference.infer(items(1.5, 2.5))
         assert inline.runs == [[1.5, 2.5]] and threaded.batches == []
         assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in want.items()}
-        await asyncio.sleep(0)  # the done callback counts it
-        s = batcher.stats
+        s = batcher.stats  # counted as it returns: an inline request has no future, no callback
         assert (s.request_count, s.success_count, s.execution_count, s.inference_count) == (1, 1, 1, 2)
         assert list(s.batch_sizes) == [2] and recorder.batches == [2] and recorder.dequeued == 1
 
@@ -748,16 +747,17 @@ def test_an_inline_failure_fails_its_request_alone() -> None:
         with pytest.raises(errors.Internal, match="inference failed: ValueError: model exploded"):
             await batcher.infer(items(BOOM))
         assert doubled(await batcher.infer(items(3.0))) == [6.0]
-        await asyncio.sleep(0)
-        assert (batcher.stats.fail_count, batcher.stats.success_count) == (2, 1)
+        s = batcher.stats
+        assert (s.request_count, s.fail_count, s.success_count, s.execution_count) == (3, 2, 1, 1)
 
     run(test)
 
 
-def test_inline_keeps_deadlines_draining_and_cancellation() -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "threaded"])
+def test_deadlines_draining_and_cancellation_are_the_same_on_both_paths(inline: bool) -> None:
     async def test() -> None:
-        inline = InlineModel()
-        batcher = make(FakeModel(), run_inline=inline)
+        threaded, lone = FakeModel(), InlineModel()
+        batcher = make(threaded, run_inline=lone if inline else None)
         loop = asyncio.get_running_loop()
         with pytest.raises(errors.DeadlineExceeded, match="deadline passed before the request was queued"):
             await batcher.infer(items(1.0), deadline=loop.time() - 1)
@@ -765,10 +765,15 @@ def test_inline_keeps_deadlines_draining_and_cancellation() -> None:
         cancelled.cancel()  # before it ever ran
         with pytest.raises(asyncio.CancelledError):
             await cancelled
+        assert doubled(await batcher.infer(items(3.0), deadline=loop.time() + 60)) == [6.0]
         await batcher.close()
         with pytest.raises(errors.Unavailable, match="shutting down"):
-            await batcher.infer(items(3.0))
-        assert inline.runs == []
+            await batcher.infer(items(4.0))
+        # Only the request with a live deadline ran, on the path chosen, and was counted alike.
+        assert (lone.runs, threaded.batches) == (([[3.0]], []) if inline else ([], [[3.0]]))
+        await asyncio.sleep(0)  # the threaded path counts in its future's done callback
+        s = batcher.stats
+        assert (s.request_count, s.success_count, s.fail_count, s.cancel_count) == (1, 1, 0, 0)
 
     run(test)
 
