@@ -12,9 +12,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2
@@ -45,11 +48,15 @@ def check_cuda_graphs(settings: Settings) -> None:
 
 
 class Server:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, worker: int | None = None) -> None:
         self.settings = settings
-        self.metrics = metrics or Metrics()
+        # One worker of several (server.parallel), by its number: it shares the port, and is
+        # ready only once the supervisor says that every worker is.
+        self.worker = worker
+        self.metrics = metrics or Metrics(worker=worker)
         self.models = ModelManager(settings, self.metrics)
         self.plane = DataPlane(self.models)
+        self.plane.peers_ready = worker is None
         self.classifier = Classifier(
             self.plane,
             max_images=settings.max_images_per_request,
@@ -74,7 +81,7 @@ class Server:
             self.metrics_server = self.metrics.start_http_server(s.metrics_port, s.host)
             metrics_address = f"{s.host}:{self.metrics_server.port}"
         self.grpc, self.grpc_port = grpc_server.build(
-            s, self.plane, self.classifier, self.policies, self.metrics, self.health
+            s, self.plane, self.classifier, self.policies, self.metrics, self.health, reuse_port=self.worker is not None
         )
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
@@ -84,17 +91,9 @@ class Server:
         started = time.perf_counter()
         await self.models.load_all()
         self.plane.loaded = True
-        for model in self.models.models.values():
-            status = (
-                health_pb2.HealthCheckResponse.SERVING if model.ready else health_pb2.HealthCheckResponse.NOT_SERVING
-            )
-            await self.health.set(model.name, status)
+        await self._publish_health()
         ready = sorted(m.name for m in self.models.models.values() if m.ready)
         failed = sorted(m.name for m in self.models.models.values() if not m.ready)
-        overall = (
-            health_pb2.HealthCheckResponse.SERVING if self.plane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        await self.health.set("", overall)
         log.info(
             "ready in %.1fs: %d model(s) serving (%s)%s",
             time.perf_counter() - started,
@@ -103,6 +102,19 @@ class Server:
             f"; failed: {', '.join(failed)}" if failed else "",
         )
         print(f"cnnserve ready: {', '.join(ready) or 'no models'}", flush=True)
+
+    async def _publish_health(self) -> None:
+        """The health service's statuses, the server's ("") and each model's, from the data plane."""
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        for model in self.models.models.values():
+            await self.health.set(model.name, serving if model.ready and self.plane.peers_ready else not_serving)
+        await self.health.set("", serving if self.plane.ready() else not_serving)
+
+    async def set_peers_ready(self, ready: bool) -> None:
+        """One worker of several: whether every other worker is ready (the supervisor says so)."""
+        self.plane.peers_ready = ready
+        if self.plane.loaded and not self.plane.draining:
+            await self._publish_health()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -134,11 +146,26 @@ class Server:
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> int:
-    server = Server(settings)
+Companion = Callable[[Server], Coroutine[Any, Any, None]]
+
+
+async def serve(settings: Settings, *, worker: int | None = None, companion: Companion | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when the server could not start.
+    ``companion`` runs beside it (a worker's link to its supervisor) and is cancelled at the end."""
+    server = Server(settings, worker=worker)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
+    beside = loop.create_task(companion(server)) if companion else None
+    try:
+        return await _serve(server)
+    finally:
+        if beside is not None:
+            beside.cancel()
+            await asyncio.gather(beside, return_exceptions=True)
+
+
+async def _serve(server: Server) -> int:
     try:
         startup = asyncio.create_task(server.start())
         stop = asyncio.create_task(server.wait())
@@ -158,13 +185,16 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, *, worker: int | None = None, companion: Companion | None = None) -> int:
+    """:func:`serve` in a fresh event loop, logging to stderr; ``worker``: this process's number
+    among several (it shares the port, and its log lines say which worker and pid they are from)."""
+    who = "" if worker is None else f"worker {worker} pid {os.getpid()} "
     logging.basicConfig(
         level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return asyncio.run(serve(settings))
+    return asyncio.run(serve(settings, worker=worker, companion=companion))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -174,4 +204,8 @@ def main(args: argparse.Namespace) -> int:
         settings = Settings.from_args(args)
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
+    if settings.workers != 1:
+        from server.parallel.supervisor import supervise  # only a multi-worker server needs it
+
+        return supervise(settings)
     return run(settings)

@@ -60,6 +60,9 @@ class DataPlane:
         self.models = models
         self.loaded = False  # set once the repository has been loaded
         self.draining = False  # set on SIGTERM: no new work
+        # One worker of several: whether every other worker is ready too (the supervisor says);
+        # health and readiness speak for the whole server, whichever worker a probe reaches.
+        self.peers_ready = True
 
     def handling(self, name: str) -> _Handling:
         """Count a request for model ``name`` while a front end handles it (unknown names aside):
@@ -75,10 +78,12 @@ class DataPlane:
         A model that failed to load does not make the server unready (its ModelReady says so),
         so one broken entry cannot take every healthy model out of a load balancer.
         """
-        return self.loaded and not self.draining and any(m.ready for m in self.models.models.values())
+        return (
+            self.loaded and not self.draining and self.peers_ready and any(m.ready for m in self.models.models.values())
+        )
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        return self.models.get(name, version).ready and not self.draining
+        return self.models.get(name, version).ready and not self.draining and self.peers_ready
 
     def config(self, name: str, version: str = "") -> ModelConfig:
         model = self.models.get(name, version)

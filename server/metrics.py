@@ -20,9 +20,15 @@ cannot grow the label set without end):
   (``cancelled``, ``deadline``). Not in DESIGN.md's list: the same calls are also counted in
   ``cnnserve_requests_total`` under their final code; this counter says the compute was skipped.
 - ``cnnserve_inflight_requests{model}``: RPCs received and not yet answered.
+- ``cnnserve_worker_requests{worker,pid}``: with several workers only, the RPCs each live worker
+  answered (a gauge in prometheus_client's ``liveall`` mode), to see how connections spread.
 - ``cnnserve_model_info{model,version,architecture,weight_layers,parameters,macs,provider,trained,
   state,reason,batch_shapes,provider_options}``: 1 per repository entry, failed ones included, so
   a dashboard can put latency beside depth and show why a model is missing.
+
+With several workers (``server.parallel``), each worker runs with ``PROMETHEUS_MULTIPROC_DIR``
+set, so prometheus_client keeps its values in files there (its multiprocess mode), and the
+supervisor serves their sum (:func:`workers_registry`) on the one metrics port.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from wsgiref.simple_server import WSGIServer
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 # 100 us to 10 s in a 1-2-5 series: a LeNet-5 run on a GPU and a VGG-19 batch of 64 on a CPU both
 # land in a bucket of their own, and three buckets a decade keep quantile estimates within ~2x.
@@ -55,9 +62,22 @@ INFO_LABELS = ("model", "version", "architecture", "weight_layers", "parameters"
 class Metrics:
     """The server's metrics in one registry (a fresh one unless ``registry`` is given)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, worker: int | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # One worker of several: its own count of answered RPCs, one series per live worker
+        # (prometheus_client adds the pid label), so that the balance between workers shows.
+        self._worker_requests = (
+            None
+            if worker is None
+            else Gauge(
+                "cnnserve_worker_requests",
+                "RPCs this worker answered (several workers only; one series per live worker, with its pid).",
+                ["worker"],
+                registry=r,
+                multiprocess_mode="liveall",
+            ).labels(str(worker))
+        )
         self.request_duration = Histogram(
             "cnnserve_request_duration_seconds",
             "Arrival to reply of one RPC.",
@@ -112,12 +132,14 @@ class Metrics:
             "RPCs received and not yet answered.",
             ["model"],
             registry=r,
+            multiprocess_mode="livesum",  # several workers: the sum over those alive
         )
         self.model_info = Gauge(
             "cnnserve_model_info",
             "1 for each repository entry, with the facts a dashboard puts beside its latency.",
             INFO_LABELS,
             registry=r,
+            multiprocess_mode="livemax",  # several workers: one series per model, not per worker
         )
         self._info_lock = threading.Lock()
         self._info_labels: dict[str, tuple[str, ...]] = {}  # model -> its one model_info series
@@ -137,6 +159,8 @@ class Metrics:
         """One answered RPC: its duration (arrival to reply) and its status code name, e.g. "OK"."""
         self._child(self.request_duration, model, rpc).observe(seconds)
         self._child(self.requests, model, rpc, code).inc()
+        if self._worker_requests is not None:
+            self._worker_requests.inc()
 
     def inflight(self, model: str) -> _Inflight:
         """Count an RPC as in flight for the duration of the ``with`` block."""
@@ -183,6 +207,8 @@ class Metrics:
             # would count the model twice.
             old = self._info_labels.pop(model, None)
             if old is not None:
+                # Zeroed first: with several workers the old series stays in this worker's file.
+                self.model_info.labels(*old).set(0)
                 self.model_info.remove(*old)
             self.model_info.labels(*labels).set(1)
             self._info_labels[model] = labels
@@ -230,11 +256,31 @@ class Metrics:
     def start_http_server(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:
         """Serve this registry at ``http://addr:port/metrics`` on a daemon thread; port 0 picks a
         free port (see :attr:`MetricsServer.port`). Call ``close()`` on the result to stop."""
-        try:
-            server, thread = prometheus_client.start_http_server(port, addr=addr, registry=self.registry)
-        except OSError as exc:  # "[Errno 98] Address already in use" alone does not say which
-            raise OSError(exc.errno, f"cannot serve metrics on {addr}:{port}: {exc.strerror}") from exc
-        return MetricsServer(server, thread)
+        return serve_registry(self.registry, port, addr)
+
+
+def serve_registry(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> MetricsServer:
+    """Serve ``registry`` at ``http://addr:port/metrics`` on a daemon thread (port 0: a free one)."""
+    try:
+        server, thread = prometheus_client.start_http_server(port, addr=addr, registry=registry)
+    except OSError as exc:  # "[Errno 98] Address already in use" alone does not say which
+        raise OSError(exc.errno, f"cannot serve metrics on {addr}:{port}: {exc.strerror}") from exc
+    return MetricsServer(server, thread)
+
+
+def workers_registry(path: str) -> CollectorRegistry:
+    """The metrics of every worker process writing under ``path`` (prometheus_client's
+    multiprocess mode: each worker runs with ``PROMETHEUS_MULTIPROC_DIR=path``), summed: counters
+    and histograms over every worker that ever ran, ``cnnserve_inflight_requests`` over the live
+    ones, ``cnnserve_model_info`` once per model."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)
+    return registry
+
+
+def forget_worker(path: str, pid: int) -> None:
+    """A worker has exited: drop its live gauges (its counts stay in the sums)."""
+    mark_process_dead(pid, path)
 
 
 class _Inflight:

@@ -94,6 +94,11 @@ class Settings:
     saves the launch of every kernel (most of a small batch's time); needs the CUDA provider and
     padded batch shapes, and a model whose every node runs on CUDA (one that cannot be captured
     fails to load, saying why) (CNNSERVE_CUDA_GRAPHS, --cuda-graphs)."""
+    workers: int | None = 1
+    """Front-end worker processes, each a complete server (event loop, batchers, sessions) on the
+    same gRPC port (``SO_REUSEPORT``), under a supervisor that serves the summed metrics and
+    replaces a worker that dies; 1 = one process, no supervisor; None (``auto``) = one per two
+    cores on the CPU, and on CUDA one per core up to 4 (CNNSERVE_WORKERS, --workers)."""
     instances: int | None = None
     """Model instances, each with its session(s) and a thread of its own; None (``auto``) = 2 on
     CUDA, so that one batch is copied in while another computes, and 1 on the CPU, where the
@@ -294,6 +299,9 @@ OPTIONS: tuple[_Option, ...] = (
             "let CUDA convolutions and matrix products use TF32"),
     _Option("cuda_graphs", "--cuda-graphs", "{on,off}", _lower, lambda v: v in ("on", "off"), "on or off",
             "capture each CUDA session's run as a CUDA graph and replay it"),
+    _Option("workers", "--workers", "N", _parse_count_or_auto, _at_least(1, optional=True),
+            "an integer, 1 or more, or auto",
+            "worker processes sharing the gRPC port under a supervisor; auto: from the cores and device"),
     _Option("instances", "--instances", "N", _parse_count_or_auto, _at_least(1, optional=True),
             "an integer, 1 or more, or auto", "model instances, each on its own thread; auto: 2 on CUDA, 1 on the CPU",
             "auto"),

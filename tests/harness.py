@@ -15,10 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
+import tritonclient.grpc as tc
+
 from client.scrape import Samples, scrape, total
 
-__all__ = ["ServerProcess", "batched", "copy_repository", "model_total", "scrape", "serving", "start_server",
-           "wait_ready"]  # fmt: skip
+__all__ = ["ServerProcess", "accepted", "batched", "copy_repository", "model_total", "ort_run", "scrape", "serving",
+           "start_server", "triton_input", "wait_ready"]  # fmt: skip
 
 LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+)")
 
@@ -131,6 +135,27 @@ def batched(before: Samples, after: Samples, model: str) -> tuple[float, float]:
         return model_total(after, model, name) - model_total(before, model, name)
 
     return delta("cnnserve_batch_size_sum"), delta("cnnserve_batch_size_count")
+
+
+def accepted(proc: ServerProcess, model: str) -> tuple[float, float]:
+    """(requests the server holds, requests it answered OK) for ``model``, from its metrics."""
+    samples = scrape(proc.metrics_address)
+    inflight = sum(v for lab, v in samples.get("cnnserve_inflight_requests", []) if lab["model"] == model)
+    answered = samples.get("cnnserve_requests_total", [])
+    ok = sum(v for lab, v in answered if lab["model"] == model and lab["code"] == "OK")
+    return inflight, ok
+
+
+def ort_run(repo: Path, name: str, x: np.ndarray) -> np.ndarray:
+    """``x`` through a bare ONNX Runtime session of ``repo``'s entry ``name``: the reference."""
+    session = ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def triton_input(name: str, x: np.ndarray, datatype: str = "FP32") -> tc.InferInput:
+    tensor = tc.InferInput(name, list(x.shape), datatype)
+    tensor.set_data_from_numpy(x)
+    return tensor
 
 
 def copy_repository(source: Path, target: Path) -> Path:

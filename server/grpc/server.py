@@ -22,11 +22,13 @@ from server.services.policy import PolicyService
 from server.settings import Settings
 
 
-def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+def grpc_options(settings: Settings, reuse_port: bool = False) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+        # A second server on a taken port must fail, not share it; the workers of one server
+        # share theirs (the supervisor checked that it was free and holds it meanwhile).
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
 
 
@@ -48,11 +50,13 @@ def build(
     policies: PolicyService,
     metrics: Metrics,
     health_servicer: health.aio.HealthServicer,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, int]:
     """The server with every service added and its port bound (not started); returns it and the
     port it got. Raises OSError when the port cannot be bound."""
     server = grpc.aio.server(
-        options=grpc_options(settings), maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None
+        options=grpc_options(settings, reuse_port), maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, metrics), server)
     v1_pb_grpc.add_CnnServeServicer_to_server(CnnServeServicer(plane, classifier, policies, metrics), server)

@@ -14,13 +14,23 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from harness import ServerProcess, copy_repository, model_total, scrape, serving, start_server, wait_ready
+from harness import (
+    ServerProcess,
+    accepted,
+    copy_repository,
+    model_total,
+    ort_run,
+    scrape,
+    serving,
+    start_server,
+    triton_input,  # fmt: skip
+    wait_ready,
+)
 from tritonclient.utils import InferenceServerException
 
 from cnnserve.generated.inference import grpc_service_pb2 as pb
@@ -51,17 +61,6 @@ def server(repo: Path) -> Iterator[ServerProcess]:
 def client(server: ServerProcess) -> Iterator[tc.InferenceServerClient]:
     with tc.InferenceServerClient(server.grpc_address) as c:
         yield c
-
-
-def ort_run(repo: Path, name: str, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
-
-
-def triton_input(name: str, x: np.ndarray, datatype: str = "FP32") -> tc.InferInput:
-    tensor = tc.InferInput(name, list(x.shape), datatype)
-    tensor.set_data_from_numpy(x)
-    return tensor
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -337,15 +336,6 @@ def test_a_passed_deadline_is_deadline_exceeded(client: tc.InferenceServerClient
         client.infer("alphago_policy", [triton_input("planes", x)], client_timeout=0.0005)
     assert info.value.status() == "StatusCode.DEADLINE_EXCEEDED"
     _good(client)
-
-
-def accepted(proc: ServerProcess, model: str) -> tuple[float, float]:
-    """(requests the server holds, requests it answered OK) for ``model``, from its metrics."""
-    samples = scrape(proc.metrics_address)
-    inflight = sum(v for lab, v in samples.get("cnnserve_inflight_requests", []) if lab["model"] == model)
-    answered = samples.get("cnnserve_requests_total", [])
-    ok = sum(v for lab, v in answered if lab["model"] == model and lab["code"] == "OK")
-    return inflight, ok
 
 
 def test_cancelled_calls_are_never_computed_and_the_server_goes_on(small_repo: Path) -> None:

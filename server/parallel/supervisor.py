@@ -1,0 +1,281 @@
+"""The supervisor of a multi-worker server (``cnnserve serve --workers N``), after gunicorn's
+arbiter: it holds the gRPC port, starts N worker processes (:mod:`server.parallel.worker`) that
+all listen on it (``SO_REUSEPORT``: the kernel spreads connections over them), serves their summed
+metrics on the metrics port, and watches them.
+
+- Ready: it prints ``cnnserve ready:`` once every worker is, and tells each worker whether all the
+  others are ready (a worker's health and readiness say so too: they speak for the whole server).
+- A worker that dies is logged with its exit status and replaced; the port stays open, its calls in
+  flight fail with UNAVAILABLE (their connections close), the others serve on. A worker that exits
+  before it is ready at start-up stops the server (its log above says why), and so do
+  ``CRASH_LIMIT`` replacements in a row that die before they are ready.
+- SIGTERM or SIGINT: every worker is told to stop (each drains what it accepted, within
+  ``--grace-seconds``), then the supervisor exits 0; a second signal kills them at once (exit 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from server.metrics import MetricsServer, forget_worker, serve_registry, workers_registry
+from server.parallel.worker import NUMBER_VARIABLE, PEERS_NOT_READY, PEERS_READY, SETTINGS_VARIABLE, settings_json
+from server.runtime.devices import CUDA, providers_for
+from server.settings import Settings
+
+log = logging.getLogger("cnnserve.supervisor")
+
+CRASH_LIMIT = 5
+"""Replacement workers that die before they are ready, in a row, before the server gives up."""
+STOP_MARGIN_SECONDS = 30.0
+"""How long past ``--grace-seconds`` a stopping worker may take before it is killed."""
+
+
+def worker_count(settings: Settings) -> int:
+    """``--workers``, with ``auto`` resolved: on CUDA one per core up to 4 (DESIGN.md: four
+    processes fed one GPU best), on the CPU one per two cores (each worker's ONNX Runtime needs
+    cores of its own)."""
+    if settings.workers is not None:
+        return settings.workers
+    cores = os.cpu_count() or 1
+    if CUDA in providers_for(settings.device):
+        return max(1, min(4, cores))
+    return max(1, cores // 2)
+
+
+def worker_settings(settings: Settings, workers: int, port: int) -> Settings:
+    """What each worker runs with: the port the supervisor holds, no metrics endpoint of its own,
+    and, unless set, its share of the cores for ONNX Runtime's intra-op threads."""
+    threads = settings.intra_op_threads or max(1, (os.cpu_count() or 1) // workers)
+    return dataclasses.replace(settings, grpc_port=port, metrics_port=-1, workers=1, intra_op_threads=threads)
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` with ``SO_REUSEPORT``, not listening: it keeps the port
+    for the workers (port 0: a free one, see ``getsockname``). A port that anything listens on
+    already is refused, as a single server would be, rather than silently shared."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if port:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:  # no SO_REUSEPORT: exclusive
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {host}:{port} (in use?)") from exc
+    held = socket.socket(family, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        held.bind((host, port))
+    except OSError as exc:
+        held.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port} (in use?)") from exc
+    return held
+
+
+@dataclass(eq=False)
+class _Worker:
+    number: int
+    process: asyncio.subprocess.Process
+    ready: bool = False
+    models: str = ""  # what its "cnnserve ready:" line named
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _status(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"status {code}"
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.settings = settings
+        self.count = workers
+        self.workers: dict[int, _Worker] = {}
+        self.port = 0
+        self.metrics_dir = ""
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._forced = False
+        self._failed = False  # a worker could not start: the exit status is 1
+        self._all_ready_once = False
+        self._early_deaths = 0  # replacements in a row that died before they were ready
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        s = self.settings
+        try:
+            held = reserve_port(s.host, s.grpc_port)
+        except OSError as exc:
+            log.error("%s", exc)
+            return 1
+        self.port = held.getsockname()[1]
+        self.metrics_dir = tempfile.mkdtemp(prefix="cnnserve-metrics-")
+        metrics: MetricsServer | None = None
+        try:
+            if s.metrics_enabled:
+                metrics = serve_registry(workers_registry(self.metrics_dir), s.metrics_port, s.host)
+            address = f"{s.host}:{metrics.port}" if metrics else "off"
+            print(f"cnnserve listening: grpc={s.host}:{self.port} metrics={address}", flush=True)
+            log.info("gRPC on %s:%d, metrics on %s; starting %d workers", s.host, self.port, address, self.count)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._signalled)
+            for number in range(self.count):
+                await self._start(number)
+            await self._stop.wait()
+            await self._stop_workers()
+        except OSError as exc:
+            log.error("%s", exc)
+            self._failed = True
+            await self._stop_workers()
+        finally:
+            if metrics is not None:
+                metrics.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            held.close()
+        log.info("stopped")
+        return 1 if self._failed or self._forced else 0
+
+    def _signalled(self) -> None:
+        if not self._stopping:
+            log.info("shutting down: every worker drains what it accepted (a second signal kills them)")
+            self._stopping = True
+            self._stop.set()
+            return
+        log.warning("second signal: killing the workers")
+        self._forced = True
+        for worker in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
+
+    def _give_up(self, why: str) -> None:
+        log.error("%s; stopping the server", why)
+        self._failed = True
+        self._stopping = True
+        self._stop.set()
+
+    async def _stop_workers(self) -> None:
+        self._stopping = True
+        for worker in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.terminate()
+        if not self._watchers:
+            return
+        _, late = await asyncio.wait(self._watchers, timeout=self.settings.grace_seconds + STOP_MARGIN_SECONDS)
+        if late:
+            log.error("%d worker(s) still running %.0fs after SIGTERM: killing them", len(late), STOP_MARGIN_SECONDS)
+            self._failed = True
+            for worker in self.workers.values():
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.kill()
+            await asyncio.wait(late)
+
+    # -- the workers --------------------------------------------------------------------------
+
+    async def _start(self, number: int) -> None:
+        env = {
+            **os.environ,
+            SETTINGS_VARIABLE: settings_json(worker_settings(self.settings, self.count, self.port)),
+            NUMBER_VARIABLE: str(number),
+            "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server.parallel.worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+            # Its own session: a terminal's Ctrl-C reaches the supervisor, which stops the workers in order.
+            start_new_session=True,
+        )  # fmt: skip
+        worker = self.workers[number] = _Worker(number, process)
+        log.info("worker %d started (pid %d)", number, worker.pid)
+        watcher = asyncio.get_running_loop().create_task(self._watch(worker), name=f"worker:{number}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, worker: _Worker) -> None:
+        """Follow one worker's stdout until it exits, then deal with its exit."""
+        assert worker.process.stdout is not None
+        async for raw in worker.process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line.startswith("cnnserve ready:"):
+                worker.ready, worker.models = True, line.partition(":")[2].strip()
+                log.info("worker %d (pid %d) is ready", worker.number, worker.pid)
+                self._tell_readiness()
+            elif not line.startswith("cnnserve listening:"):
+                print(line, flush=True)
+        code = await worker.process.wait()
+        self._exited(worker, code)
+
+    def _exited(self, worker: _Worker, code: int) -> None:
+        forget_worker(self.metrics_dir, worker.pid)
+        if self.workers.get(worker.number) is worker:
+            del self.workers[worker.number]
+        if self._stopping:
+            if code != 0 and not self._forced:
+                log.warning("worker %d (pid %d) exited with %s", worker.number, worker.pid, _status(code))
+                self._failed = True
+            return
+        what = f"worker {worker.number} (pid {worker.pid}) exited with {_status(code)}"
+        if not self._all_ready_once:
+            self._give_up(f"{what} before the server was ready (its log above says why)")
+            return
+        self._early_deaths = 0 if worker.ready else self._early_deaths + 1
+        if self._early_deaths >= CRASH_LIMIT:
+            self._give_up(f"{what}: {CRASH_LIMIT} replacements in a row died before they were ready")
+            return
+        log.error("%s; starting a replacement", what)
+        self._tell_readiness()
+        task = asyncio.get_running_loop().create_task(self._replace(worker.number))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _replace(self, number: int) -> None:
+        try:
+            await self._start(number)
+        except OSError as exc:
+            self._give_up(f"cannot start a replacement for worker {number}: {exc}")
+
+    def _tell_readiness(self) -> None:
+        """Tell every worker whether all are ready; the first time they are, say so on stdout."""
+        everyone = len(self.workers) == self.count and all(w.ready for w in self.workers.values())
+        if everyone and not self._all_ready_once:
+            self._all_ready_once = True
+            models = next(iter(self.workers.values())).models
+            log.info("all %d workers ready", self.count)
+            print(f"cnnserve ready: {models}", flush=True)
+        line = (PEERS_READY if everyone else PEERS_NOT_READY).encode() + b"\n"
+        for worker in self.workers.values():
+            stdin = worker.process.stdin
+            if stdin is not None and not stdin.is_closing():
+                stdin.write(line)  # a few bytes: the pipe never fills
+
+
+def supervise(settings: Settings) -> int:
+    """``cnnserve serve`` with ``--workers`` other than 1: a supervisor and its workers (or, when
+    ``auto`` comes to one, the single server itself)."""
+    workers = worker_count(settings)
+    if workers == 1:
+        from server.app import run
+
+        return run(dataclasses.replace(settings, workers=1))
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s supervisor pid {os.getpid()} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(Supervisor(settings, workers).run())

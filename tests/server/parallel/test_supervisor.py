@@ -1,0 +1,226 @@
+"""``cnnserve serve --workers N``: real supervisors and workers on free ports, called over the network."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as tc
+import tritonclient.grpc.aio as tc_aio
+from grpc_health.v1 import health_pb2
+from harness import (
+    ServerProcess,
+    accepted,
+    model_total,
+    ort_run,
+    scrape,
+    serving,
+    start_server,
+    triton_input,
+    wait_ready,  # fmt: skip
+)
+from tritonclient.utils import InferenceServerException
+
+from server.parallel.supervisor import reserve_port, worker_count, worker_settings
+from server.parallel.worker import settings_from_json, settings_json
+from server.settings import Settings
+
+STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
+
+
+def started_pids(proc: ServerProcess) -> dict[int, list[int]]:
+    """Worker number -> the pids started for it, in order (from the supervisor's log)."""
+    pids: dict[int, list[int]] = {}
+    for number, pid in STARTED.findall(proc.output):
+        pids.setdefault(int(number), []).append(int(pid))
+    return pids
+
+
+def lenet5_input(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 1, 32, 32), dtype=np.float32)
+
+
+# -- settings and ports ------------------------------------------------------------------------
+
+
+def test_auto_workers_and_each_workers_settings() -> None:
+    cores = os.cpu_count() or 1
+    assert worker_count(Settings(workers=3)) == 3
+    assert worker_count(Settings(workers=None, device="cpu")) == max(1, cores // 2)
+    each = worker_settings(Settings(workers=2, grpc_port=0, metrics_port=9000), 2, 41234)
+    assert (each.grpc_port, each.metrics_port, each.workers) == (41234, -1, 1)
+    assert each.intra_op_threads == max(1, cores // 2)  # its share of the cores
+    assert worker_settings(Settings(intra_op_threads=3), 2, 1).intra_op_threads == 3  # as set
+    given = Settings(workers=2, models=("lenet5", "resnet50"), max_queue_size=7)
+    assert settings_from_json(settings_json(given)) == given
+
+
+def test_the_supervisor_refuses_a_port_in_use_instead_of_sharing_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match=r"cannot listen on 127.0.0.1:\d+ \(in use\?\)"):
+            reserve_port("127.0.0.1", taken.getsockname()[1])
+    held = reserve_port("127.0.0.1", 0)
+    try:
+        port = held.getsockname()[1]
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))  # held for the workers: nobody else binds it
+    finally:
+        held.close()
+
+
+# -- serving -----------------------------------------------------------------------------------
+
+
+def test_two_workers_answer_on_one_port_and_the_metrics_count_each_request_once(small_repo: Path) -> None:
+    calls = 24
+    with serving(small_repo, "--workers", "2", "--model", "lenet5") as proc:
+        pids = started_pids(proc)
+        assert sorted(pids) == [0, 1] and len({p for ps in pids.values() for p in ps}) == 2
+        for number, (pid,) in pids.items():
+            assert f"worker {number} pid {pid} cnnserve.server: ready in" in proc.output
+        # One connection per client: the kernel spreads connections (not calls) over the workers.
+        for i in range(calls):
+            with tc.InferenceServerClient(proc.grpc_address) as client:
+                assert client.is_server_ready() and client.is_model_ready("lenet5")
+                x = lenet5_input(i)
+                got = client.infer("lenet5", [triton_input("input", x)]).as_numpy("logits")
+                np.testing.assert_allclose(got, ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
+        samples = scrape(proc.metrics_address)
+        ok = [v for lab, v in samples["cnnserve_requests_total"] if lab["model"] == "lenet5" and lab["code"] == "OK"]
+        assert sum(ok) == calls  # summed over the workers, each request once
+        assert model_total(samples, "lenet5", "cnnserve_request_duration_seconds_count") == calls
+        per_worker = {lab["pid"]: v for lab, v in samples["cnnserve_worker_requests"]}
+        assert set(per_worker) == {str(p) for ps in pids.values() for p in ps}
+        assert all(v > 0 for v in per_worker.values()) and sum(per_worker.values()) == calls
+        info = [lab for lab, v in samples["cnnserve_model_info"] if lab["model"] == "lenet5" and v == 1]
+        assert len(info) == 1 and info[0]["state"] == "ready"
+        assert model_total(samples, "lenet5", "cnnserve_inflight_requests") == 0
+    assert "all 2 workers ready" in proc.output and "stopped" in proc.output
+
+
+def test_a_killed_worker_is_replaced_and_only_its_calls_fail(small_repo: Path) -> None:
+    with serving(small_repo, "--workers", "2", "--model", "cifar_resnet20") as proc:
+        victim = started_pids(proc)[0][0]
+
+        async def load() -> list[str]:
+            """16 callers on 8 connections, for a while; the first worker is killed meanwhile."""
+            clients = [tc_aio.InferenceServerClient(proc.grpc_address) for _ in range(8)]
+            x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+            outcomes: list[str] = []
+
+            async def caller(client: tc_aio.InferenceServerClient) -> None:
+                for _ in range(25):
+                    try:
+                        await client.infer("cifar_resnet20", [triton_input("input", x)], client_timeout=60)
+                        outcomes.append("OK")
+                    except InferenceServerException as exc:
+                        outcomes.append(str(exc.status()))
+
+            callers = [asyncio.create_task(caller(c)) for c in clients for _ in range(2)]
+            while len(outcomes) < 20:
+                await asyncio.sleep(0.01)
+            os.kill(victim, signal.SIGKILL)
+            await asyncio.gather(*callers)
+            for client in clients:
+                await client.close()
+            return outcomes
+
+        outcomes = asyncio.run(load())
+        # Its calls in flight failed as UNAVAILABLE (none hung into the 60 s deadline); the rest
+        # were answered, by the other worker or, once its connections were re-made, by either.
+        assert set(outcomes) <= {"OK", "StatusCode.UNAVAILABLE"}, set(outcomes)
+        assert outcomes.count("OK") >= len(outcomes) - 16 and len(outcomes) == 400
+        deadline = time.monotonic() + 120
+        while len(started_pids(proc)[0]) < 2 or "all 2 workers ready" not in proc.output:
+            assert time.monotonic() < deadline, proc.output
+            time.sleep(0.1)
+        replacement = started_pids(proc)[0][1]
+        assert f"worker 0 (pid {victim}) exited with signal SIGKILL; starting a replacement" in proc.output
+        while f"worker 0 (pid {replacement}) is ready" not in proc.output:
+            assert time.monotonic() < deadline, proc.output
+            time.sleep(0.1)
+        wait_ready(proc.grpc_address)
+        for _ in range(8):  # every new connection is answered again
+            with tc.InferenceServerClient(proc.grpc_address) as client:
+                client.infer("cifar_resnet20", [triton_input("input", np.zeros((1, 3, 32, 32), np.float32))])
+        samples = scrape(proc.metrics_address)
+        assert {lab["pid"] for lab, _ in samples["cnnserve_worker_requests"]} == {
+            str(p) for p in (started_pids(proc)[1][0], replacement)
+        }  # the dead worker's live series is gone; its counts stay in the sums
+        assert model_total(samples, "cifar_resnet20", "cnnserve_inflight_requests") == 0
+
+
+def test_sigterm_under_load_answers_every_accepted_request(small_repo: Path) -> None:
+    proc = start_server(small_repo, "--workers", "2", "--max-queue-delay-us", "30000000", "--model", "cifar_resnet20")
+    wait_ready(proc.grpc_address)
+    xs = [np.random.default_rng(i).standard_normal((1, 3, 32, 32), dtype=np.float32) for i in range(12)]
+
+    async def load_then_terminate() -> list[np.ndarray]:
+        clients = [tc_aio.InferenceServerClient(proc.grpc_address) for _ in range(6)]
+        calls = [asyncio.create_task(clients[i % 6].infer("cifar_resnet20", [triton_input("input", x)]))
+                 for i, x in enumerate(xs)]  # fmt: skip
+        # Held in the workers' batchers (or answered, where one found its model idle).
+        while sum(accepted(proc, "cifar_resnet20")) < len(xs):
+            await asyncio.sleep(0.05)
+        proc.process.send_signal(signal.SIGTERM)
+        results = await asyncio.gather(*calls)
+        for client in clients:
+            await client.close()
+        return [r.as_numpy("logits") for r in results]
+
+    outputs = asyncio.run(load_then_terminate())
+    code = proc.process.wait(timeout=60)  # no second signal: that one would kill the workers
+    proc.close()
+    assert code == 0, proc.output
+    np.testing.assert_allclose(np.concatenate(outputs), ort_run(small_repo, "cifar_resnet20", np.concatenate(xs)),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    assert proc.output.count("cnnserve.server: stopped") == 2 and "supervisor" in proc.output
+
+
+def test_a_second_signal_kills_the_workers_at_once(small_repo: Path) -> None:
+    proc = start_server(small_repo, "--workers", "2", "--model", "lenet5", "--grace-seconds", "120")
+    wait_ready(proc.grpc_address)
+    stuck = started_pids(proc)[0][0]
+    os.kill(stuck, signal.SIGSTOP)  # a worker that cannot finish its drain
+    proc.process.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert proc.process.poll() is None  # still waiting for the stuck worker
+    proc.process.send_signal(signal.SIGTERM)
+    code = proc.process.wait(timeout=30)  # not the 120 s grace: forced
+    proc.close()
+    assert code == 1 and "second signal: killing the workers" in proc.output
+    with pytest.raises(ProcessLookupError):
+        os.kill(stuck, 0)  # killed and reaped
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor_with_the_reason(small_repo: Path) -> None:
+    proc = start_server(small_repo, "--workers", "2", "--device", "cuda", "--model", "lenet5", wait=False)
+    proc.collect()
+    code = proc.process.wait(timeout=120)
+    proc.close()
+    assert code == 1, proc.output
+    assert "--device cuda: no NVIDIA driver found" in proc.output  # the worker's own reason
+    assert re.search(r"worker \d \(pid \d+\) exited with status 1 before the server was ready", proc.output)
+    assert "stopping the server" in proc.output and "cnnserve ready" not in proc.output
+
+
+def test_health_speaks_for_every_worker(small_repo: Path) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2_grpc
+
+    with serving(small_repo, "--workers", "2", "--model", "lenet5") as proc:
+        for _ in range(6):  # several connections: whichever worker a probe reaches
+            with grpc.insecure_channel(proc.grpc_address) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                for service in ("", "lenet5"):
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+                    assert reply.status == health_pb2.HealthCheckResponse.SERVING
