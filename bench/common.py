@@ -81,15 +81,16 @@ def infer_request(model: str, input_name: str, x: np.ndarray) -> pb.ModelInferRe
     return request
 
 
-def closed_loop(address: str, request: Request, *, concurrency: int,
-                seconds: float, items_per_request: int = 1, warmup: float = 1.0) -> LoadReport:  # fmt: skip
+def closed_loop(address: str, request: Request, *, concurrency: int, seconds: float, items_per_request: int = 1,
+                warmup: float = 1.0, connections: int = 1) -> LoadReport:  # fmt: skip
     """``concurrency`` callers for ``seconds`` after ``warmup``, each sending the next request
-    (ModelInfer, Classify or Policy, by the request's type) as soon as its last one returns."""
+    (ModelInfer, Classify or Policy, by the request's type) as soon as its last one returns, over
+    ``connections`` TCP connections."""
 
     rpc = {v1_pb.ClassifyRequest: "classify", v1_pb.PolicyRequest: "policy"}.get(type(request), "v2")
     target = Target(request.model_name, rpc, items_per_request, request)
     report = run_load(address, target.make_call, items_per_request=items_per_request, concurrency=concurrency,
-                      duration=seconds, warmup=warmup)  # fmt: skip
+                      duration=seconds, warmup=warmup, connections=connections)  # fmt: skip
     if report.failed:
         raise RuntimeError(f"{report.failed} requests failed: {report.error_messages}")
     return report

@@ -54,8 +54,9 @@ class NoBatcher(pb_grpc.GRPCInferenceServiceServicer):
         return reply
 
 
-async def serve(port: int, servicer: pb_grpc.GRPCInferenceServiceServicer) -> None:
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+async def serve(port: int, servicer: pb_grpc.GRPCInferenceServiceServicer, reuse_port: bool = False) -> None:
+    # With --reuse-port several of these share one port, as cnnserve's workers do.
+    server = grpc.aio.server(options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", int(reuse_port))])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -73,5 +74,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reply-floats", type=int, default=10)
     parser.add_argument("--model-path", help="serve this ONNX file without a batcher instead of echoing")
+    parser.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, NoBatcher(args.model_path) if args.model_path else Echo(args.reply_floats)))
+    servicer = NoBatcher(args.model_path) if args.model_path else Echo(args.reply_floats)
+    asyncio.run(serve(args.port, servicer, args.reuse_port))

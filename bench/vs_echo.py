@@ -31,8 +31,21 @@ def running_echo(reply_floats: int) -> contextlib.AbstractContextManager[str]:
 
 
 @contextmanager
-def running_bare(*flags: str) -> Iterator[str]:
-    """``python -m bench.echo FLAGS`` (the echo, or the no-batcher server); yields its address."""
+def running_bare(*flags: str, processes: int = 1) -> Iterator[str]:
+    """``python -m bench.echo FLAGS`` (the echo, or the no-batcher server); yields its address.
+    ``processes`` > 1: that many, sharing the first one's port (``SO_REUSEPORT``)."""
+    with contextlib.ExitStack() as stack:
+        if processes == 1:
+            yield stack.enter_context(_bare(*flags))
+            return
+        address = stack.enter_context(_bare(*flags, "--reuse-port"))
+        for _ in range(processes - 1):
+            stack.enter_context(_bare(*flags, "--reuse-port", "--port", address.rpartition(":")[2]))
+        yield address
+
+
+@contextmanager
+def _bare(*flags: str) -> Iterator[str]:
     command = [sys.executable, "-m", "bench.echo", *flags]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)

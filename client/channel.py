@@ -34,6 +34,9 @@ def channel(server: str) -> Iterator[grpc.Channel]:
         yield ch
 
 
-def aio_channel(server: str) -> grpc.aio.Channel:
-    """An asyncio channel with the same limits (``async with`` it)."""
-    return grpc.aio.insecure_channel(server, options=CHANNEL_OPTIONS)
+def aio_channel(server: str, *, own_connection: bool = False) -> grpc.aio.Channel:
+    """An asyncio channel with the same limits (``async with`` it). ``own_connection``: a TCP
+    connection of its own, not shared with the process's other channels to the same server (a
+    server of several workers spreads connections, not calls, over them)."""
+    options = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)] if own_connection else CHANNEL_OPTIONS
+    return grpc.aio.insecure_channel(server, options=options)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -101,21 +102,26 @@ class _Recorder:
         self.began = time.perf_counter()
 
 
-async def _closed(call: Call, recorder: _Recorder, concurrency: int, requests: int | None, stop_at: float) -> None:
+async def _closed(
+    calls: list[Call], recorder: _Recorder, concurrency: int, requests: int | None, stop_at: float
+) -> None:
     issued = 0
 
-    async def caller() -> None:
+    async def caller(call: Call) -> None:
         nonlocal issued
         while time.perf_counter() < stop_at and (requests is None or not recorder.measuring or issued < requests):
             if recorder.measuring:
                 issued += 1
             await recorder.timed(call)
 
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    await asyncio.gather(*(caller(calls[i % len(calls)]) for i in range(concurrency)))
 
 
-async def _open(call: Call, recorder: _Recorder, rate: float, requests: int | None, stop_at: float, seed: int) -> None:
+async def _open(
+    calls: list[Call], recorder: _Recorder, rate: float, requests: int | None, stop_at: float, seed: int
+) -> None:
     rng = random.Random(seed)
+    sent = 0
     running: set[asyncio.Task[None]] = set()
     issued = 0
     next_at = time.perf_counter()
@@ -125,7 +131,8 @@ async def _open(call: Call, recorder: _Recorder, rate: float, requests: int | No
             await asyncio.sleep(delay)
         if recorder.measuring:
             issued += 1
-        task = asyncio.create_task(recorder.timed(call, since=next_at))
+        task = asyncio.create_task(recorder.timed(calls[sent % len(calls)], since=next_at))
+        sent += 1
         running.add(task)
         task.add_done_callback(running.discard)
         next_at += rng.expovariate(rate)
@@ -146,8 +153,11 @@ def run_load(
     progress: Progress | None = None,
     on_start: Callable[[], object] | None = None,
     seed: int = 0,
+    connections: int = 1,
 ) -> LoadReport:
-    """Run the load against the server at ``address`` in a fresh event loop, over one channel;
+    """Run the load against the server at ``address`` in a fresh event loop, over
+    ``connections`` channels, each its own TCP connection (callers, or open-loop requests, take
+    them in turn; a server of several workers spreads connections, not calls);
     ``make_call(channel)`` returns the coroutine function that sends one request.
 
     ``rate`` (requests per second) selects the open loop, else ``concurrency`` callers loop. The
@@ -160,13 +170,15 @@ def run_load(
     recorder = _Recorder(report, progress)
 
     async def main() -> None:
-        async with aio_channel(address) as channel:
-            call = make_call(channel)
+        async with contextlib.AsyncExitStack() as stack:
+            channels = [await stack.enter_async_context(aio_channel(address, own_connection=connections > 1))
+                        for _ in range(connections)]  # fmt: skip
+            calls = [make_call(channel) for channel in channels]
             stop_at = time.perf_counter() + warmup + (duration if duration is not None else 1e9)
             if rate is not None:
-                load = _open(call, recorder, rate, requests, stop_at, seed)
+                load = _open(calls, recorder, rate, requests, stop_at, seed)
             else:
-                load = _closed(call, recorder, concurrency, requests, stop_at)
+                load = _closed(calls, recorder, concurrency, requests, stop_at)
             task = asyncio.ensure_future(load)
             try:
                 if warmup > 0:
