@@ -199,12 +199,13 @@ class ProgressBar:
 
 def measure(server: str, target: Target, *, concurrency: int = 1, requests: int | None = None,
             duration: float | None = None, rate: float | None = None, warmup: float = 0.0,
-            progress: bool = True, on_start: Callable[[], object] | None = None) -> LoadReport:  # fmt: skip
+            progress: bool = True, on_start: Callable[[], object] | None = None,
+            connections: int = 1) -> LoadReport:  # fmt: skip
     bar = ProgressBar(requests, duration) if progress else None
     try:
         return run_load(server, target.make_call, items_per_request=target.items, concurrency=concurrency,
                         requests=requests, duration=duration, rate=rate, warmup=warmup, progress=bar,
-                        on_start=on_start)  # fmt: skip
+                        on_start=on_start, connections=connections)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
@@ -233,8 +234,8 @@ def print_report(target: Target, report: LoadReport, mode: str, split: dict[str,
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.items < 1 or args.concurrency < 1:
-        raise ClientError("--items and --concurrency must be 1 or more")
+    if args.items < 1 or args.concurrency < 1 or args.connections < 1:
+        raise ClientError("--items, --concurrency and --connections must be 1 or more")
     if args.requests is None and args.duration is None:
         args.requests = 200
     if args.rpc != "policy" and (args.sgf or args.move is not None):
@@ -251,7 +252,7 @@ def main(args: argparse.Namespace) -> int:
     metrics = metrics_address(args.server, args.metrics)
     scraped: list[Samples | None] = []  # at the start of measuring, and at the end
     report = measure(args.server, target, concurrency=args.concurrency, requests=args.requests,
-                     duration=args.duration, rate=args.rate, warmup=args.warmup,
+                     duration=args.duration, rate=args.rate, warmup=args.warmup, connections=args.connections,
                      on_start=lambda: scraped.append(_try_scrape(metrics)))  # fmt: skip
     before = scraped[0] if scraped else None
     after = _try_scrape(metrics) if before is not None else None
@@ -292,6 +293,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default="localhost:8001", help="gRPC address (default: %(default)s)")
     parser.add_argument("--metrics", help="metrics address (default: the server's host, port 8002)")
     parser.add_argument("--concurrency", type=int, default=1, help="closed loop: callers (default: 1)")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="TCP connections the load is spread over; against a server of several workers, at least "
+                             "as many as it has workers (connections, not calls, are spread) (default: 1)")  # fmt: skip
     parser.add_argument("--rate", type=float, help="open loop: requests per second, Poisson arrivals")
     parser.add_argument("--requests", type=int, help="stop after this many requests (default: 200)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")

@@ -21,8 +21,8 @@ import tritonclient.grpc as tc
 
 from client.scrape import Samples, scrape, total
 
-__all__ = ["ServerProcess", "accepted", "batched", "copy_repository", "model_total", "ort_run", "scrape", "serving",
-           "start_server", "triton_input", "wait_ready"]  # fmt: skip
+__all__ = ["ServerProcess", "accepted", "at", "batched", "cnnserve", "copy_repository", "model_total", "ort_run",
+           "scrape", "serving", "start_server", "triton_input", "wait_ready"]  # fmt: skip
 
 LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+)")
 
@@ -81,6 +81,17 @@ class ServerProcess:
             self._reader.join(timeout=10)
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+def cnnserve(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """A ``cnnserve`` subcommand run to its end, its output captured."""
+    return subprocess.run([sys.executable, "-m", "cnnserve", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def at(server: ServerProcess) -> list[str]:
+    """The client flags that point at ``server``."""
+    return ["--server", server.grpc_address, "--metrics", server.metrics_address]
 
 
 def start_server(repo: Path, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> ServerProcess:

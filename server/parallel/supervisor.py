@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import dataclass
 
 from server.metrics import MetricsServer, forget_worker, serve_registry, workers_registry
+from server.parallel import gpu_memory
 from server.parallel.worker import NUMBER_VARIABLE, PEERS_NOT_READY, PEERS_READY, SETTINGS_VARIABLE, settings_json
 from server.runtime.devices import CUDA, providers_for
 from server.settings import Settings
@@ -265,17 +266,45 @@ class Supervisor:
                 stdin.write(line)  # a few bytes: the pipe never fills
 
 
+def fit_on_gpu(settings: Settings, workers: int) -> int | None:
+    """On CUDA, the workers whose sessions fit in the GPU's free memory (``auto`` is lowered to
+    that); None, with the reason logged, when an explicit ``--workers`` does not fit."""
+    free = gpu_memory.free_bytes()
+    if free is None:
+        log.warning("the GPU's free memory cannot be read (NVML): starting %d workers unchecked", workers)
+        return workers
+    need = gpu_memory.estimate(settings)
+    count, refusal = gpu_memory.fitting_workers(settings.workers, workers, need.per_worker, free)
+    fit = free // need.per_worker
+    if refusal is not None:
+        advice = f"use --workers {max(fit, 1)}, or fewer sessions per worker (--instances 1, --batch-shapes exact)"
+        log.error("%s (%s) and %.1f GiB is free, so %d fit: %s", refusal, need.describe(), free / 2**30, fit, advice)
+        return None
+    log.info("GPU memory: %d workers at %s; %.1f GiB free", count, need.describe(), free / 2**30)
+    return count
+
+
 def supervise(settings: Settings) -> int:
     """``cnnserve serve`` with ``--workers`` other than 1: a supervisor and its workers (or, when
     ``auto`` comes to one, the single server itself)."""
     workers = worker_count(settings)
+    if CUDA in providers_for(settings.device):
+        _log_as_supervisor(settings)
+        fitted = fit_on_gpu(settings, workers)
+        if fitted is None:
+            return 1
+        workers = fitted
     if workers == 1:
         from server.app import run
 
         return run(dataclasses.replace(settings, workers=1))
+    _log_as_supervisor(settings)
+    return asyncio.run(Supervisor(settings, workers).run())
+
+
+def _log_as_supervisor(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s supervisor pid {os.getpid()} %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return asyncio.run(Supervisor(settings, workers).run())

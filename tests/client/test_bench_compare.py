@@ -10,20 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from harness import ServerProcess
+from harness import ServerProcess, at, cnnserve
 from PIL import Image
 
 from client.compare import Facts, Point, claims
-
-
-def cnnserve(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cnnserve", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
-
-
-def at(server: ServerProcess) -> list[str]:
-    return ["--server", server.grpc_address, "--metrics", server.metrics_address]
-
 
 # -- bench -------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -18,13 +19,15 @@ from grpc_health.v1 import health_pb2
 from harness import (
     ServerProcess,
     accepted,
+    at,
+    cnnserve,
     model_total,
     ort_run,
     scrape,
     serving,
     start_server,
-    triton_input,
-    wait_ready,  # fmt: skip
+    triton_input,  # fmt: skip
+    wait_ready,
 )
 from tritonclient.utils import InferenceServerException
 
@@ -105,6 +108,27 @@ def test_two_workers_answer_on_one_port_and_the_metrics_count_each_request_once(
         assert len(info) == 1 and info[0]["state"] == "ready"
         assert model_total(samples, "lenet5", "cnnserve_inflight_requests") == 0
     assert "all 2 workers ready" in proc.output and "stopped" in proc.output
+
+
+def test_bench_and_compare_read_the_summed_metrics_of_every_worker(small_repo: Path, tmp_path: Path) -> None:
+    with serving(small_repo, "--workers", "2", "--model", "lenet5") as proc:
+        done = cnnserve("bench", "--model", "lenet5", "--concurrency", "16", "--connections", "16", "--requests", "160",
+                        "--json", *at(proc))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert (result["requests_ok"], result["requests_failed"]) == (160, 0)
+        assert result["server"]["runs"] >= 1 and result["server"]["compute_ms"] > 0
+        samples = scrape(proc.metrics_address)
+        per_worker = [v for _, v in samples["cnnserve_worker_requests"]]
+        assert len(per_worker) == 2 and all(v > 0 for v in per_worker)  # 16 connections: p(all on one) = 2^-15
+        out = tmp_path / "report"
+        done = cnnserve("compare", "--models", "lenet5", "--batch", "1,4", "--requests", "5", "--out", str(out),
+                        *at(proc))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads((out / "report.json").read_text())
+        points = [(p["model"], p["batch"], p["requests"]) for p in report["points"]]
+        assert points == [("lenet5", 1, 5), ("lenet5", 4, 5)]
+        assert report["models"]["lenet5"]["weight_layers"] == 5  # from the one summed model_info
 
 
 def test_a_killed_worker_is_replaced_and_only_its_calls_fail(small_repo: Path) -> None:
