@@ -193,6 +193,7 @@ def run(settings: Settings, *, worker: int | None = None, companion: Companion |
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,  # `--workers auto` may have set up the supervisor's first
     )
     return asyncio.run(serve(settings, worker=worker, companion=companion))
 

@@ -27,10 +27,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from cnnserve.repository import RepositoryError
 from server.metrics import MetricsServer, forget_worker, serve_registry, workers_registry
 from server.parallel import gpu_memory
 from server.parallel.worker import NUMBER_VARIABLE, PEERS_NOT_READY, PEERS_READY, SETTINGS_VARIABLE, settings_json
-from server.runtime.devices import CUDA, providers_for
+from server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
 from server.settings import Settings
 
 log = logging.getLogger("cnnserve.supervisor")
@@ -287,18 +288,21 @@ def fit_on_gpu(settings: Settings, workers: int) -> int | None:
 def supervise(settings: Settings) -> int:
     """``cnnserve serve`` with ``--workers`` other than 1: a supervisor and its workers (or, when
     ``auto`` comes to one, the single server itself)."""
-    workers = worker_count(settings)
-    if CUDA in providers_for(settings.device):
-        _log_as_supervisor(settings)
-        fitted = fit_on_gpu(settings, workers)
-        if fitted is None:
-            return 1
-        workers = fitted
+    _log_as_supervisor(settings)
+    try:
+        workers = worker_count(settings)
+        if CUDA in providers_for(settings.device):
+            fitted = fit_on_gpu(settings, workers)
+            if fitted is None:
+                return 1
+            workers = fitted
+    except (RuntimeUnavailable, RepositoryError) as exc:  # as the single server says them
+        log.error("%s", exc)
+        return 1
     if workers == 1:
         from server.app import run
 
         return run(dataclasses.replace(settings, workers=1))
-    _log_as_supervisor(settings)
     return asyncio.run(Supervisor(settings, workers).run())
 
 

@@ -33,6 +33,7 @@ from tritonclient.utils import InferenceServerException
 
 from server.parallel.supervisor import reserve_port, worker_count, worker_settings
 from server.parallel.worker import settings_from_json, settings_json
+from server.runtime import devices
 from server.settings import Settings
 
 STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
@@ -226,15 +227,28 @@ def test_a_second_signal_kills_the_workers_at_once(small_repo: Path) -> None:
         os.kill(stuck, 0)  # killed and reaped
 
 
-def test_a_worker_that_cannot_start_stops_the_supervisor_with_the_reason(small_repo: Path) -> None:
-    proc = start_server(small_repo, "--workers", "2", "--device", "cuda", "--model", "lenet5", wait=False)
+def test_a_worker_that_cannot_start_stops_the_supervisor_with_the_reason(small_repo: Path, tmp_path: Path) -> None:
+    # The supervisor does not read the repository (on the CPU); each worker does, and fails.
+    missing = tmp_path / "missing"
+    proc = start_server(small_repo, "--workers", "2", "--repo", str(missing), wait=False)
     proc.collect()
     code = proc.process.wait(timeout=120)
     proc.close()
     assert code == 1, proc.output
-    assert "--device cuda: no NVIDIA driver found" in proc.output  # the worker's own reason
+    assert f"model repository {missing} does not exist" in proc.output  # the worker's own reason
     assert re.search(r"worker \d \(pid \d+\) exited with status 1 before the server was ready", proc.output)
     assert "stopping the server" in proc.output and "cnnserve ready" not in proc.output
+
+
+def test_the_supervisor_refuses_what_the_single_server_refuses_in_one_line(small_repo: Path) -> None:
+    if devices.gpu_present():
+        pytest.skip("a GPU is present: --device cuda can work here")
+    proc = start_server(small_repo, "--workers", "2", "--device", "cuda", wait=False)
+    proc.collect()
+    code = proc.process.wait(timeout=60)
+    proc.close()
+    assert code == 1 and "--device cuda: no NVIDIA driver found" in proc.output
+    assert "Traceback" not in proc.output and "worker 0 started" not in proc.output
 
 
 def test_health_speaks_for_every_worker(small_repo: Path) -> None:
