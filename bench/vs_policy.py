@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--model", default="alphago_policy")
     parser.add_argument("--repo", type=Path, default=ROOT / "exported")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=1,
+                        help="TCP connections (with `-- --workers N`, at least N: connections are spread)")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--sgf", type=Path, help="a record (default: 150 random legal moves)")
@@ -73,12 +75,13 @@ def main() -> None:
     with running_server(args.repo, "--model", args.model, "--device", args.device, *args.server_args) as address:
         progress(f"server V2 ModelInfer, {args.concurrency} callers of one position's planes each")
         v2 = closed_loop(address, infer_request(args.model, input_name, planes[None]),
-                         concurrency=args.concurrency, seconds=args.seconds)  # fmt: skip
+                         concurrency=args.concurrency, seconds=args.seconds, connections=args.connections)  # fmt: skip
         progress(f"server Policy, {args.concurrency} callers of one SGF record each")
         request = v1_pb.PolicyRequest(model_name=args.model, sgf=record, top_k=5)
         if args.move is not None:
             request.move_number = args.move
-        policy = closed_loop(address, request, concurrency=args.concurrency, seconds=args.seconds)
+        policy = closed_loop(address, request, concurrency=args.concurrency, seconds=args.seconds,
+                             connections=args.connections)  # fmt: skip
 
     print(f"model {args.model}, {session.get_providers()[0]}; {position.describe(where)}")
     print(f"planes in process (SGF replay + 48 planes): {rate:,.1f} positions/s, {1e3 / rate:.2f} ms each")

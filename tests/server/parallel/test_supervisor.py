@@ -26,7 +26,7 @@ from harness import (
     scrape,
     serving,
     start_server,
-    triton_input,  # fmt: skip
+    triton_input,
     wait_ready,
 )
 from tritonclient.utils import InferenceServerException
