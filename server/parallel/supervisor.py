@@ -56,9 +56,12 @@ def worker_count(settings: Settings) -> int:
 
 def worker_settings(settings: Settings, workers: int, port: int) -> Settings:
     """What each worker runs with: the port the supervisor holds, no metrics endpoint of its own,
-    and, unless set, its share of the cores for ONNX Runtime's intra-op threads."""
-    threads = settings.intra_op_threads or max(1, (os.cpu_count() or 1) // workers)
-    return dataclasses.replace(settings, grpc_port=port, metrics_port=-1, workers=1, intra_op_threads=threads)
+    and, unless set, its share of the cores for ONNX Runtime's intra-op threads and for the
+    threads that decode images and read positions."""
+    share = max(1, (os.cpu_count() or 1) // workers)
+    return dataclasses.replace(settings, grpc_port=port, metrics_port=-1, workers=1,
+                               intra_op_threads=settings.intra_op_threads or share,
+                               decode_threads=settings.decode_threads or share)  # fmt: skip
 
 
 def reserve_port(host: str, port: int) -> socket.socket:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import time
@@ -21,6 +23,7 @@ from harness import (
     accepted,
     at,
     cnnserve,
+    copy_repository,
     model_total,
     ort_run,
     scrape,
@@ -31,7 +34,7 @@ from harness import (
 )
 from tritonclient.utils import InferenceServerException
 
-from server.parallel.supervisor import reserve_port, worker_count, worker_settings
+from server.parallel.supervisor import CRASH_LIMIT, reserve_port, worker_count, worker_settings
 from server.parallel.worker import settings_from_json, settings_json
 from server.runtime import devices
 from server.settings import Settings
@@ -60,7 +63,7 @@ def test_auto_workers_and_each_workers_settings() -> None:
     assert worker_count(Settings(workers=None, device="cpu")) == max(1, cores // 2)
     each = worker_settings(Settings(workers=2, grpc_port=0, metrics_port=9000), 2, 41234)
     assert (each.grpc_port, each.metrics_port, each.workers) == (41234, -1, 1)
-    assert each.intra_op_threads == max(1, cores // 2)  # its share of the cores
+    assert each.intra_op_threads == each.decode_threads == max(1, cores // 2)  # its share of the cores
     assert worker_settings(Settings(intra_op_threads=3), 2, 1).intra_op_threads == 3  # as set
     given = Settings(workers=2, models=("lenet5", "resnet50"), max_queue_size=7)
     assert settings_from_json(settings_json(given)) == given
@@ -182,6 +185,29 @@ def test_a_killed_worker_is_replaced_and_only_its_calls_fail(small_repo: Path) -
             str(p) for p in (started_pids(proc)[1][0], replacement)
         }  # the dead worker's live series is gone; its counts stay in the sums
         assert model_total(samples, "cifar_resnet20", "cnnserve_inflight_requests") == 0
+
+
+def test_workers_that_keep_dying_stop_the_server_and_readiness_falls_meanwhile(
+    small_repo: Path, tmp_path: Path
+) -> None:
+    repo = copy_repository(small_repo, tmp_path / "repo")
+    proc = start_server(repo, "--workers", "2", "--model", "lenet5")
+    wait_ready(proc.grpc_address)
+    shutil.rmtree(repo)  # every replacement will fail to load
+    os.kill(started_pids(proc)[0][0], signal.SIGKILL)
+    # The survivor answers, but not ready: health speaks for the whole server.
+    said_not_ready = False
+    deadline = time.monotonic() + 60
+    while not said_not_ready and proc.process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(InferenceServerException), tc.InferenceServerClient(proc.grpc_address) as client:
+            said_not_ready = client.is_server_live() and not client.is_server_ready()
+        time.sleep(0.05)
+    code = proc.process.wait(timeout=120)
+    proc.close()
+    assert said_not_ready, proc.output
+    assert code == 1
+    assert f"{CRASH_LIMIT} replacements in a row died before they were ready; stopping the server" in proc.output
+    assert len(started_pids(proc)[0]) == 1 + CRASH_LIMIT
 
 
 def test_sigterm_under_load_answers_every_accepted_request(small_repo: Path) -> None:
