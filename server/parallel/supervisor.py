@@ -194,6 +194,8 @@ class Supervisor:
     # -- the workers --------------------------------------------------------------------------
 
     async def _start(self, number: int) -> None:
+        if self._stopping:
+            return  # a replacement asked for just before the stop
         env = {
             **os.environ,
             SETTINGS_VARIABLE: settings_json(worker_settings(self.settings, self.count, self.port)),
@@ -208,6 +210,8 @@ class Supervisor:
         )  # fmt: skip
         worker = self.workers[number] = _Worker(number, process)
         log.info("worker %d started (pid %d)", number, worker.pid)
+        if self._stopping:  # the stop began while it was being started: it stops too
+            process.terminate()
         watcher = asyncio.get_running_loop().create_task(self._watch(worker), name=f"worker:{number}")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
