@@ -52,12 +52,13 @@ def serving_with_metrics(repo: Path, *args: str) -> contextlib.AbstractContextMa
 @contextmanager
 def _serving(repo: Path, metrics_port: str, *args: str) -> Iterator[tuple[str, str]]:
     command = [sys.executable, "-m", "cnnserve", "serve", "--repo", str(repo), "--host", "127.0.0.1",
-               "--grpc-port", "0", "--metrics-port", metrics_port, "--log-level", "warning", *args]  # fmt: skip
+               "--grpc-port", "0", "--metrics-port", metrics_port, "--http-port", "-1", "--log-level", "warning",
+               *args]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
     address = metrics = ""
     for line in process.stdout:
-        found = re.search(r"cnnserve listening: grpc=(\S+) metrics=(\S+)", line)
+        found = re.search(r"cnnserve listening: grpc=(\S+) metrics=(\S+) http=\S+", line)
         address, metrics = (found.group(1), found.group(2)) if found else (address, metrics)
         if line.startswith("cnnserve ready:"):
             break

@@ -25,8 +25,8 @@ import numpy as np
 from cnnserve.datatypes import DATATYPES, v2_datatype
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 
-__all__ = ["CONTENTS_FIELDS", "DATATYPES", "TensorError", "decode_input", "decode_request_inputs", "encode_output",
-           "pack_bytes", "v2_datatype"]  # fmt: skip
+__all__ = ["CONTENTS_FIELDS", "DATATYPES", "TensorError", "decode_binary", "decode_input", "decode_request_inputs",
+           "decode_values", "encode_output", "pack_bytes", "v2_datatype"]  # fmt: skip
 
 InputTensor = pb.ModelInferRequest.InferInputTensor
 OutputTensor = pb.ModelInferResponse.InferOutputTensor
@@ -96,6 +96,43 @@ def decode_input(tensor: InputTensor, raw: bytes | None) -> np.ndarray:
     return _reshape(array, shape, where)
 
 
+def decode_binary(name: str, datatype: str, shape: Sequence[int], raw: bytes, field: str) -> np.ndarray:
+    """One tensor from its raw bytes in the format of ``raw_input_contents`` (REST's binary
+    tensor extension uses the same), ``field`` naming where they came from in messages."""
+    where, shape = f"input {name!r}", _checked_shape(datatype, shape, f"input {name!r}")
+    return _reshape(_from_raw(datatype, raw, math.prod(shape), shape, where, field), shape, where)
+
+
+def decode_values(name: str, datatype: str, shape: Sequence[int], values: Sequence[object], field: str) -> np.ndarray:
+    """One tensor from a flat list of its elements (REST's JSON ``data``), row-major; BYTES
+    elements are strings (UTF-8) or bytes."""
+    where, shape = f"input {name!r}", _checked_shape(datatype, shape, f"input {name!r}")
+    count = math.prod(shape)
+    if len(values) != count:
+        raise TensorError(f"{where}: {field} has {len(values)} elements, expected {count} for shape {list(shape)}")
+    if datatype == "BYTES":
+        array = np.empty(count, dtype=np.object_)
+        array[:] = [v.encode("utf-8") if isinstance(v, str) else v for v in values]
+        return _reshape(array, shape, where)
+    dtype = DATATYPES[datatype].dtype
+    kinds: dict[str, type | tuple[type, ...]] = {"b": bool, "i": int, "u": int, "f": (int, float)}
+    kind = kinds[dtype.kind]
+    wrong = next((i for i, v in enumerate(values) if isinstance(v, bool) != (dtype.kind == "b")
+                  or not isinstance(v, kind)), None)  # fmt: skip
+    if wrong is not None:
+        raise TensorError(f"{where}: {field}[{wrong}] is {values[wrong]!r}, not a {datatype} value")
+    wide = np.array(values, dtype=np.float64 if dtype.kind == "f" else np.int64 if dtype.kind == "i" else dtype)
+    return _reshape(_narrow(wide, dtype, f"{where}: {field}", datatype), shape, where)
+
+
+def _checked_shape(datatype: str, shape: Sequence[int], where: str) -> tuple[int, ...]:
+    if datatype not in DATATYPES:
+        raise TensorError(f"{where}: datatype {datatype!r} is not a V2 datatype (one of {', '.join(DATATYPES)})")
+    if any(not isinstance(d, int) or isinstance(d, bool) or d < 0 for d in shape):
+        raise TensorError(f"{where}: shape {list(shape)} must be integers >= 0")
+    return tuple(shape)
+
+
 def _shape(tensor: InputTensor, where: str) -> tuple[int, ...]:
     # The proto field is int64, so dimensions are integers; -1 (a wildcard in metadata) and other
     # negatives are not sizes.
@@ -105,14 +142,16 @@ def _shape(tensor: InputTensor, where: str) -> tuple[int, ...]:
     return shape
 
 
-def _from_raw(datatype: str, raw: bytes, count: int, shape: tuple[int, ...], where: str) -> np.ndarray:
+def _from_raw(
+    datatype: str, raw: bytes, count: int, shape: tuple[int, ...], where: str, field: str = "raw_input_contents"
+) -> np.ndarray:
     if datatype == "BYTES":
-        return _unpack_bytes(raw, count, where)
+        return _unpack_bytes(raw, count, where, field)
     dtype = DATATYPES[datatype].dtype
     expected = count * dtype.itemsize
     if len(raw) != expected:
         raise TensorError(
-            f"{where}: raw_input_contents has {len(raw)} bytes, expected {expected} for shape {list(shape)} {datatype}"
+            f"{where}: {field} has {len(raw)} bytes, expected {expected} for shape {list(shape)} {datatype}"
         )
     if datatype == "BOOL":
         # Any non-zero byte is true; numpy would keep the byte as is and misbehave later.
@@ -180,11 +219,11 @@ def pack_bytes(items: Sequence[object] | np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def _unpack_bytes(raw: bytes, count: int, where: str) -> np.ndarray:
+def _unpack_bytes(raw: bytes, count: int, where: str, field: str = "raw_input_contents") -> np.ndarray:
     """The inverse of :func:`pack_bytes`, checking that exactly ``count`` elements fill ``raw``."""
     if count * _LENGTH.size > len(raw):  # before allocating: the shape is the client's to choose
         raise TensorError(
-            f"{where}: raw_input_contents has {len(raw)} bytes, too few for {count} BYTES elements "
+            f"{where}: {field} has {len(raw)} bytes, too few for {count} BYTES elements "
             f"of at least {_LENGTH.size} bytes each (their length prefixes)"
         )
     items = np.empty(count, dtype=np.object_)
@@ -193,21 +232,21 @@ def _unpack_bytes(raw: bytes, count: int, where: str) -> np.ndarray:
     for i in range(count):
         if offset + _LENGTH.size > len(raw):
             raise TensorError(
-                f"{where}: raw_input_contents ends at byte {len(raw)} before BYTES element {i} of {count}; "
+                f"{where}: {field} ends at byte {len(raw)} before BYTES element {i} of {count}; "
                 "each element is a 4-byte little-endian length, then that many bytes"
             )
         (length,) = _LENGTH.unpack_from(view, offset)
         offset += _LENGTH.size
         if offset + length > len(raw):
             raise TensorError(
-                f"{where}: raw_input_contents BYTES element {i} claims {length} bytes, "
+                f"{where}: {field} BYTES element {i} claims {length} bytes, "
                 f"only {len(raw) - offset} are left"
             )
         items[i] = bytes(view[offset : offset + length])
         offset += length
     if offset != len(raw):
         raise TensorError(
-            f"{where}: raw_input_contents has {len(raw) - offset} bytes left after the {count} BYTES elements "
+            f"{where}: {field} has {len(raw) - offset} bytes left after the {count} BYTES elements "
             "the shape holds"
         )
     return items

@@ -28,6 +28,8 @@ from server.dataplane import DataPlane
 from server.grpc import server as grpc_server
 from server.metrics import Metrics, MetricsServer
 from server.model_manager import ModelManager
+from server.rest import server as rest_server
+from server.rest.server import HttpServer
 from server.runtime.devices import CUDA, RuntimeUnavailable, cuda_problem, providers_for
 from server.services.classifier import Classifier
 from server.services.policy import PolicyService
@@ -67,6 +69,7 @@ class Server:
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
         self.metrics_server: MetricsServer | None = None
+        self.http: HttpServer | None = None
         self.grpc_port = 0
         self._stop = asyncio.Event()
 
@@ -85,9 +88,15 @@ class Server:
         )
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
+        http_address = "off"
+        if s.http_port >= 0:
+            self.http = HttpServer(rest_server.build(s, self.plane, self.metrics), grace_seconds=s.grace_seconds)
+            http_address = f"{s.host}:{await self.http.start(s.host, s.http_port, reuse_port=self.worker is not None)}"
         # Tests and scripts read this line to learn the ports (port 0 picks free ones).
-        print(f"cnnserve listening: grpc={s.host}:{self.grpc_port} metrics={metrics_address}", flush=True)
-        log.info("gRPC on %s:%d, metrics on %s; loading %s", s.host, self.grpc_port, metrics_address, s.repo)
+        print(f"cnnserve listening: grpc={s.host}:{self.grpc_port} metrics={metrics_address} http={http_address}",
+              flush=True)  # fmt: skip
+        log.info("gRPC on %s:%d, HTTP on %s, metrics on %s; loading %s", s.host, self.grpc_port, http_address,
+                 metrics_address, s.repo)  # fmt: skip
         started = time.perf_counter()
         await self.models.load_all()
         self.plane.loaded = True
@@ -134,8 +143,8 @@ class Server:
                 await asyncio.gather(self.classifier.drain(), self.policies.drain())
         if self.grpc is not None:
             log.info("waiting up to %.0fs for accepted requests", grace)
-            # Batchers drain while gRPC waits: the calls it waits for are the ones being computed.
-            await asyncio.gather(self.grpc.stop(grace), self.models.close())
+            # Batchers drain while gRPC and HTTP wait: the calls they wait for are being computed.
+            await asyncio.gather(self.grpc.stop(grace), *([self.http.stop()] if self.http else []), self.models.close())
         else:
             await self.models.close()
         self.classifier.close()

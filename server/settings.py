@@ -46,6 +46,9 @@ class Settings:
     """Address both ports bind to (CNNSERVE_HOST, --host)."""
     grpc_port: int = 8001
     """gRPC port, Triton's default; 0 picks a free one (CNNSERVE_GRPC_PORT, --grpc-port)."""
+    http_port: int = 8000
+    """KServe V2 REST port, Triton's default; 0 picks a free one, -1 turns HTTP off
+    (CNNSERVE_HTTP_PORT, --http-port)."""
     metrics_port: int = 8002
     """Prometheus ``/metrics`` port, Triton's default; 0 picks a free one, -1 turns the endpoint
     off (CNNSERVE_METRICS_PORT, --metrics-port)."""
@@ -273,6 +276,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("host", "--host", "ADDR", str.strip, _text, "an address or host name", "address both ports bind to"),
     _Option("grpc_port", "--grpc-port", "PORT", _parse_int, _port(0), "an integer port 0-65535",
             "gRPC port; 0 picks a free one"),
+    _Option("http_port", "--http-port", "PORT", _parse_int, _port(-1), "an integer port 0-65535, or -1 for off",
+            "KServe V2 REST (HTTP) port; 0: a free one; -1: off"),
     _Option("metrics_port", "--metrics-port", "PORT", _parse_int, _port(-1), "an integer port 0-65535, or -1 for off",
             "Prometheus /metrics port; 0 picks a free one, -1 turns it off"),
     _Option("device", "--device", "{" + ",".join(DEVICES) + "}", _lower, lambda v: v in DEVICES, _words(DEVICES),

@@ -24,7 +24,7 @@ from client.scrape import Samples, scrape, total
 __all__ = ["ServerProcess", "accepted", "at", "batched", "cnnserve", "copy_repository", "model_total", "ort_run",
            "scrape", "serving", "start_server", "triton_input", "wait_ready"]  # fmt: skip
 
-LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+)")
+LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+) http=(?P<http>\S+)")
 
 
 @dataclass
@@ -34,6 +34,7 @@ class ServerProcess:
     process: subprocess.Popen[str]
     grpc_address: str = ""
     metrics_address: str = ""
+    http_address: str = ""
     lines: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
     _reader: threading.Thread | None = None
@@ -46,6 +47,7 @@ class ServerProcess:
             if match:
                 self.grpc_address = match["grpc"]
                 self.metrics_address = match["metrics"]
+                self.http_address = match["http"]
                 self._ready.set()
         self._ready.set()  # the process ended: unblock waiters
 
@@ -101,7 +103,8 @@ def start_server(repo: Path, *args: str, env: dict[str, str] | None = None, wait
     """
     command = [
         sys.executable, "-m", "cnnserve", "serve",
-        "--repo", str(repo), "--host", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0", *args,
+        "--repo", str(repo), "--host", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0", "--http-port", "0",
+        *args,
     ]  # fmt: skip
     process = subprocess.Popen(
         command,

@@ -54,12 +54,12 @@ def worker_count(settings: Settings) -> int:
     return max(1, cores // 2)
 
 
-def worker_settings(settings: Settings, workers: int, port: int) -> Settings:
-    """What each worker runs with: the port the supervisor holds, no metrics endpoint of its own,
+def worker_settings(settings: Settings, workers: int, port: int, http_port: int = -1) -> Settings:
+    """What each worker runs with: the ports the supervisor holds, no metrics endpoint of its own,
     and, unless set, its share of the cores for ONNX Runtime's intra-op threads and for the
     threads that decode images and read positions."""
     share = max(1, (os.cpu_count() or 1) // workers)
-    return dataclasses.replace(settings, grpc_port=port, metrics_port=-1, workers=1,
+    return dataclasses.replace(settings, grpc_port=port, http_port=http_port, metrics_port=-1, workers=1,
                                intra_op_threads=settings.intra_op_threads or share,
                                decode_threads=settings.decode_threads or share)  # fmt: skip
 
@@ -111,6 +111,7 @@ class Supervisor:
         self.count = workers
         self.workers: dict[int, _Worker] = {}
         self.port = 0
+        self.http_port = -1  # off
         self.metrics_dir = ""
         self._watchers: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -124,20 +125,28 @@ class Supervisor:
 
     async def run(self) -> int:
         s = self.settings
+        held: list[socket.socket] = []
         try:
-            held = reserve_port(s.host, s.grpc_port)
+            held.append(reserve_port(s.host, s.grpc_port))
+            if s.http_port >= 0:
+                held.append(reserve_port(s.host, s.http_port))
         except OSError as exc:
             log.error("%s", exc)
+            for sock in held:
+                sock.close()
             return 1
-        self.port = held.getsockname()[1]
+        self.port = held[0].getsockname()[1]
+        self.http_port = held[1].getsockname()[1] if len(held) > 1 else -1
         self.metrics_dir = tempfile.mkdtemp(prefix="cnnserve-metrics-")
         metrics: MetricsServer | None = None
         try:
             if s.metrics_enabled:
                 metrics = serve_registry(workers_registry(self.metrics_dir), s.metrics_port, s.host)
             address = f"{s.host}:{metrics.port}" if metrics else "off"
-            print(f"cnnserve listening: grpc={s.host}:{self.port} metrics={address}", flush=True)
-            log.info("gRPC on %s:%d, metrics on %s; starting %d workers", s.host, self.port, address, self.count)
+            http = f"{s.host}:{self.http_port}" if self.http_port >= 0 else "off"
+            print(f"cnnserve listening: grpc={s.host}:{self.port} metrics={address} http={http}", flush=True)
+            log.info("gRPC on %s:%d, HTTP on %s, metrics on %s; starting %d workers", s.host, self.port, http, address,
+                     self.count)  # fmt: skip
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._signalled)
@@ -153,7 +162,8 @@ class Supervisor:
             if metrics is not None:
                 metrics.close()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
-            held.close()
+            for sock in held:
+                sock.close()
         log.info("stopped")
         return 1 if self._failed or self._forced else 0
 
@@ -198,7 +208,7 @@ class Supervisor:
             return  # a replacement asked for just before the stop
         env = {
             **os.environ,
-            SETTINGS_VARIABLE: settings_json(worker_settings(self.settings, self.count, self.port)),
+            SETTINGS_VARIABLE: settings_json(worker_settings(self.settings, self.count, self.port, self.http_port)),
             NUMBER_VARIABLE: str(number),
             "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
         }

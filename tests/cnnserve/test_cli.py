@@ -298,5 +298,7 @@ def test_a_serving_install_names_the_extra_a_command_needs() -> None:
     assert done.returncode == 1
     assert "pip install 'cnnserve[compare]'" in done.stderr and "Traceback" not in done.stderr
     # What a serving install does have still works without them.
-    done = without("torch", "serve", "--repo", "/nonexistent", "--grpc-port", "0", "--metrics-port", "-1")
+    done = without(
+        "torch", "serve", "--repo", "/nonexistent", "--grpc-port", "0", "--metrics-port", "-1", "--http-port", "-1"
+    )
     assert done.returncode == 1 and "model repository /nonexistent does not exist" in done.stderr

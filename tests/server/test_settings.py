@@ -41,6 +41,8 @@ ENV = [
     ("CNNSERVE_DEVICE", "CUDA", "device", "cuda"),
     ("CNNSERVE_INTRA_OP_THREADS", "4", "intra_op_threads", 4),
     ("CNNSERVE_INTER_OP_THREADS", "2", "inter_op_threads", 2),
+    ("CNNSERVE_HTTP_PORT", "8080", "http_port", 8080),
+    ("CNNSERVE_HTTP_PORT", "-1", "http_port", -1),
     ("CNNSERVE_WORKERS", "3", "workers", 3),
     ("CNNSERVE_WORKERS", "auto", "workers", None),
     ("CNNSERVE_INSTANCES", "4", "instances", 4),

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
+import tritonclient.http as th
 from grpc_health.v1 import health_pb2
 from harness import (
     ServerProcess,
@@ -101,13 +102,21 @@ def test_two_workers_answer_on_one_port_and_the_metrics_count_each_request_once(
                 x = lenet5_input(i)
                 got = client.infer("lenet5", [triton_input("input", x)]).as_numpy("logits")
                 np.testing.assert_allclose(got, ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
+        for i in range(8):  # HTTP shares its port the same way
+            http_client = th.InferenceServerClient(proc.http_address)
+            tensor = th.InferInput("input", [1, 1, 32, 32], "FP32")
+            tensor.set_data_from_numpy(lenet5_input(i))
+            got = http_client.infer("lenet5", [tensor]).as_numpy("logits")
+            np.testing.assert_allclose(got, ort_run(small_repo, "lenet5", lenet5_input(i)), rtol=1e-5, atol=1e-6)
+            http_client.close()
         samples = scrape(proc.metrics_address)
-        ok = [v for lab, v in samples["cnnserve_requests_total"] if lab["model"] == "lenet5" and lab["code"] == "OK"]
-        assert sum(ok) == calls  # summed over the workers, each request once
-        assert model_total(samples, "lenet5", "cnnserve_request_duration_seconds_count") == calls
+        ok = {lab["rpc"]: v for lab, v in samples["cnnserve_requests_total"]
+              if lab["model"] == "lenet5" and lab["code"] == "OK"}  # fmt: skip
+        assert ok == {"ModelInfer": calls, "/v2/models/{name}/infer": 8}  # summed over the workers, each once
+        assert model_total(samples, "lenet5", "cnnserve_request_duration_seconds_count") == calls + 8
         per_worker = {lab["pid"]: v for lab, v in samples["cnnserve_worker_requests"]}
         assert set(per_worker) == {str(p) for ps in pids.values() for p in ps}
-        assert all(v > 0 for v in per_worker.values()) and sum(per_worker.values()) == calls
+        assert all(v > 0 for v in per_worker.values()) and sum(per_worker.values()) == calls + 8
         info = [lab for lab, v in samples["cnnserve_model_info"] if lab["model"] == "lenet5" and v == 1]
         assert len(info) == 1 and info[0]["state"] == "ready"
         assert model_total(samples, "lenet5", "cnnserve_inflight_requests") == 0

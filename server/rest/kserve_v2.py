@@ -1,0 +1,128 @@
+"""KServe V2 over HTTP: Triton's paths and JSON shapes, each handler a few lines around the data
+plane (the same one gRPC calls, so a model is one thing whichever protocol reaches it)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from server import errors
+from server.classification import top_classes
+from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
+from server.model_manager import State
+from server.rest.tensors import HEADER_LENGTH, decode, encode_reply, parse_request
+
+INDEX_STATES = {State.LOADING: "LOADING", State.READY: "READY", State.FAILED: "UNAVAILABLE",
+                State.UNLOADING: "UNLOADING"}  # fmt: skip
+MODEL = "/v2/models/{name}"
+VERSION = "/v2/models/{name}/versions/{version}"
+
+
+def routes(plane: DataPlane) -> list[web.RouteDef]:
+    v2 = _V2(plane)
+    table = [
+        web.get("/v2", v2.server_metadata),
+        web.get("/v2/health/live", v2.live),
+        web.get("/v2/health/ready", v2.ready),
+        web.post("/v2/repository/index", v2.repository_index),
+    ]
+    for base in (MODEL, VERSION):
+        table += [
+            web.get(base, v2.model_metadata),
+            web.get(base + "/ready", v2.model_ready),
+            web.post(base + "/infer", v2.infer),
+        ]
+    return table
+
+
+def _health(ok: bool) -> web.Response:
+    return web.Response(status=200 if ok else 400)  # Triton: 200, or 400 with no body
+
+
+class _V2:
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        return web.json_response({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)})
+
+    async def live(self, request: web.Request) -> web.Response:
+        return _health(self.plane.live())
+
+    async def ready(self, request: web.Request) -> web.Response:
+        return _health(self.plane.ready())
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        return _health(self.plane.model_ready(*_model(request)))
+
+    async def model_metadata(self, request: web.Request) -> web.Response:
+        config = self.plane.config(*_model(request))
+
+        def meta(specs: tuple) -> list[dict[str, Any]]:
+            return [{"name": t.name, "datatype": t.datatype, "shape": [-1, *t.shape]} for t in specs]
+
+        return web.json_response({"name": config.name, "versions": [str(config.version)],
+                                  "platform": "onnxruntime_onnx", "inputs": meta(config.inputs),
+                                  "outputs": meta(config.outputs)})  # fmt: skip
+
+    async def repository_index(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        ready_only = bool(body.get("ready", False)) if isinstance(body, dict) else False
+        return web.json_response([
+            {"name": m.name, "version": str(m.version) if m.version else "", "state": INDEX_STATES[m.state],
+             "reason": m.reason}
+            for m in self.plane.index(ready_only=ready_only)
+        ])  # fmt: skip
+
+    async def infer(self, request: web.Request) -> web.Response:
+        name, version = _model(request)
+        document, tensors = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
+        # Names, datatypes and shapes first, from the JSON: bounded by the model's sizes before decoding.
+        self.plane.check_tensors(self.plane.config(name, version), {t.name: (t.datatype, t.shape) for t in tensors})
+        inputs = {t.name: decode(t) for t in tensors}
+        result = await self.plane.infer(name, version, inputs, checked=True)
+        config = result.model.config
+        assert config is not None
+        binary_default = bool((document.get("parameters") or {}).get("binary_data_output", False))
+        outputs = []
+        for output in document.get("outputs") or [{"name": o.name} for o in config.outputs]:
+            outputs.append(_output(output, result.outputs, config, binary_default))
+        reply = {"model_name": config.name, "model_version": str(config.version)}
+        if "id" in document:
+            reply["id"] = document["id"]
+        body, header_length = await asyncio.to_thread(encode_reply, reply, outputs) if _large(outputs) else (
+            encode_reply(reply, outputs))  # fmt: skip
+        if header_length is None:
+            return web.Response(body=body, content_type="application/json")
+        return web.Response(body=body, content_type="application/octet-stream",
+                            headers={HEADER_LENGTH: str(header_length)})  # fmt: skip
+
+
+def _model(request: web.Request) -> tuple[str, str]:
+    return request.match_info["name"], request.match_info.get("version", "")
+
+
+def _output(
+    output: Any, outputs: dict[str, np.ndarray], config: Any, binary_default: bool
+) -> tuple[str, np.ndarray, bool]:
+    if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+        raise errors.InvalidArgument("outputs: each requested output must be an object with a 'name'")
+    name = output["name"]
+    if name not in outputs:
+        raise errors.InvalidArgument(f"outputs: unknown output {name!r}; model {config.name!r} has {sorted(outputs)}")
+    parameters = output.get("parameters") or {}
+    array = outputs[name]
+    k = parameters.get("classification")
+    if k is not None:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise errors.InvalidArgument(f"outputs[{name!r}].parameters.classification: expected an integer >= 1")
+        array = top_classes(array, k, config.labels)
+    return name, np.asarray(array), bool(parameters.get("binary_data", binary_default))
+
+
+def _large(outputs: list[tuple[str, np.ndarray, bool]]) -> bool:
+    # JSON ``data`` is written element by element: past this, off the event loop.
+    return sum(a.size for _, a, binary in outputs if not binary) > 1 << 16

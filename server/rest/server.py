@@ -1,0 +1,90 @@
+"""The HTTP server: an aiohttp application on the gRPC server's event loop, with the request
+limits of the settings; errors become Triton's ``{"error": "..."}`` with its HTTP statuses.
+
+aiohttp rather than an ASGI server (uvicorn): it runs inside the event loop the server already
+owns (``AppRunner``/``TCPSite``), with no signal handlers or process model of its own to
+reconcile with gRPC's, and binds with ``SO_REUSEPORT`` for the workers of ``--workers N``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import grpc
+from aiohttp import web
+
+from server.dataplane import DataPlane
+from server.errors import to_status
+from server.metrics import Metrics
+from server.rest.kserve_v2 import routes
+from server.settings import Settings
+
+# Triton's HTTP status for each error (its HttpCodeFromError); RESOURCE_EXHAUSTED, which Triton's
+# HTTP front end does not produce, is 429, HTTP's "too many requests".
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.CANCELLED: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build(settings: Settings, plane: DataPlane, metrics: Metrics) -> web.Application:
+    @web.middleware
+    async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Each call counted as on gRPC (in flight, duration, status code; the route as ``rpc``),
+        and any error turned into its status and ``{"error": message}``."""
+        started = time.perf_counter()
+        name = request.match_info.get("name", "")
+        model = name if name in plane.models.models else ""
+        route = request.match_info.route.resource
+        rpc = route.canonical if route is not None else "unmatched"
+        code = grpc.StatusCode.CANCELLED
+        with metrics.inflight(model), plane.handling(model):
+            try:
+                response = await handler(request)
+                code = grpc.StatusCode.OK
+                return response
+            except web.HTTPException:
+                code = grpc.StatusCode.INVALID_ARGUMENT  # aiohttp's own refusals: 404, 405, 413
+                raise
+            except Exception as exc:
+                code, message = to_status(exc, rpc)
+                status = HTTP_STATUS.get(code, 500)
+                return web.json_response({"error": message}, status=status)
+            finally:
+                if route is not None:
+                    metrics.observe_request(model, rpc, code.name, time.perf_counter() - started)
+
+    app = web.Application(middlewares=[observed], client_max_size=settings.max_message_bytes)
+    app.add_routes(routes(plane))
+    return app
+
+
+class HttpServer:
+    """The application served on ``host:port`` until :meth:`stop`."""
+
+    def __init__(self, app: web.Application, *, grace_seconds: float) -> None:
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace_seconds)
+        self.port = 0
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port, reuse_port=reuse_port or None)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            raise OSError(exc.errno, f"cannot serve HTTP on {host}:{port}: {exc.strerror}") from exc
+        self.port = int(self.runner.addresses[0][1])
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting, give the requests in progress up to the grace period, close."""
+        await self.runner.cleanup()

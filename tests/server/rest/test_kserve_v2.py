@@ -1,0 +1,214 @@
+"""KServe V2 over HTTP against a real server: the stock ``tritonclient.http`` and raw, curl-style
+requests, answered the same as over gRPC."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as tc
+import tritonclient.http as th
+from harness import ServerProcess, accepted, ort_run, serving, start_server, triton_input, wait_ready
+from tritonclient.utils import InferenceServerException
+
+
+@pytest.fixture(scope="module")
+def server(small_repo: Path) -> Iterator[ServerProcess]:
+    with serving(small_repo, "--model", "lenet5", "--model", "cifar_resnet20") as proc:
+        yield proc
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> Iterator[th.InferenceServerClient]:
+    c = th.InferenceServerClient(server.http_address)
+    yield c
+    c.close()
+
+
+def http(server: ServerProcess, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
+    """One raw request, as curl would send it: (status, body)."""
+    request = urllib.request.Request(f"http://{server.http_address}{path}", data=body, method=method,
+                                     headers=headers or {})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def lenet5_input(seed: int, batch: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, 1, 32, 32), dtype=np.float32)
+
+
+def http_input(x: np.ndarray, binary: bool = True, name: str = "input") -> th.InferInput:
+    tensor = th.InferInput(name, list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=binary)
+    return tensor
+
+
+# -- health, metadata, index --------------------------------------------------------------------
+
+
+def test_health_and_metadata_as_triton_serves_them(server: ServerProcess, client: th.InferenceServerClient) -> None:
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("lenet5")
+    assert client.is_model_ready("lenet5", "1") and not client.is_model_ready("lenet5", "7")
+    assert http(server, "GET", "/v2/health/ready") == (200, b"")
+    metadata = client.get_server_metadata()
+    assert metadata["name"] == "cnnserve" and "classification" in metadata["extensions"]
+    model = client.get_model_metadata("lenet5")
+    assert model == {"name": "lenet5", "versions": ["1"], "platform": "onnxruntime_onnx",
+                     "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 32, 32]}],
+                     "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]}  # fmt: skip
+    assert client.get_model_metadata("lenet5", "1") == model
+    index = client.get_model_repository_index()
+    assert {(m["name"], m["state"]) for m in index} == {("lenet5", "READY"), ("cifar_resnet20", "READY")}
+
+
+# -- inference ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_results_equal_onnx_runtime(
+    server: ServerProcess, client: th.InferenceServerClient, small_repo: Path, binary: bool
+) -> None:
+    x = lenet5_input(1, batch=3)
+    outputs = [th.InferRequestedOutput("logits", binary_data=binary)]
+    result = client.infer("lenet5", [http_input(x, binary)], outputs=outputs, request_id="r-7")
+    np.testing.assert_allclose(result.as_numpy("logits"), ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
+    assert result.get_response()["id"] == "r-7" and result.get_response()["model_version"] == "1"
+    # The client's defaults: binary inputs, every output in binary.
+    default = client.infer("cifar_resnet20", [http_input(np.zeros((2, 3, 32, 32), np.float32))])
+    np.testing.assert_allclose(default.as_numpy("logits"), ort_run(small_repo, "cifar_resnet20",
+                                                                    np.zeros((2, 3, 32, 32), np.float32)),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
+def test_classification_strings_equal_grpc(server: ServerProcess, client: th.InferenceServerClient) -> None:
+    x = lenet5_input(2, batch=2)
+    over_http = client.infer("lenet5", [http_input(x, True)],
+                             outputs=[th.InferRequestedOutput("logits", class_count=3)]).as_numpy("logits")  # fmt: skip
+    with tc.InferenceServerClient(server.grpc_address) as grpc_client:
+        asked = [tc.InferRequestedOutput("logits", class_count=3)]
+        over_grpc = grpc_client.infer("lenet5", [triton_input("input", x)], outputs=asked).as_numpy("logits")
+    assert over_http.shape == (2, 3) and over_http.tolist() == over_grpc.tolist()
+
+
+def test_a_curl_style_json_request_with_a_flat_data_list(server: ServerProcess, small_repo: Path) -> None:
+    x = lenet5_input(3)
+    body = json.dumps({"id": "curl", "inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32",
+                                                 "data": x.reshape(-1).tolist()}]}).encode()  # fmt: skip
+    status, reply = http(server, "POST", "/v2/models/lenet5/infer", body, {"Content-Type": "application/json"})
+    assert status == 200, reply
+    document = json.loads(reply)
+    (logits,) = document["outputs"]
+    assert (document["model_name"], document["id"], logits["name"], logits["datatype"], logits["shape"]) == (
+        "lenet5",
+        "curl",
+        "logits",
+        "FP32",
+        [1, 10],
+    )
+    np.testing.assert_allclose(np.array(logits["data"], np.float32).reshape(1, 10),
+                               ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def grpc_error(server: ServerProcess, model: str, x: np.ndarray) -> str:
+    with (
+        tc.InferenceServerClient(server.grpc_address) as grpc_client,
+        pytest.raises(InferenceServerException) as caught,
+    ):
+        grpc_client.infer(model, [triton_input("input", x)])
+    return str(caught.value.message())
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "status"),
+    [("nope", (1, 1, 32, 32), 404), ("lenet5", (1, 1, 32, 31), 400), ("lenet5", (1, 1, 32), 400),
+     ("lenet5", (300, 1, 32, 32), 400)],
+    ids=["unknown model", "wrong shape", "wrong rank", "over max_batch_size"],
+)  # fmt: skip
+def test_bad_requests_get_tritons_status_and_grpcs_message(
+    server: ServerProcess, client: th.InferenceServerClient, model: str, shape: tuple[int, ...], status: int
+) -> None:
+    x = np.zeros(shape, np.float32)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer(model, [http_input(x, True)])
+    assert caught.value.status() == str(status)
+    assert caught.value.message() == grpc_error(server, model, x)
+    assert client.is_server_ready()  # and it goes on serving
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        (b"{not json", {}, "failed to parse the request JSON"),
+        (b'{"inputs": 3}', {}, "expected an object with an 'inputs' array"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32", "data": [1.0]}]}),
+         {}, "input 'input': data has 1 elements, expected 1024 for shape [1, 1, 32, 32]"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32",
+                                 "data": ["x"] * 1024}]}), {}, "input 'input': data[0] is 'x', not a FP32 value"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32",
+                                 "parameters": {"binary_data_size": 4096}}]}).encode() + b"\0" * 100,
+         "header", "binary_data_size 4096 does not fit the 100 binary bytes left"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP16",
+                                 "data": [0] * 1024}]}), {},
+         "input 'input': datatype FP16, model 'lenet5' expects FP32"),
+    ],
+    ids=["not JSON", "no inputs array", "too few elements", "not numbers", "short binary", "wrong datatype"],
+)  # fmt: skip
+def test_malformed_bodies_are_400_with_a_message_naming_the_field(
+    server: ServerProcess, body: bytes | str, headers: dict[str, str] | str, message: str
+) -> None:
+    raw = body.encode() if isinstance(body, str) else body
+    if headers == "header":  # the JSON's length, as the binary extension gives it
+        headers = {"Inference-Header-Content-Length": str(raw.index(b"\0"))}
+    assert isinstance(headers, dict)
+    status, reply = http(server, "POST", "/v2/models/lenet5/infer", raw, headers)
+    assert status == 400 and message in json.loads(reply)["error"]
+
+
+# -- together with gRPC, and shutdown -----------------------------------------------------------
+
+
+def test_sigterm_during_http_requests_answers_them(small_repo: Path) -> None:
+    proc = start_server(small_repo, "--max-queue-delay-us", "30000000", "--model", "cifar_resnet20")
+    wait_ready(proc.grpc_address)
+    xs = [np.random.default_rng(i).standard_normal((1, 3, 32, 32), dtype=np.float32) for i in range(6)]
+    results: dict[int, np.ndarray | Exception] = {}
+
+    def call(i: int) -> None:
+        c = th.InferenceServerClient(proc.http_address, network_timeout=120)
+        try:
+            results[i] = c.infer("cifar_resnet20", [http_input(xs[i])]).as_numpy("logits")
+        except Exception as exc:
+            results[i] = exc
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while sum(accepted(proc, "cifar_resnet20")) < len(xs):  # held in the batcher (or answered)
+        assert time.monotonic() < deadline, proc.output
+        time.sleep(0.05)
+    proc.process.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(timeout=120)
+    assert proc.terminate() == 0, proc.output
+    for i, x in enumerate(xs):
+        got = results[i]
+        assert isinstance(got, np.ndarray), got
+        np.testing.assert_allclose(got, ort_run(small_repo, "cifar_resnet20", x), rtol=1e-4, atol=1e-5)
