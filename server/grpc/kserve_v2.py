@@ -11,12 +11,13 @@ import math
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 from cnnserve import codec
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from cnnserve.repository import ModelConfig
-from server import errors
+from server import errors, reports
 from server.classification import top_classes
 from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
 from server.grpc.status import handle_errors, observed
@@ -25,10 +26,6 @@ from server.model_manager import ServedModel, State
 
 INDEX_STATES = {State.LOADING: "LOADING", State.READY: "READY", State.FAILED: "UNAVAILABLE",
                 State.UNLOADING: "UNLOADING"}  # fmt: skip
-
-
-def _duration(count: int, ns: int) -> pb.StatisticDuration:
-    return pb.StatisticDuration(count=count, ns=ns)
 
 
 def _classification_k(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> int | None:
@@ -171,23 +168,4 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 
 def _statistics(model: ServedModel) -> pb.ModelStatistics:
-    stats = model.batcher.stats if model.batcher else None
-    if stats is None:
-        return pb.ModelStatistics(name=model.name, version=str(model.version))
-    return pb.ModelStatistics(
-        name=model.name,
-        version=str(model.version),
-        last_inference=model.last_inference_ms,
-        inference_count=stats.inference_count,
-        execution_count=stats.execution_count,
-        inference_stats=pb.InferStatistics(
-            success=_duration(stats.success_count, stats.success_ns),
-            fail=_duration(stats.fail_count, stats.fail_ns),
-            queue=_duration(stats.queue_count, stats.queue_ns),
-            compute_infer=_duration(stats.compute_count, stats.compute_ns),
-        ),
-        batch_stats=[
-            pb.InferBatchStatistics(batch_size=size, compute_infer=_duration(count, ns))
-            for size, (count, ns) in sorted(stats.batch_sizes.items())
-        ],
-    )
+    return json_format.ParseDict(reports.statistics(model), pb.ModelStatistics())

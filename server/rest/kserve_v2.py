@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from server import errors
+from server import errors, reports
 from server.classification import top_classes
 from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
 from server.model_manager import State
@@ -29,10 +29,13 @@ def routes(plane: DataPlane) -> list[web.RouteDef]:
         web.get("/v2/health/ready", v2.ready),
         web.post("/v2/repository/index", v2.repository_index),
     ]
+    table.append(web.get("/v2/models/stats", v2.statistics))
     for base in (MODEL, VERSION):
         table += [
             web.get(base, v2.model_metadata),
             web.get(base + "/ready", v2.model_ready),
+            web.get(base + "/config", v2.model_config),
+            web.get(base + "/stats", v2.statistics),
             web.post(base + "/infer", v2.infer),
         ]
     return table
@@ -67,6 +70,13 @@ class _V2:
         return web.json_response({"name": config.name, "versions": [str(config.version)],
                                   "platform": "onnxruntime_onnx", "inputs": meta(config.inputs),
                                   "outputs": meta(config.outputs)})  # fmt: skip
+
+    async def model_config(self, request: web.Request) -> web.Response:
+        return web.json_response(reports.configuration(self.plane.config(*_model(request))))
+
+    async def statistics(self, request: web.Request) -> web.Response:
+        name, version = request.match_info.get("name", ""), request.match_info.get("version", "")
+        return web.json_response({"model_stats": [reports.statistics(m) for m in self.plane.statistics(name, version)]})
 
     async def repository_index(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}

@@ -50,17 +50,18 @@ def build(settings: Settings, plane: DataPlane, metrics: Metrics) -> web.Applica
             try:
                 response = await handler(request)
                 code = grpc.StatusCode.OK
-                return response
             except web.HTTPException:
                 code = grpc.StatusCode.INVALID_ARGUMENT  # aiohttp's own refusals: 404, 405, 413
                 raise
             except Exception as exc:
                 code, message = to_status(exc, rpc)
-                status = HTTP_STATUS.get(code, 500)
-                return web.json_response({"error": message}, status=status)
+                response = web.json_response({"error": message}, status=HTTP_STATUS.get(code, 500))
             finally:
                 if route is not None:
                     metrics.observe_request(model, rpc, code.name, time.perf_counter() - started)
+        if plane.draining:  # shutting down: the client should reconnect elsewhere
+            response.force_close()
+        return response
 
     app = web.Application(middlewares=[observed], client_max_size=settings.max_message_bytes)
     app.add_routes(routes(plane))

@@ -73,6 +73,24 @@ def test_health_and_metadata_as_triton_serves_them(server: ServerProcess, client
     assert {(m["name"], m["state"]) for m in index} == {("lenet5", "READY"), ("cifar_resnet20", "READY")}
 
 
+def test_statistics_and_config(server: ServerProcess, client: th.InferenceServerClient) -> None:
+    client.infer("lenet5", [http_input(lenet5_input(5))])
+    over_http = client.get_inference_statistics("lenet5")["model_stats"][0]
+    with tc.InferenceServerClient(server.grpc_address) as grpc_client:
+        over_grpc = grpc_client.get_inference_statistics("lenet5", as_json=True)["model_stats"][0]
+    assert over_http["name"] == "lenet5" and over_http["version"] == "1" and over_http["inference_count"] >= 1
+    assert int(over_grpc["inference_count"]) == over_http["inference_count"]  # one set of counts, two protocols
+    success = over_http["inference_stats"]["success"]
+    assert success["count"] >= 1 and success["ns"] > 0 and over_http["batch_stats"][0]["batch_size"] >= 1
+    everything = client.get_inference_statistics()  # GET /v2/models/stats
+    assert {m["name"] for m in everything["model_stats"]} == {"lenet5", "cifar_resnet20"}
+    config = client.get_model_config("lenet5")
+    assert (config["name"], config["platform"], config["max_batch_size"]) == ("lenet5", "onnxruntime_onnx", 256)
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [1, 32, 32]}]
+    assert config["output"][0]["dims"] == [10] and config["output"][0]["label_filename"] == "labels.txt"
+    assert config["dynamic_batching"]["preferred_batch_size"] == [1, 16, 64]
+
+
 # -- inference ----------------------------------------------------------------------------------
 
 
