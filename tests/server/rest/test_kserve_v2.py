@@ -200,6 +200,31 @@ def test_malformed_bodies_are_400_with_a_message_naming_the_field(
 # -- together with gRPC, and shutdown -----------------------------------------------------------
 
 
+def test_http_and_grpc_callers_share_batches(small_repo: Path) -> None:
+    """9 gRPC and 8 HTTP requests at once: a batch larger than either protocol sent must mix them."""
+    with serving(small_repo, "--max-queue-delay-us", "10000000", "--model", "cifar_resnet20") as proc:
+        x = np.zeros((1, 3, 32, 32), np.float32)
+
+        def over_http() -> None:
+            c = th.InferenceServerClient(proc.http_address, network_timeout=60)
+            c.infer("cifar_resnet20", [http_input(x)])
+            c.close()
+
+        def over_grpc() -> None:
+            with tc.InferenceServerClient(proc.grpc_address) as c:
+                c.infer("cifar_resnet20", [triton_input("input", x)])
+
+        threads = [threading.Thread(target=f) for f in [over_grpc] * 9 + [over_http] * 8]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        with tc.InferenceServerClient(proc.grpc_address) as c:
+            stats = c.get_inference_statistics("cifar_resnet20").model_stats[0]
+    sizes = [b.batch_size for b in stats.batch_stats]
+    assert stats.inference_count == 17 and max(sizes) > 9, sizes
+
+
 def test_sigterm_during_http_requests_answers_them(small_repo: Path) -> None:
     proc = start_server(small_repo, "--max-queue-delay-us", "30000000", "--model", "cifar_resnet20")
     wait_ready(proc.grpc_address)
