@@ -121,7 +121,13 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Sequen
                   or not isinstance(v, kind)), None)  # fmt: skip
     if wrong is not None:
         raise TensorError(f"{where}: {field}[{wrong}] is {values[wrong]!r}, not a {datatype} value")
-    wide = np.array(values, dtype=np.float64 if dtype.kind == "f" else np.int64 if dtype.kind == "i" else dtype)
+    try:  # read wide first, so that a value the datatype cannot hold is refused, not wrapped
+        wide = np.array(values, dtype={"f": np.float64, "i": np.int64, "u": np.int64}.get(dtype.kind, dtype))
+    except OverflowError:
+        raise TensorError(f"{where}: {field} holds a value outside {datatype}'s range") from None
+    if dtype.kind == "u" and (wide < 0).any():
+        i = int(np.flatnonzero(wide < 0)[0])
+        raise TensorError(f"{where}: {field}[{i}] is {wide[i]}, outside {datatype}'s range")
     return _reshape(_narrow(wide, dtype, f"{where}: {field}", datatype), shape, where)
 
 

@@ -4,6 +4,7 @@ plane (the same one gRPC calls, so a model is one thing whichever protocol reach
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,10 @@ class _V2:
         return web.json_response({"model_stats": [reports.statistics(m) for m in self.plane.statistics(name, version)]})
 
     async def repository_index(self, request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else {}
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError as exc:
+            raise errors.InvalidArgument(f"failed to parse the request JSON: {exc}") from None
         ready_only = bool(body.get("ready", False)) if isinstance(body, dict) else False
         return web.json_response([
             {"name": m.name, "version": str(m.version) if m.version else "", "state": INDEX_STATES[m.state],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
@@ -249,3 +251,38 @@ def test_an_output_dtype_v2_cannot_carry_is_refused() -> None:
     # The server reports it as INTERNAL: the model, not the caller, produced it.
     with pytest.raises(codec.TensorError, match="output 'y': numpy dtype complex64 has no V2 datatype"):
         codec.encode_output("y", np.zeros(2, np.complex64))
+
+
+# -- REST: JSON values and the binary extension ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values", "expected"),
+    [("FP32", [1, 2.5], [1.0, 2.5]), ("INT8", [-128, 127], [-128, 127]), ("UINT8", [0, 255], [0, 255]),
+     ("BOOL", [True, False], [True, False]), ("BYTES", ["é", "b"], [b"\xc3\xa9", b"b"])],
+)  # fmt: skip
+def test_json_values_decode_to_their_datatype(datatype: str, values: list[object], expected: list[object]) -> None:
+    array = codec.decode_values("x", datatype, [2], values, "data")
+    assert array.tolist() == expected and array.shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values", "message"),
+    [("UINT8", [1, -1], "data[1] is -1, outside UINT8's range"),
+     ("INT8", [1, 200], "data[1] is 200, outside INT8's range [-128, 127]"),
+     ("INT64", [2**70, 1], "data holds a value outside INT64's range"),
+     ("FP32", [1, "2"], "data[1] is '2', not a FP32 value"),
+     ("INT32", [1, True], "data[1] is True, not a INT32 value"),
+     ("FP32", [1.0], "data has 1 elements, expected 2 for shape [2]"),
+     ("FP8", [1, 2], "datatype 'FP8' is not a V2 datatype")],
+)  # fmt: skip
+def test_json_values_that_do_not_fit_are_refused_by_name(datatype: str, values: list[object], message: str) -> None:
+    with pytest.raises(codec.TensorError, match=re.escape(message)):
+        codec.decode_values("x", datatype, [2], values, "data")
+
+
+def test_binary_data_is_the_raw_format_and_names_its_field() -> None:
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(codec.decode_binary("x", "FP32", [2, 3], x.tobytes(), "binary data"), x)
+    with pytest.raises(codec.TensorError, match=r"input 'x': binary data has 20 bytes, expected 24"):
+        codec.decode_binary("x", "FP32", [2, 3], x.tobytes()[:20], "binary data")
