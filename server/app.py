@@ -90,7 +90,10 @@ class Server:
         await self.grpc.start()
         http_address = "off"
         if s.http_port >= 0:
-            self.http = HttpServer(rest_server.build(s, self.plane, self.metrics), grace_seconds=s.grace_seconds)
+            self.http = HttpServer(
+                rest_server.build(s, self.plane, self.metrics, self.classifier, self.policies),
+                grace_seconds=s.grace_seconds,
+            )
             http_address = f"{s.host}:{await self.http.start(s.host, s.http_port, reuse_port=self.worker is not None)}"
         # Tests and scripts read this line to learn the ports (port 0 picks free ones).
         print(f"cnnserve listening: grpc={s.host}:{self.grpc_port} metrics={metrics_address} http={http_address}",

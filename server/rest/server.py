@@ -17,7 +17,9 @@ from aiohttp import web
 from server.dataplane import DataPlane
 from server.errors import to_status
 from server.metrics import Metrics
-from server.rest.kserve_v2 import routes
+from server.rest import cnnserve_v1, kserve_v2
+from server.services.classifier import Classifier
+from server.services.policy import PolicyService
 from server.settings import Settings
 
 # Triton's HTTP status for each error (its HttpCodeFromError); RESOURCE_EXHAUSTED, which Triton's
@@ -35,7 +37,9 @@ HTTP_STATUS = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build(settings: Settings, plane: DataPlane, metrics: Metrics) -> web.Application:
+def build(
+    settings: Settings, plane: DataPlane, metrics: Metrics, classifier: Classifier, policies: PolicyService
+) -> web.Application:
     @web.middleware
     async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Each call counted as on gRPC (in flight, duration, status code; the route as ``rpc``),
@@ -64,7 +68,8 @@ def build(settings: Settings, plane: DataPlane, metrics: Metrics) -> web.Applica
         return response
 
     app = web.Application(middlewares=[observed], client_max_size=settings.max_message_bytes)
-    app.add_routes(routes(plane))
+    app.add_routes(kserve_v2.routes(plane))
+    app.add_routes(cnnserve_v1.routes(classifier, policies))
     return app
 
 
