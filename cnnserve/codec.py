@@ -245,15 +245,13 @@ def _unpack_bytes(raw: bytes, count: int, where: str, field: str = "raw_input_co
         offset += _LENGTH.size
         if offset + length > len(raw):
             raise TensorError(
-                f"{where}: {field} BYTES element {i} claims {length} bytes, "
-                f"only {len(raw) - offset} are left"
+                f"{where}: {field} BYTES element {i} claims {length} bytes, only {len(raw) - offset} are left"
             )
         items[i] = bytes(view[offset : offset + length])
         offset += length
     if offset != len(raw):
         raise TensorError(
-            f"{where}: {field} has {len(raw) - offset} bytes left after the {count} BYTES elements "
-            "the shape holds"
+            f"{where}: {field} has {len(raw) - offset} bytes left after the {count} BYTES elements the shape holds"
         )
     return items
 

@@ -399,3 +399,27 @@ def scan(repo: str | Path, overrides: Overrides | None = None) -> tuple[list[Mod
         except (RepositoryError, OSError) as exc:
             bad[entry.name] = str(exc)
     return good, bad
+
+
+def triton_config(config: ModelConfig) -> dict[str, Any]:
+    """The entry as Triton's ``model_config`` JSON would describe it (what ``GET
+    /v2/models/NAME/config`` answers): Triton's names, kept here beside config.json's own."""
+
+    def tensors(specs: tuple, labelled: str = "") -> list[dict[str, Any]]:
+        return [{"name": t.name, "data_type": f"TYPE_{t.datatype}" if t.datatype != "BYTES" else "TYPE_STRING",
+                 "dims": list(t.shape), **({"label_filename": labelled} if labelled and i == 0 else {})}
+                for i, t in enumerate(specs)]  # fmt: skip
+
+    return {
+        "name": config.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": {"specific": {"versions": [config.version]}},
+        "max_batch_size": config.max_batch_size,
+        "input": tensors(config.inputs),
+        "output": tensors(config.outputs, LABELS_FILE if config.labels else ""),
+        "dynamic_batching": {
+            "preferred_batch_size": list(config.preferred_batch_sizes),
+            "max_queue_delay_microseconds": config.max_queue_delay_us,
+        },
+    }

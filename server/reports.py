@@ -1,12 +1,11 @@
-"""What the front ends report about a model, in Triton's JSON shapes, protocol-agnostic: its
-statistics (ModelStatistics over gRPC, ``.../stats`` over HTTP) and its configuration
-(``.../config`` over HTTP)."""
+"""What the front ends report about a model's use, in Triton's JSON shape, protocol-agnostic: its
+statistics (ModelStatistics over gRPC, ``.../stats`` over HTTP). Its configuration in Triton's
+shape (``.../config`` over HTTP) is the repository format's own: ``cnnserve.repository``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cnnserve.repository import ModelConfig
 from server.model_manager import ServedModel
 
 
@@ -34,27 +33,4 @@ def statistics(model: ServedModel) -> dict[str, Any]:
             {"batch_size": size, "compute_infer": _duration(count, ns)}
             for size, (count, ns) in sorted(stats.batch_sizes.items())
         ],
-    }
-
-
-def configuration(config: ModelConfig) -> dict[str, Any]:
-    """The model's configuration as Triton's ``model_config`` JSON names it."""
-
-    def tensors(specs: tuple, labelled: str = "") -> list[dict[str, Any]]:
-        return [{"name": t.name, "data_type": f"TYPE_{t.datatype}" if t.datatype != "BYTES" else "TYPE_STRING",
-                 "dims": list(t.shape), **({"label_filename": labelled} if labelled and i == 0 else {})}
-                for i, t in enumerate(specs)]  # fmt: skip
-
-    return {
-        "name": config.name,
-        "platform": "onnxruntime_onnx",
-        "backend": "onnxruntime",
-        "version_policy": {"specific": {"versions": [config.version]}},
-        "max_batch_size": config.max_batch_size,
-        "input": tensors(config.inputs),
-        "output": tensors(config.outputs, "labels.txt" if config.labels else ""),
-        "dynamic_batching": {
-            "preferred_batch_size": list(config.preferred_batch_sizes),
-            "max_queue_delay_microseconds": config.max_queue_delay_us,
-        },
     }

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from cnnserve.repository import triton_config
 from server import errors, reports
 from server.classification import top_classes
 from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
@@ -73,7 +74,7 @@ class _V2:
                                   "outputs": meta(config.outputs)})  # fmt: skip
 
     async def model_config(self, request: web.Request) -> web.Response:
-        return web.json_response(reports.configuration(self.plane.config(*_model(request))))
+        return web.json_response(triton_config(self.plane.config(*_model(request))))
 
     async def statistics(self, request: web.Request) -> web.Response:
         name, version = request.match_info.get("name", ""), request.match_info.get("version", "")
