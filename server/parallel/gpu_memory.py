@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cnnserve.repository import scan
 from server.runtime.devices import CUDA
+from server.runtime.runner import CUDA_INSTANCES
 from server.runtime.shapes import BatchShapes
 from server.settings import MIB, Settings
 
@@ -23,7 +24,6 @@ CONTEXT_BYTES = 600 * MIB
 """A process's CUDA context with cuDNN and cuBLAS loaded (300-700 MiB, by driver and GPU)."""
 ARENA_FACTOR = 2.0
 """A session's memory as a multiple of its weights: the weights, and about as much again."""
-CUDA_INSTANCES = 2  # what --instances auto means on CUDA (server.runtime.runner)
 
 
 @dataclass(frozen=True)

@@ -108,8 +108,10 @@ class _V2:
         reply = {"model_name": config.name, "model_version": str(config.version)}
         if "id" in document:
             reply["id"] = document["id"]
-        body, header_length = await asyncio.to_thread(encode_reply, reply, outputs) if _large(outputs) else (
-            encode_reply(reply, outputs))  # fmt: skip
+        if _large(outputs):
+            body, header_length = await asyncio.to_thread(encode_reply, reply, outputs)
+        else:
+            body, header_length = encode_reply(reply, outputs)
         if header_length is None:
             return web.Response(body=body, content_type="application/json")
         return web.Response(body=body, content_type="application/octet-stream",

@@ -31,6 +31,10 @@ from server.runtime.shapes import BatchShapes
 
 log = logging.getLogger("cnnserve.runtime")
 
+CUDA_INSTANCES = 2
+"""What ``instances=None`` (``--instances auto``) means on CUDA: one batch is copied in while
+another computes; on the CPU one instance, whose session already uses every core."""
+
 
 @dataclass  # not frozen: batching.BatchResult is a protocol with plain (settable) attributes
 class RunResult:
@@ -90,7 +94,7 @@ class ModelRunner:
                 f"--cuda-graphs: {config.name} runs on {self.provider}; CUDA graphs need the CUDA provider"
             )
         # Two on CUDA: one instance copies its batch in while the other computes.
-        self.instances = instances or (2 if self.provider == CUDA else 1)
+        self.instances = instances or (CUDA_INSTANCES if self.provider == CUDA else 1)
         instances = self.instances
         self.shapes = BatchShapes.decide(batch_shapes, self.provider, config.max_batch_size,
                                          config.preferred_batch_sizes)  # fmt: skip
