@@ -129,12 +129,14 @@ class Settings:
     max_concurrent_rpcs: int = 1024
     """RPCs the gRPC server handles at once (streams included); beyond that gRPC itself answers
     RESOURCE_EXHAUSTED ("Concurrent RPC limit exceeded!"), so that a flood of large messages
-    cannot grow the process without end; 0 = no limit (CNNSERVE_MAX_CONCURRENT_RPCS,
-    --max-concurrent-rpcs)."""
+    cannot grow the process without end. The HTTP front end takes as many requests again,
+    counted apart, and answers 429 beyond them (health checks are never refused); 0 = no limit
+    (CNNSERVE_MAX_CONCURRENT_RPCS, --max-concurrent-rpcs)."""
     max_message_bytes: int = 64 * MIB
-    """Largest gRPC message either way. gRPC's own 4 MiB holds fewer than seven float32 224x224x3
-    images; gRPC takes at most 2 GiB - 1 (CNNSERVE_MAX_MESSAGE_BYTES, --max-message-bytes; a KiB,
-    MiB or GiB suffix may follow the number)."""
+    """Largest gRPC message either way, and largest HTTP request body (413 beyond it). gRPC's
+    own 4 MiB holds fewer than seven float32 224x224x3 images; gRPC takes at most 2 GiB - 1
+    (CNNSERVE_MAX_MESSAGE_BYTES, --max-message-bytes; a KiB, MiB or GiB suffix may follow the
+    number)."""
     max_images_per_request: int = 64
     """Most images one Classify request may carry (CNNSERVE_MAX_IMAGES_PER_REQUEST,
     --max-images-per-request)."""

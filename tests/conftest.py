@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,17 @@ def small_repo(tmp_path_factory: pytest.TempPathFactory, exported_repo: Path) ->
 
     repo = copy_repository(exported_repo, tmp_path_factory.mktemp("repo"))
     export("lenet5", repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def repo_with_broken(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small repository plus an entry that cannot load (its ONNX file is garbage)."""
+    repo = copy_repository(small_repo, tmp_path_factory.mktemp("repo_with_broken"))
+    shutil.copytree(small_repo / "cifar_resnet20", repo / "broken")
+    config = (repo / "broken" / "config.json").read_text().replace('"name": "cifar_resnet20"', '"name": "broken"')
+    (repo / "broken" / "config.json").write_text(config)
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an ONNX file")
     return repo
 
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import tritonclient.grpc as tc
+import tritonclient.http as th
 
 from client.scrape import Samples, scrape, total
 
-__all__ = ["ServerProcess", "accepted", "at", "batched", "cnnserve", "copy_repository", "model_total", "ort_run",
-           "scrape", "serving", "start_server", "triton_input", "wait_ready"]  # fmt: skip
+__all__ = ["ServerProcess", "accepted", "at", "batched", "cnnserve", "copy_repository", "http_call", "http_input",
+           "model_total", "ort_run", "scrape", "serving", "start_server", "triton_input", "wait_ready"]  # fmt: skip
 
 LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+) http=(?P<http>\S+)")
 
@@ -169,6 +172,25 @@ def ort_run(repo: Path, name: str, x: np.ndarray) -> np.ndarray:
 def triton_input(name: str, x: np.ndarray, datatype: str = "FP32") -> tc.InferInput:
     tensor = tc.InferInput(name, list(x.shape), datatype)
     tensor.set_data_from_numpy(x)
+    return tensor
+
+
+def http_call(server: ServerProcess, method: str, path: str, body: bytes | None = None,
+              headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
+    """One raw HTTP request, as curl would send it: (status, body), whatever the status."""
+    request = urllib.request.Request(f"http://{server.http_address}{path}", data=body, method=method,
+                                     headers=headers or {})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def http_input(x: np.ndarray, binary: bool = True, name: str = "input", datatype: str = "FP32") -> th.InferInput:
+    """``x`` as a ``tritonclient.http`` input: in binary (the client's default) or as JSON data."""
+    tensor = th.InferInput(name, list(x.shape), datatype)
+    tensor.set_data_from_numpy(x, binary_data=binary)
     return tensor
 
 

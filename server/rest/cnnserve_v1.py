@@ -39,12 +39,17 @@ async def _images(request: web.Request) -> list[bytes]:
     """The image in the body, or each part of a multipart body."""
     if not request.content_type.startswith("multipart/"):
         return [await request.read()]
-    images = []
+    images: list[bytes] = []
+    total = 0
     reader = await request.multipart()
     async for part in reader:
         if not isinstance(part, BodyPartReader):
             raise errors.InvalidArgument("multipart body: nested multipart parts are not images; send one image a part")
         images.append(bytes(await part.read()))
+        total += len(images[-1])
+        # aiohttp bounds each part by client_max_size, not their sum: the body's limit is the sum's.
+        if total > request.client_max_size:
+            raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=total)
     return images
 
 

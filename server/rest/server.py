@@ -8,12 +8,14 @@ reconcile with gRPC's, and binds with ``SO_REUSEPORT`` for the workers of ``--wo
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import grpc
 from aiohttp import web
 
+from server import errors
 from server.dataplane import DataPlane
 from server.errors import to_status
 from server.metrics import Metrics
@@ -40,6 +42,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def build(
     settings: Settings, plane: DataPlane, metrics: Metrics, classifier: Classifier, policies: PolicyService
 ) -> web.Application:
+    limit = _Limit(settings.max_concurrent_rpcs)
+
     @web.middleware
     async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Each call counted as on gRPC (in flight, duration, status code; the route as ``rpc``),
@@ -50,13 +54,13 @@ def build(
         route = request.match_info.route.resource
         rpc = route.canonical if route is not None else "unmatched"
         code = grpc.StatusCode.CANCELLED
-        with metrics.inflight(model), plane.handling(model):
+        with metrics.inflight(model), plane.handling(model), limit.slot(request):
             try:
+                limit.check()
                 response = await handler(request)
                 code = grpc.StatusCode.OK
-            except web.HTTPException:
-                code = grpc.StatusCode.INVALID_ARGUMENT  # aiohttp's own refusals: 404, 405, 413
-                raise
+            except web.HTTPException as exc:  # aiohttp's own refusals: unknown path or method, body too large
+                code, response = _refusal(exc, settings)
             except Exception as exc:
                 code, message = to_status(exc, rpc)
                 response = web.json_response({"error": message}, status=HTTP_STATUS.get(code, 500))
@@ -71,6 +75,46 @@ def build(
     app.add_routes(kserve_v2.routes(plane))
     app.add_routes(cnnserve_v1.routes(classifier, policies))
     return app
+
+
+class _Limit:
+    """At most ``most`` HTTP requests in progress (``--max-concurrent-rpcs``, counted apart from
+    gRPC's), beyond which 429; 0 = no limit. Health checks are never refused: a probe that fails
+    under load would have the orchestrator restart a server that is merely busy."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.active = 0
+
+    @contextlib.contextmanager
+    def slot(self, request: web.Request) -> Iterator[None]:
+        counted = not request.path.startswith("/v2/health/")
+        self.active += counted
+        try:
+            yield
+        finally:
+            self.active -= counted
+
+    def check(self) -> None:
+        if self.most and self.active > self.most:
+            raise errors.ResourceExhausted(
+                f"concurrent request limit exceeded: {self.most:,} HTTP requests in progress "
+                f"(--max-concurrent-rpcs {self.most}); retry later"
+            )
+
+
+def _refusal(exc: web.HTTPException, settings: Settings) -> tuple[grpc.StatusCode, web.Response]:
+    """aiohttp's refusal, with its status, as ``{"error": ...}`` like every other error."""
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED  # what gRPC answers for a message over the limit
+        message = f"request body larger than max_message_bytes {settings.max_message_bytes:,} (--max-message-bytes)"
+    else:
+        code = grpc.StatusCode.NOT_FOUND if exc.status == 404 else grpc.StatusCode.INVALID_ARGUMENT
+        message = exc.reason
+    response = web.json_response({"error": message}, status=exc.status)
+    if "Allow" in exc.headers:  # 405 says which methods the path takes
+        response.headers["Allow"] = exc.headers["Allow"]
+    return code, response
 
 
 class HttpServer:

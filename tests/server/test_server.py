@@ -6,7 +6,6 @@ files; nothing here asserts on time.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -17,12 +16,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
+from badrequests import bad_requests, zeros
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from harness import (
     ServerProcess,
     accepted,
-    copy_repository,
     model_total,
     ort_run,
     scrape,
@@ -41,14 +40,8 @@ LIMIT = 4 * 1024 * 1024  # this module's servers take messages up to 4 MiB
 
 
 @pytest.fixture(scope="module")
-def repo(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small repository plus an entry that cannot load (its ONNX file is garbage)."""
-    repo = copy_repository(small_repo, tmp_path_factory.mktemp("repo_with_broken"))
-    shutil.copytree(small_repo / "cifar_resnet20", repo / "broken")
-    config = (repo / "broken" / "config.json").read_text().replace('"name": "cifar_resnet20"', '"name": "broken"')
-    (repo / "broken" / "config.json").write_text(config)
-    (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an ONNX file")
-    return repo
+def repo(repo_with_broken: Path) -> Path:
+    return repo_with_broken
 
 
 @pytest.fixture(scope="module")
@@ -169,26 +162,7 @@ def _good(client: tc.InferenceServerClient) -> None:
     assert client.infer("lenet5", [triton_input("input", x)]).as_numpy("logits").shape == (1, 10)
 
 
-@pytest.mark.parametrize(
-    ("model", "version", "inputs", "code", "message"),
-    [
-        ("nope", "", [("input", (1, 1, 32, 32), "FP32")], "NOT_FOUND", "model_name: unknown model 'nope'"),
-        ("lenet5", "7", [("input", (1, 1, 32, 32), "FP32")], "NOT_FOUND",
-         "model_version: 'lenet5' has no version '7'; version 1 is served"),
-        ("lenet5", "", [("pixels", (1, 1, 32, 32), "FP32")], "INVALID_ARGUMENT",
-         "inputs: unknown input 'pixels' for model 'lenet5'; expected ['input']"),
-        ("lenet5", "", [("input", (1, 1, 32, 32), "FP64")], "INVALID_ARGUMENT",
-         "input 'input': datatype FP64, model 'lenet5' expects FP32"),
-        ("lenet5", "", [("input", (1, 32, 32), "FP32")], "INVALID_ARGUMENT",
-         "input 'input': shape [1, 32, 32] has rank 3, expected 4: [batch, 1, 32, 32]"),
-        ("lenet5", "", [("input", (1, 1, 28, 28), "FP32")], "INVALID_ARGUMENT",
-         "input 'input': shape [1, 1, 28, 28], expected [batch, 1, 32, 32]"),
-        ("lenet5", "", [("input", (257, 1, 32, 32), "FP32")], "INVALID_ARGUMENT",
-         "inputs: batch of 257 exceeds max_batch_size 256 of model 'lenet5'"),
-        ("lenet5", "", [("input", (0, 1, 32, 32), "FP32")], "INVALID_ARGUMENT", "inputs: empty batch"),
-        ("broken", "", [("input", (1, 3, 32, 32), "FP32")], "UNAVAILABLE", "model 'broken' is not ready (failed: "),
-    ],
-)  # fmt: skip
+@bad_requests
 def test_bad_requests_get_a_status_naming_the_field(
     model: str,
     version: str,
@@ -197,10 +171,7 @@ def test_bad_requests_get_a_status_naming_the_field(
     message: str,
     client: tc.InferenceServerClient,
 ) -> None:
-    tensors = []
-    for name, shape, datatype in inputs:
-        dtype = np.float64 if datatype == "FP64" else np.float32
-        tensors.append(triton_input(name, np.zeros(shape, dtype), datatype))
+    tensors = [triton_input(name, zeros(shape, datatype), datatype) for name, shape, datatype in inputs]
     with pytest.raises(InferenceServerException) as info:
         client.infer(model, tensors, model_version=version)
     assert info.value.status() == f"StatusCode.{code}"

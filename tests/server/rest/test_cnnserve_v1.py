@@ -4,15 +4,13 @@ and messages as the gRPC ``CnnServe`` service."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from harness import ServerProcess, serving
+from harness import ServerProcess, http_call, serving
 from imagefiles import encode, random_rgb
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
@@ -36,13 +34,8 @@ def stub(server: ServerProcess) -> Iterator[pb_grpc.CnnServeStub]:
 def post(
     server: ServerProcess, path: str, body: bytes, content_type: str = "application/octet-stream"
 ) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://{server.http_address}{path}", data=body, method="POST",
-                                     headers={"Content-Type": content_type})  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    status, reply = http_call(server, "POST", path, body, {"Content-Type": content_type})
+    return status, json.loads(reply)
 
 
 def multipart(files: list[bytes]) -> tuple[bytes, str]:
