@@ -1,8 +1,8 @@
-"""Shared pieces of the benchmarks: a server subprocess, a closed-loop gRPC load, percentiles."""
+"""Shared pieces of the benchmarks: a server subprocess, a closed-loop gRPC or HTTP load, percentiles."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import re
 import signal
@@ -11,19 +11,23 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from client.bench import Request, Target
 from client.channel import CHANNEL_OPTIONS
-from client.loadgen import LoadReport, run_load
+from client.loadgen import LoadReport, http_connect, http_post, run_load
 from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 
-__all__ = ["CHANNEL_OPTIONS", "ROOT", "LoadReport", "closed_loop", "ensure_exported", "infer_request", "progress",
-           "running_server", "serving_with_metrics"]  # fmt: skip
+__all__ = ["CHANNEL_OPTIONS", "HEADER_LENGTH", "ROOT", "HttpRequest", "LoadReport", "closed_loop", "ensure_exported",
+           "http_closed_loop", "http_infer_request", "infer_request", "progress", "running_server",
+           "serving_with_http", "serving_with_metrics"]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
+# Triton's binary tensor extension: the length of the JSON that binary tensor data follows.
+HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 def progress(line: str) -> None:
@@ -39,34 +43,43 @@ def ensure_exported(repo: Path, *names: str) -> None:
 
 @contextmanager
 def running_server(repo: Path, *args: str) -> Iterator[str]:
-    """``cnnserve serve`` on a free port, metrics off; yields its gRPC address once it is ready."""
-    with _serving(repo, "-1", *args) as (address, _):
+    """``cnnserve serve`` on a free port, metrics and HTTP off; yields its gRPC address once it is ready."""
+    with _serving(repo, *args) as (address, _, _):
         yield address
 
 
-def serving_with_metrics(repo: Path, *args: str) -> contextlib.AbstractContextManager[tuple[str, str]]:
+@contextmanager
+def serving_with_metrics(repo: Path, *args: str) -> Iterator[tuple[str, str]]:
     """``cnnserve serve`` on free ports; yields its gRPC and metrics addresses once it is ready."""
-    return _serving(repo, "0", *args)
+    with _serving(repo, *args, metrics_port="0") as (address, metrics, _):
+        yield address, metrics
 
 
 @contextmanager
-def _serving(repo: Path, metrics_port: str, *args: str) -> Iterator[tuple[str, str]]:
+def serving_with_http(repo: Path, *args: str) -> Iterator[tuple[str, str]]:
+    """``cnnserve serve`` on free ports, metrics off; yields its gRPC and HTTP addresses once it is ready."""
+    with _serving(repo, *args, http_port="0") as (address, _, http):
+        yield address, http
+
+
+@contextmanager
+def _serving(repo: Path, *args: str, metrics_port: str = "-1", http_port: str = "-1") -> Iterator[tuple[str, str, str]]:
     command = [sys.executable, "-m", "cnnserve", "serve", "--repo", str(repo), "--host", "127.0.0.1",
-               "--grpc-port", "0", "--metrics-port", metrics_port, "--http-port", "-1", "--log-level", "warning",
+               "--grpc-port", "0", "--metrics-port", metrics_port, "--http-port", http_port, "--log-level", "warning",
                *args]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
-    address = metrics = ""
+    address = metrics = http = ""
     for line in process.stdout:
-        found = re.search(r"cnnserve listening: grpc=(\S+) metrics=(\S+) http=\S+", line)
-        address, metrics = (found.group(1), found.group(2)) if found else (address, metrics)
+        found = re.search(r"cnnserve listening: grpc=(\S+) metrics=(\S+) http=(\S+)", line)
+        address, metrics, http = found.groups() if found else (address, metrics, http)
         if line.startswith("cnnserve ready:"):
             break
     if not address:
         process.kill()
         raise RuntimeError("the server did not start; run `cnnserve serve` by hand to see why")
     try:
-        yield address, metrics
+        yield address, metrics, http
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -92,6 +105,38 @@ def closed_loop(address: str, request: Request, *, concurrency: int, seconds: fl
     target = Target(request.model_name, rpc, items_per_request, request)
     report = run_load(address, target.make_call, items_per_request=items_per_request, concurrency=concurrency,
                       duration=seconds, warmup=warmup, connections=connections)  # fmt: skip
+    if report.failed:
+        raise RuntimeError(f"{report.failed} requests failed: {report.error_messages}")
+    return report
+
+
+class HttpRequest(NamedTuple):
+    """A POST of the load generator's HTTP calls: the path, the body and its headers."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def http_infer_request(model: str, input_name: str, x: np.ndarray, output_name: str) -> HttpRequest:
+    """The V2 REST request of :func:`infer_request` in Triton's binary tensor extension: the JSON
+    header, then ``x``'s raw bytes; ``output_name`` is asked for in binary too."""
+    datatype, wire = ("UINT8", "u1") if x.dtype == np.uint8 else ("FP32", "<f4")
+    raw = np.ascontiguousarray(x, dtype=wire).tobytes()
+    header = json.dumps({
+        "inputs": [{"name": input_name, "shape": list(x.shape), "datatype": datatype,
+                    "parameters": {"binary_data_size": len(raw)}}],
+        "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
+    }).encode()  # fmt: skip
+    return HttpRequest(f"/v2/models/{model}/infer", header + raw, {HEADER_LENGTH: str(len(header))})
+
+
+def http_closed_loop(address: str, request: HttpRequest, *, concurrency: int, seconds: float,
+                     warmup: float = 1.0) -> LoadReport:  # fmt: skip
+    """:func:`closed_loop` over HTTP/1.1: ``concurrency`` callers, each on a keep-alive
+    connection of its own, POST ``request`` to the HTTP server at ``address``."""
+    report = run_load(address, http_post(*request), concurrency=concurrency, duration=seconds, warmup=warmup,
+                      connect=http_connect(limit=concurrency))  # fmt: skip
     if report.failed:
         raise RuntimeError(f"{report.failed} requests failed: {report.error_messages}")
     return report

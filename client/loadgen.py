@@ -8,6 +8,9 @@ round to sending it, so a client that falls behind shows up as latency instead o
 
 The load stops after ``requests`` requests or ``duration`` seconds, whichever is given; Ctrl-C
 stops it early and the report keeps what was measured (``interrupted`` is set).
+
+It speaks gRPC by default; ``connect=http_connect(...)`` with ``make_call=http_post(...)`` load
+an HTTP server the same way, over keep-alive connections.
 """
 
 from __future__ import annotations
@@ -17,17 +20,31 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import numpy as np
 
 from client.channel import aio_channel
 
+if TYPE_CHECKING:
+    import aiohttp  # imported by the HTTP functions only: gRPC loads do without it
+
 Call = Callable[[], Awaitable[Any]]
 Progress = Callable[[int, int, float], None]  # (ok, failed, seconds since the start)
+C = TypeVar("C")  # what a connection is: a gRPC channel, an HTTP session
+
+
+class CallFailed(Exception):
+    """A failed request, from calls that fail otherwise than by a gRPC error (HTTP): counted
+    under ``code`` as gRPC's failures are under their status code's name."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
 
 
 @dataclass
@@ -84,17 +101,22 @@ class _Recorder:
     async def timed(self, call: Call, since: float | None = None) -> None:
         started = time.perf_counter() if since is None else since
         counted = self.measuring  # requests sent during the warm-up are not measured
+        failure: tuple[str, str] | None = None
         try:
             await call()
         except grpc.aio.AioRpcError as exc:
-            if counted:
-                name = exc.code().name
-                self.report.errors[name] += 1
-                self.report.error_messages.setdefault(name, exc.details() or "")
+            failure = exc.code().name, exc.details() or ""
+        except CallFailed as exc:
+            failure = exc.code, exc.message
+        if not counted:
+            return
+        if failure is None:
+            self.report.latencies.append(time.perf_counter() - started)
         else:
-            if counted:
-                self.report.latencies.append(time.perf_counter() - started)
-        if counted and self.progress is not None:
+            name, message = failure
+            self.report.errors[name] += 1
+            self.report.error_messages.setdefault(name, message)
+        if self.progress is not None:
             self.progress(self.report.ok, self.report.failed, time.perf_counter() - self.began)
 
     def start_measuring(self) -> None:
@@ -142,7 +164,7 @@ async def _open(
 
 def run_load(
     address: str,
-    make_call: Callable[[grpc.aio.Channel], Call],
+    make_call: Callable[[C], Call],
     *,
     items_per_request: int = 1,
     concurrency: int = 1,
@@ -154,11 +176,15 @@ def run_load(
     on_start: Callable[[], object] | None = None,
     seed: int = 0,
     connections: int = 1,
+    connect: Callable[[str], contextlib.AbstractAsyncContextManager[C]] | None = None,
 ) -> LoadReport:
     """Run the load against the server at ``address`` in a fresh event loop, over
     ``connections`` channels, each its own TCP connection (callers, or open-loop requests, take
     them in turn; a server of several workers spreads connections, not calls);
     ``make_call(channel)`` returns the coroutine function that sends one request.
+
+    ``connect(address)`` opens what ``make_call`` is given instead of a gRPC channel, as an async
+    context manager, ``connections`` times: :func:`http_connect` for an HTTP server.
 
     ``rate`` (requests per second) selects the open loop, else ``concurrency`` callers loop. The
     first ``warmup`` seconds are not measured; ``on_start`` is called as measuring begins (to
@@ -168,12 +194,12 @@ def run_load(
         raise ValueError("give requests or duration")
     report = LoadReport(items_per_request)
     recorder = _Recorder(report, progress)
+    opener = connect if connect is not None else lambda a: aio_channel(a, own_connection=connections > 1)
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
-            channels = [await stack.enter_async_context(aio_channel(address, own_connection=connections > 1))
-                        for _ in range(connections)]  # fmt: skip
-            calls = [make_call(channel) for channel in channels]
+            opened = [await stack.enter_async_context(opener(address)) for _ in range(connections)]
+            calls = [make_call(connection) for connection in opened]
             stop_at = time.perf_counter() + warmup + (duration if duration is not None else 1e9)
             if rate is not None:
                 load = _open(calls, recorder, rate, requests, stop_at, seed)
@@ -200,3 +226,39 @@ def run_load(
         report.interrupted = True
     report.seconds = time.perf_counter() - max(recorder.began, started) if recorder.measuring else 0.0
     return report
+
+
+def http_connect(limit: int = 0) -> Callable[[str], aiohttp.ClientSession]:
+    """``connect`` for an HTTP server: an aiohttp session on ``http://ADDRESS`` whose pool keeps
+    up to ``limit`` connections alive, 0 for one per request in flight (a closed loop's callers
+    each keep theirs; HTTP/1.1 sends one request at a time on a connection)."""
+    import aiohttp
+
+    def connect(address: str) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(f"http://{address}", connector=aiohttp.TCPConnector(limit=limit))
+
+    return connect
+
+
+def http_post(
+    path: str, body: bytes, headers: Mapping[str, str] | None = None
+) -> Callable[[aiohttp.ClientSession], Call]:
+    """``make_call`` for an HTTP server: POST ``body`` to ``path`` and read the whole reply, which
+    the call returns. A status other than 200 fails the request as ``HTTP <status>`` (the start
+    of the reply as its message); a connection error as the exception's class name."""
+    import aiohttp
+
+    def make_call(session: aiohttp.ClientSession) -> Call:
+        async def call() -> bytes:
+            try:
+                async with session.post(path, data=body, headers=headers) as response:
+                    reply = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise CallFailed(type(exc).__name__, str(exc)) from None
+            if response.status != 200:
+                raise CallFailed(f"HTTP {response.status}", reply[:500].decode("utf-8", "replace"))
+            return reply
+
+        return call
+
+    return make_call
