@@ -45,5 +45,10 @@ FROM base AS serve
 RUN pip install .
 COPY deploy/serve.sh /usr/local/bin/cnnserve-serve
 VOLUME /models
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
+# Ready when KServe V2's HTTP readiness says so (every model loaded), as `curl -f` would check it:
+# the image has Python, not curl. With HTTP turned off (CNNSERVE_HTTP_PORT=-1), use gRPC's health
+# service instead (grpc_health_probe) or run with --no-healthcheck.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('CNNSERVE_HTTP_PORT', '8000') + '/v2/health/ready', timeout=4)"]
 ENTRYPOINT ["cnnserve-serve"]

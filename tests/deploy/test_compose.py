@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 from deployfiles import ROOT, load_compose, mounts
-from harness import copy_repository
+from harness import copy_repository, serving, start_server
 
 
 def test_services_ports_and_volumes() -> None:
     compose = load_compose()
     services = compose["services"]
     assert set(services) == {"export", "cnnserve", "cnnserve-gpu", "prometheus", "grafana"}
-    assert {"8001:8001", "8002:8002"} <= set(services["cnnserve"]["ports"])
+    assert {"8000:8000", "8001:8001", "8002:8002"} <= set(services["cnnserve"]["ports"])
     assert "9090:9090" in services["prometheus"]["ports"] and "3000:3000" in services["grafana"]["ports"]
     # Both servers keep their exported models in a named volume.
     for name, volume in (("cnnserve", "models"), ("cnnserve-gpu", "models-gpu")):
@@ -76,7 +78,7 @@ def test_the_dockerfile_copies_what_exists_and_runs_the_entry_script() -> None:
     serve, export = stages["serve"], stages["export"]
     assert "pip install .\n" in serve and "torch" not in serve and "torch" not in stages["base"]
     assert "torch==" in export and '".[export]"' in export
-    assert 'ENTRYPOINT ["cnnserve-serve"]' in serve and "EXPOSE 8001 8002" in serve
+    assert 'ENTRYPOINT ["cnnserve-serve"]' in serve and "EXPOSE 8000 8001 8002" in serve
     assert 'ENTRYPOINT ["cnnserve-export"]' in export
     # The entry scripts are valid POSIX shell; the server's serves, the exporter's exports.
     for name in ("serve.sh", "export.sh"):
@@ -84,6 +86,36 @@ def test_the_dockerfile_copies_what_exists_and_runs_the_entry_script() -> None:
     assert "exec cnnserve serve" in (ROOT / "deploy" / "serve.sh").read_text()
     assert "cnnserve export" not in (ROOT / "deploy" / "serve.sh").read_text()
     assert "cnnserve export --repo" in (ROOT / "deploy" / "export.sh").read_text()
+
+
+def healthcheck_command() -> list[str]:
+    """The serving image's HEALTHCHECK, its exec form as Docker runs it."""
+    serve = _stages((ROOT / "Dockerfile").read_text())["serve"].replace("\\\n", "")
+    (line,) = [line for line in serve.splitlines() if line.startswith("HEALTHCHECK ")]
+    command = json.loads(line.partition(" CMD ")[2])
+    assert isinstance(command, list) and all(isinstance(word, str) for word in command)
+    return [sys.executable if word == "python" else word for word in command]  # the image's python is on PATH
+
+
+def test_the_images_healthcheck_is_http_readiness(small_repo: Path, repo_with_broken: Path, tmp_path: Path) -> None:
+    """The HEALTHCHECK run as Docker would, against real servers: healthy when ready; not when no
+    model could load, nor when nothing listens."""
+    command = healthcheck_command()
+
+    def check(http_address: str) -> int:
+        env = {**os.environ, "CNNSERVE_HTTP_PORT": http_address.rpartition(":")[2]}
+        return subprocess.run(command, env=env, capture_output=True, timeout=30, check=False).returncode
+
+    with serving(small_repo, "--model", "lenet5") as ready:
+        assert check(ready.http_address) == 0
+    shutil.copytree(repo_with_broken / "broken", tmp_path / "broken")
+    unready = start_server(tmp_path)
+    try:
+        assert check(unready.http_address) != 0  # listening, answering 400: no model is ready
+        assert unready.process.poll() is None, unready.output
+    finally:
+        unready.terminate()
+    assert check(ready.http_address) != 0  # stopped: nothing listens there any more
 
 
 def test_the_servers_start_after_the_export_fills_their_volumes() -> None:

@@ -54,10 +54,14 @@ def test_the_panels_the_issue_asks_for_are_there() -> None:
     titles = {panel["title"] for panel in dashboard["panels"]}
     assert titles == {"Request latency p50 / p95 / p99", "Throughput", "Errors by status code",
                       "Queue, copy and compute (mean)", "Batch sizes", "Mean batch size and requests in flight",
-                      "Depth beside latency"}  # fmt: skip
+                      "Depth beside latency", "Requests by protocol and route",
+                      "Latency by protocol p50 / p99"}  # fmt: skip
     quantiles = [e for t, e in expressions(dashboard) if t == "Request latency p50 / p95 / p99"]
     assert [re.findall(r"histogram_quantile\((0\.\d+)", e) for e in quantiles] == [["0.5"], ["0.95"], ["0.99"]]
     assert all("rate(" in e for e in quantiles)
+    # HTTP's rpc label is its route, a path; gRPC's a method name: the protocols split on the slash.
+    by_protocol = [e for t, e in expressions(dashboard) if t == "Latency by protocol p50 / p99"]
+    assert sum('rpc=~"/.*"' in e for e in by_protocol) == 2 and sum('rpc!~"/.*"' in e for e in by_protocol) == 2
     table = next(p for p in dashboard["panels"] if p["title"] == "Depth beside latency")
     assert any("cnnserve_model_info" in t["expr"] for t in table["targets"])
     assert any("histogram_quantile(0.99" in t["expr"] for t in table["targets"])

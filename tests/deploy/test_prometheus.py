@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 from deployfiles import ROOT, expressions, for_prometheus, load_dashboard
-from harness import ServerProcess, serving
+from harness import ServerProcess, http_call, serving
 
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
@@ -125,11 +125,22 @@ def load(address: str, stop: threading.Event) -> None:
                 assert i % 10 == 0
 
 
+def load_http(server: ServerProcess, stop: threading.Event) -> None:
+    """The same good request over HTTP, so that the panels by protocol have both."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                                   "data": x.reshape(-1).tolist()}]}).encode()  # fmt: skip
+    while not stop.is_set():
+        status, reply = http_call(server, "POST", f"/v2/models/{MODEL}/infer", body)
+        assert status == 200, reply
+
+
 def test_every_dashboard_expression_returns_numbers_for_the_loaded_model(
     server: ServerProcess, prometheus: str
 ) -> None:
     stop = threading.Event()
     loaders = [threading.Thread(target=load, args=(server.grpc_address, stop)) for _ in range(3)]
+    loaders.append(threading.Thread(target=load_http, args=(server, stop)))
     for thread in loaders:
         thread.start()
     pending = {f"{title}: {expr}": for_prometheus(expr, MODEL) for title, expr in expressions(load_dashboard())}

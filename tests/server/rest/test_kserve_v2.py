@@ -3,6 +3,7 @@ requests, answered the same as over gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import signal
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.http as th
+import tritonclient.http.aio as th_aio
 from harness import (
     ServerProcess,
     accepted,
@@ -127,6 +129,44 @@ def test_a_curl_style_json_request_with_a_flat_data_list(server: ServerProcess, 
     )
     np.testing.assert_allclose(np.array(logits["data"], np.float32).reshape(1, 10),
                                ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_the_aio_client_binary_and_json_concurrently(server: ServerProcess, small_repo: Path) -> None:
+    """``tritonclient.http.aio``: eight requests at once, half binary and half JSON, each answered
+    with its own result; health and metadata on the same client."""
+    xs = [lenet5_input(10 + i) for i in range(8)]
+
+    async def main() -> list[np.ndarray]:
+        async with th_aio.InferenceServerClient(server.http_address) as c:
+            assert await c.is_server_ready() and await c.is_model_ready("lenet5")
+            assert (await c.get_model_metadata("lenet5"))["inputs"][0]["shape"] == [-1, 1, 32, 32]
+            replies = await asyncio.gather(*(
+                c.infer("lenet5", [http_input(x, binary=i % 2 == 0)],
+                        outputs=[th_aio.InferRequestedOutput("logits", binary_data=i % 2 == 0)])
+                for i, x in enumerate(xs)
+            ))  # fmt: skip
+            return [r.as_numpy("logits") for r in replies]
+
+    for x, logits in zip(xs, asyncio.run(main()), strict=True):
+        np.testing.assert_allclose(logits, ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
+
+
+def test_classification_as_json_strings_for_curl(server: ServerProcess, small_repo: Path) -> None:
+    """A BYTES output in JSON: Triton's classification strings, "score:index:label", as data."""
+    x = lenet5_input(4)
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32",
+                                   "data": x.reshape(-1).tolist()}],
+                       "outputs": [{"name": "logits", "parameters": {"classification": 2}}]}).encode()  # fmt: skip
+    status, reply = http_call(server, "POST", "/v2/models/lenet5/infer", body)
+    assert status == 200, reply
+    (logits,) = json.loads(reply)["outputs"]
+    assert (logits["datatype"], logits["shape"]) == ("BYTES", [1, 2])
+    expected = ort_run(small_repo, "lenet5", x)[0]
+    best = np.argsort(-expected)[:2]
+    labels = (small_repo / "lenet5" / "labels.txt").read_text().splitlines()
+    got = [entry.split(":") for entry in logits["data"]]
+    assert [(int(i), label) for _, i, label in got] == [(int(b), labels[b]) for b in best]
+    np.testing.assert_allclose([float(score) for score, _, _ in got], expected[best], rtol=1e-4, atol=1e-5)
 
 
 # -- together with gRPC, and shutdown -----------------------------------------------------------
