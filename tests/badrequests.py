@@ -1,6 +1,7 @@
 """The bad V2 inference requests every front end must refuse, with the status and the message
 each gets: one table, run over gRPC (tests/server/test_server.py) and over HTTP
-(tests/server/rest/test_bad_requests.py), so the two cannot drift apart."""
+(tests/server/rest/test_bad_requests.py), so the two cannot drift apart; and the HTTP status of
+each gRPC status, for the tests that send the same bad request both ways."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ BAD_REQUESTS = [
 ]  # fmt: skip
 IDS = ["unknown model", "unknown version", "unknown input", "wrong datatype", "wrong rank", "wrong shape",
        "over max_batch_size", "empty batch", "failed model"]  # fmt: skip
+# Triton's HTTP status for each gRPC status (its HttpCodeFromError); a full queue, which Triton's
+# HTTP front end cannot have, is 429.
+HTTP_STATUS = {"NOT_FOUND": 404, "INVALID_ARGUMENT": 400, "UNAVAILABLE": 503, "RESOURCE_EXHAUSTED": 429}
 bad_requests = pytest.mark.parametrize(("model", "version", "inputs", "code", "message"), BAD_REQUESTS, ids=IDS)
 
 

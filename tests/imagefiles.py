@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 import zlib
 from typing import Any
 
@@ -42,3 +43,11 @@ def png_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">II", width, height) + data[24:29]
     chunk = b"IHDR" + ihdr
     return data[:12] + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[33:]
+
+
+def multipart(files: list[bytes]) -> tuple[bytes, str]:
+    """A multipart/form-data body of ``files``, as ``curl -F a=@x -F b=@y`` sends it."""
+    boundary = uuid.uuid4().hex
+    parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"f{i}\"; filename=\"f{i}.png\"\r\n"
+             f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n" for i, data in enumerate(files)]  # fmt: skip
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

@@ -4,6 +4,9 @@ probabilities out. The same services, limits and messages as the gRPC ``CnnServe
     curl --data-binary @cat.jpg 'localhost:8000/v1/models/resnet50/classify?top_k=3'
     curl -F a=@cat.jpg -F b=@dog.png localhost:8000/v1/models/resnet50/classify     # several
     curl --data-binary @game.sgf 'localhost:8000/v1/models/alphago_policy/policy?move_number=120'
+
+A policy body is an SGF record when its Content-Type is ``application/x-go-sgf`` or it opens
+with ``(``, else a text board.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from server.services.policy import PolicyService, PositionQuery
 
 _COLORS = {"black": BLACK, "b": BLACK, "white": WHITE, "w": WHITE}
 _COLOR_NAMES = {BLACK: "black", WHITE: "white"}
+SGF_TYPE = "application/x-go-sgf"
 
 
 def routes(classifier: Classifier, policies: PolicyService) -> list[web.RouteDef]:
@@ -77,9 +81,10 @@ class _V1:
         side = request.query.get("to_move")
         if side is not None and side.lower() not in _COLORS:
             raise errors.InvalidArgument(f"to_move: {side!r}; expected black or white")
-        sgf = text.lstrip().startswith("(")
-        query = PositionQuery(
-            board=None if sgf else text,
+        # SGF's own media type says so; otherwise a game tree opens with "(", a board never does.
+        sgf = request.content_type == SGF_TYPE or text.lstrip().startswith("(")
+        query = PositionQuery(  # an empty body is no position, as a request with neither field
+            board=None if sgf or not text.strip() else text,
             sgf=text if sgf else None,
             move_number=_integer(request, "move_number", None),
             to_move=_COLORS[side.lower()] if side is not None else None,

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.http as th
-from badrequests import bad_requests, zeros
+from badrequests import HTTP_STATUS, bad_requests, zeros
 from harness import ServerProcess, http_call, http_input, serving, triton_input
 from tritonclient.utils import InferenceServerException
 
 LIMIT = 4 * 1024 * 1024
-HTTP_STATUS = {"NOT_FOUND": 404, "INVALID_ARGUMENT": 400, "UNAVAILABLE": 503, "RESOURCE_EXHAUSTED": 429}
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,13 @@ and messages as the gRPC ``CnnServe`` service."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from harness import ServerProcess, http_call, serving
-from imagefiles import encode, random_rgb
+from imagefiles import encode, multipart, random_rgb
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -36,14 +35,6 @@ def post(
 ) -> tuple[int, dict]:
     status, reply = http_call(server, "POST", path, body, {"Content-Type": content_type})
     return status, json.loads(reply)
-
-
-def multipart(files: list[bytes]) -> tuple[bytes, str]:
-    """A multipart/form-data body of ``files``, as ``curl -F a=@x -F b=@y`` sends it."""
-    boundary = uuid.uuid4().hex
-    parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"f{i}\"; filename=\"f{i}.png\"\r\n"
-             f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n" for i, data in enumerate(files)]  # fmt: skip
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 def classes(result: pb.Classification) -> list[tuple[int, str, float]]:

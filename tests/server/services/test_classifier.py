@@ -10,23 +10,26 @@ import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
+from badrequests import HTTP_STATUS
 from harness import (
     ServerProcess,
     batched,
     copy_repository,
+    http_call,
     model_total,
     scrape,
     serving,
     start_server,
     wait_ready,
 )
-from imagefiles import encode, png_claiming, random_rgb, reference
+from imagefiles import encode, multipart, png_claiming, random_rgb, reference
 from PIL import Image
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
@@ -215,6 +218,23 @@ def test_bad_requests_get_a_status_naming_the_field(case: str, stub: pb_grpc.Cnn
     # The server goes on answering.
     good = classify(stub, "cifar_resnet20", [encode(random_rgb(32, 32))], 2)
     assert len(good.results[0].classes) == 2
+
+
+@pytest.mark.parametrize("case", list(bad_requests()))
+def test_the_same_bad_requests_over_http_get_grpcs_message(
+    case: str, server: ServerProcess, stub: pb_grpc.CnnServeStub
+) -> None:
+    fields, code, _ = bad_requests()[case]
+    request = pb.ClassifyRequest(**{"model_name": "cifar_resnet20", "top_k": 3, **fields})
+    with pytest.raises(grpc.RpcError) as over_grpc:
+        stub.Classify(request, timeout=60)
+    # One image is the body; none or several, a multipart body.
+    images = list(request.images)
+    body, content_type = (images[0], "image/png") if len(images) == 1 else multipart(images)
+    query = {"top_k": request.top_k, **({"version": request.model_version} if request.model_version else {})}
+    status, reply = http_call(server, "POST", f"/v1/models/{request.model_name}/classify?{urlencode(query)}", body,
+                              {"Content-Type": content_type})  # fmt: skip
+    assert (status, json.loads(reply)) == (HTTP_STATUS[code.name], {"error": over_grpc.value.details()})
 
 
 def test_a_bad_image_does_not_fail_concurrent_requests(server: ServerProcess) -> None:

@@ -5,16 +5,19 @@ file, with the illegal points zeroed by the board's own rules."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
-from harness import ServerProcess, batched, model_total, scrape, start_server, wait_ready
+from badrequests import HTTP_STATUS
+from harness import ServerProcess, batched, http_call, model_total, scrape, start_server, wait_ready
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -207,6 +210,24 @@ def test_bad_requests_get_a_status_naming_the_field(case: str, stub: pb_grpc.Cnn
     assert message in raised.value.details()
     # The server goes on answering.
     assert len(ask(stub, board=EMPTY_BOARD, to_move=pb.BLACK, top_k=4).top_moves) == 4
+
+
+@pytest.mark.parametrize("case", [c for c in bad_requests() if c != "unknown side"])  # 7: no HTTP spelling
+def test_the_same_bad_requests_over_http_get_grpcs_message(
+    case: str, server: ServerProcess, stub: pb_grpc.CnnServeStub
+) -> None:
+    fields, code, _ = bad_requests()[case]
+    with pytest.raises(grpc.RpcError) as over_grpc:
+        stub.Policy(pb.PolicyRequest(**{"model_name": "alphago_policy", **fields}), timeout=60)
+    sgf = "sgf" in fields
+    body = str(fields.get("sgf", fields.get("board", ""))).encode()
+    query = {name: fields[name] for name in ("move_number", "top_k") if name in fields}
+    if "to_move" in fields:
+        query["to_move"] = {pb.BLACK: "black", pb.WHITE: "white"}[fields["to_move"]]
+    path = f"/v1/models/{fields.get('model_name', 'alphago_policy')}/policy?{urlencode(query)}"
+    headers = {"Content-Type": "application/x-go-sgf" if sgf else "text/plain"}
+    status, reply = http_call(server, "POST", path, body, headers)
+    assert (status, json.loads(reply)) == (HTTP_STATUS[code.name], {"error": over_grpc.value.details()})
 
 
 def test_bad_positions_do_not_fail_concurrent_requests(server: ServerProcess) -> None:
