@@ -134,7 +134,8 @@ def export(args: argparse.Namespace) -> int:
     total = len(specs)
     for i, given in enumerate(args.names, 1):
         entry = args.name or builders.registry.canonical_or_alias(given)
-        if args.if_missing and (repo / entry / "config.json").is_file():
+        there = repo / entry / str(args.version) if args.version else repo / entry / "config.json"
+        if args.if_missing and there.exists():
             _progress(f"[{i}/{total}] {entry}: already in {repo}/, kept (--if-missing)")
             continue
         started = time.perf_counter()
@@ -152,6 +153,7 @@ def export(args: argparse.Namespace) -> int:
             options=options,
             entry_name=args.name,
             max_batch_size=args.max_batch_size,
+            version=args.version,
             progress=progress,
         )
         _progress(f"[{i}/{total}] {entry}: written to {result.path} in {result.seconds:.1f}s")
@@ -196,6 +198,13 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="the entry's max_batch_size (default: the architecture's, e.g. 32 for the ImageNet networks); "
         "its preferred batch sizes are clamped to it, and it is one of them when larger",
+    )
+    parser.add_argument(
+        "--version",
+        type=int,
+        metavar="N",
+        help="add version folder N beside the entry's others (and rewrite its config.json), instead of replacing "
+        "the entry with version 1; a server in poll mode rolls the new version out",
     )
     parser.add_argument("--if-missing", action="store_true", help="skip entries that already exist")
     parser.add_argument("--json", action="store_true", help="print the repository listing as JSON")

@@ -7,7 +7,8 @@ the format itself is :mod:`cnnserve.repository`'s).
 
 Every entry is built in a temporary folder beside its destination and only renamed into place
 after ONNX Runtime has reproduced PyTorch's output on random inputs at two batch sizes, so a
-failed or interrupted export never leaves a half-written entry behind.
+failed or interrupted export never leaves a half-written entry behind. ``version=N`` adds a
+version folder to an entry instead of replacing it (a server in poll mode then rolls it out).
 """
 
 from __future__ import annotations
@@ -316,12 +317,17 @@ def export(
     entry_name: str | None = None,
     max_batch_size: int | None = None,
     seed: int = 0,
+    version: int | None = None,
     progress: Progress = _quiet_progress,
 ) -> ExportResult:
     """Build, export, check and atomically install one repository entry; return what was written.
 
     ``uint8_input``: the graph takes uint8 pixels NHWC and does the scaling and normalising itself.
+    ``version``: add this version folder beside the entry's others (and write its config.json and
+    labels), rather than replace the entry whole with version 1; a version that exists is refused.
     """
+    if version is not None and version < 1:
+        raise ExportError(f"--version {version}: expected a version number of 1 or more")
     started = time.perf_counter()
     spec = registry.get(name)
     batch_sizes(spec, max_batch_size)  # a bad one is refused before any work
@@ -349,7 +355,7 @@ def export(
             net = _Uint8Input(net, spec.preprocessing).eval()
             reference = _Uint8Input(model, spec.preprocessing).eval()
         progress("exporting to ONNX")
-        version_dir = staging / "1"
+        version_dir = staging / str(version or 1)
         version_dir.mkdir()
         onnx_path = version_dir / MODEL_FILE
         to_onnx(net, spec, onnx_path, opset, uint8=uint8_input)
@@ -372,11 +378,32 @@ def export(
         class_names = labels.for_set(spec.labels)
         if class_names:
             (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n", encoding="utf-8")
-        _install(staging, repo / entry)
+        if version is None:
+            _install(staging, repo / entry)
+        else:
+            _add_version(staging, repo / entry, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(entry, repo / entry, config.to_json(), time.perf_counter() - started)
+
+
+def _add_version(staging: Path, destination: Path, version: int) -> None:
+    """Put ``staging``'s version folder beside ``destination``'s others, then its config.json and
+    labels in place of the old ones, each with one rename: a server that reads the entry meanwhile
+    sees the old version or the new one, never part of a file."""
+    if not destination.exists():
+        _install(staging, destination)
+        return
+    target = destination / str(version)
+    if target.exists():
+        raise ExportError(f"{target} exists: a served version is never overwritten; export a higher --version")
+    (staging / str(version)).chmod(0o755)
+    (staging / str(version)).rename(target)
+    for item in sorted(staging.iterdir()):
+        if item.is_file():
+            os.replace(item, destination / item.name)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _install(staging: Path, destination: Path) -> None:

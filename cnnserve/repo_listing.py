@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from cnnserve.cli import CommandError
-from cnnserve.repository import RepositoryError, scan
+from cnnserve.repository import RepositoryError, scan, versions
 from cnnserve.tables import human, render_table
 
 
 def print_repository(repo: Path, as_json: bool) -> None:
-    """The repository as the server will read it: good entries, then broken ones with why."""
+    """The repository as the server will read it: good entries (every version folder, the one
+    served in brackets), then broken ones with why."""
     try:
         configs, broken = scan(repo)
     except RepositoryError as exc:
@@ -23,6 +24,7 @@ def print_repository(repo: Path, as_json: bool) -> None:
             "name": c.name,
             "architecture": c.architecture,
             "version": c.version,
+            "versions": versions(c.onnx_path.parent.parent),
             "input": list(c.inputs[0].shape),
             "weight_layers": c.weight_layers,
             "parameters": c.parameters,
@@ -38,11 +40,11 @@ def print_repository(repo: Path, as_json: bool) -> None:
     print(f"model repository {repo}/: {len(entries)} entries" + (f", {len(broken)} broken" if broken else ""))
     print(
         render_table(
-            ["model", "version", "input", "weight layers", "parameters", "MACs", "weights", "ONNX size"],
+            ["model", "versions", "input", "weight layers", "parameters", "MACs", "weights", "ONNX size"],
             [
                 [
                     e["name"],
-                    e["version"],
+                    ",".join(f"[{v}]" if v == e["version"] else str(v) for v in e["versions"]),
                     "x".join(map(str, e["input"])),
                     e["weight_layers"],
                     human(e["parameters"]),

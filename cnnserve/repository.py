@@ -3,6 +3,7 @@
 
     REPO/NAME/config.json, REPO/NAME/labels.txt (classifiers), REPO/NAME/<version>/model.onnx
 
+or, where the repository is one entry (KServe's ``/mnt/models``), the same files at its top.
 The highest numeric version folder is served. Every problem is a :class:`RepositoryError` whose
 message names the file and the field; :func:`scan` reports a broken entry by name and reason and
 goes on with the others, so that one bad export never takes a whole server down.
@@ -12,6 +13,7 @@ No torch here: the serving path reads this module, and the exporter only writes 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -297,6 +299,49 @@ def parse_config(data: Any, file: Path) -> EntryConfig:
     )
 
 
+def versions(entry: str | Path) -> list[int]:
+    """The version folders of an entry, ascending (hidden staging folders are not versions)."""
+    return sorted(int(p.name) for p in Path(entry).iterdir() if p.is_dir() and _VERSION.fullmatch(p.name))
+
+
+def is_single_entry(repo: str | Path) -> bool:
+    """Whether ``repo`` is itself one entry (its config.json and version folders at the top), as
+    KServe's storage initializer fills ``/mnt/models`` with the one model it serves."""
+    return (Path(repo) / CONFIG_FILE).is_file()
+
+
+def entries(repo: str | Path, name: str = "") -> dict[str, Path]:
+    """The entries of ``repo`` by name, not yet read: each folder with a config.json; or, where
+    ``repo`` is a single entry, that one, named ``name`` (or as its config.json says)."""
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise RepositoryError(f"model repository {repo} does not exist (run `cnnserve export NAME` or `make export`)")
+    if is_single_entry(repo):
+        return {name or _config_name(repo) or repo.name: repo}
+    return {p.name: p for p in sorted(repo.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+
+
+def _config_name(entry: Path) -> str:
+    try:
+        name = json.loads((entry / CONFIG_FILE).read_text(encoding="utf-8")).get("name", "")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return ""  # reading it for real says what is wrong
+    return name if isinstance(name, str) else ""
+
+
+def fingerprint(entry: str | Path) -> tuple[object, ...]:
+    """What changes when an entry is exported again or given a new version: its highest version
+    folder, and the size and modification time of its files (config.json, labels) and of that
+    version's model."""
+    entry = Path(entry)
+    try:
+        newest = versions(entry)[-1:]
+        files = sorted(p for p in entry.iterdir() if p.is_file()) + [entry / str(v) / MODEL_FILE for v in newest]
+        return (tuple(newest), *((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()))
+    except OSError as exc:  # removed while looked at: differs from any readable state
+        return ("unreadable", str(exc))
+
+
 def _version(entry: Path) -> tuple[int, Path]:
     folders = {int(p.name): p for p in entry.iterdir() if p.is_dir() and _VERSION.fullmatch(p.name)}
     if not folders:
@@ -336,16 +381,20 @@ def _read_labels(config: EntryConfig, entry: Path, file: Path) -> tuple[str, ...
     return tuple(lines)
 
 
-def load_entry(entry: str | Path, overrides: Overrides | None = None) -> ModelConfig:
+def load_entry(
+    entry: str | Path, overrides: Overrides | None = None, *, single: bool = False, name: str = ""
+) -> ModelConfig:
     """Parse and check one repository entry (a folder ``REPO/NAME``).
 
     ``overrides`` may replace max_batch_size, max_queue_delay_us and preferred_batch_sizes
     (None values keep config.json's); preferred sizes are clamped to the resulting max_batch_size.
+    ``single``: the entry is a whole repository (see :func:`is_single_entry`), named by its
+    config.json or by ``name``, not by its folder.
     """
-    return _load(Path(entry), _check_overrides(overrides or {}))
+    return _load(Path(entry), _check_overrides(overrides or {}), single, name)
 
 
-def _load(entry: Path, given: Mapping[str, Any]) -> ModelConfig:
+def _load(entry: Path, given: Mapping[str, Any], single: bool = False, name: str = "") -> ModelConfig:
     file = entry / CONFIG_FILE
     if not file.is_file():
         raise RepositoryError(f"{file}: missing (every entry needs one; `cnnserve export` writes it)")
@@ -354,7 +403,9 @@ def _load(entry: Path, given: Mapping[str, Any]) -> ModelConfig:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RepositoryError(f"{file}: not valid JSON: {exc}") from None
     config = parse_config(data, file)
-    if config.name != entry.name:
+    if single:  # the repository is this one entry: no folder name to agree with
+        config = dataclasses.replace(config, name=name or config.name)
+    elif config.name != entry.name:
         # Clients address models by name and the server finds them by folder: the two must agree.
         raise RepositoryError(f"{file}: field 'name' is {config.name!r}, but the folder is {entry.name!r}")
     max_batch, delay, preferred = _overridden(config, given)
@@ -380,24 +431,26 @@ def _load(entry: Path, given: Mapping[str, Any]) -> ModelConfig:
     )
 
 
-def scan(repo: str | Path, overrides: Overrides | None = None) -> tuple[list[ModelConfig], dict[str, str]]:
+def scan(
+    repo: str | Path, overrides: Overrides | None = None, *, name: str = ""
+) -> tuple[list[ModelConfig], dict[str, str]]:
     """Every entry of ``repo``, by name: the good ones, and name -> reason for the rest.
 
     Hidden folders are skipped: the exporter stages entries in ``.NAME.xxxx`` before renaming them
     into place, and keeps the replaced one as ``.NAME.old.PID`` for a moment. Files (a README) are
-    skipped too. A missing repository, or overrides that are wrong for every entry, raise.
+    skipped too. A repository that is itself one entry (KServe's ``/mnt/models``) is that entry,
+    named ``name`` if given. A missing repository, or overrides that are wrong for every entry,
+    raise.
     """
-    repo = Path(repo)
-    if not repo.is_dir():
-        raise RepositoryError(f"model repository {repo} does not exist (run `cnnserve export NAME` or `make export`)")
     given = _check_overrides(overrides or {})
     good: list[ModelConfig] = []
     bad: dict[str, str] = {}
-    for entry in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    single = is_single_entry(repo)
+    for entry_name, entry in entries(repo, name).items():
         try:
-            good.append(_load(entry, given))
+            good.append(_load(entry, given, single, name))
         except (RepositoryError, OSError) as exc:
-            bad[entry.name] = str(exc)
+            bad[entry_name] = str(exc)
     return good, bad
 
 

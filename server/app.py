@@ -101,7 +101,8 @@ class Server:
         log.info("gRPC on %s:%d, HTTP on %s, metrics on %s; loading %s", s.host, self.grpc_port, http_address,
                  metrics_address, s.repo)  # fmt: skip
         started = time.perf_counter()
-        await self.models.load_all()
+        self.models.on_change = self._publish_health
+        await self.models.start()
         self.plane.loaded = True
         await self._publish_health()
         ready = sorted(m.name for m in self.models.models.values() if m.ready)
@@ -125,7 +126,7 @@ class Server:
     async def set_peers_ready(self, ready: bool) -> None:
         """One worker of several: whether every other worker is ready (the supervisor says so)."""
         self.plane.peers_ready = ready
-        if self.plane.loaded and not self.plane.draining:
+        if self.plane.loaded and not (self.plane.draining or self.plane.leaving):
             await self._publish_health()
 
     def request_stop(self) -> None:
@@ -135,7 +136,14 @@ class Server:
         await self._stop.wait()
 
     async def stop(self) -> None:
-        grace = self.settings.grace_seconds
+        grace, drain = self.settings.grace_seconds, self.settings.drain_seconds
+        if drain > 0 and self.plane.loaded:
+            # Out of rotation first, still serving: a balancer that sends a few more calls (nginx
+            # until it reloads, Kubernetes until its endpoints change) gets them answered.
+            log.info("shutting down: health NOT_SERVING, still taking requests for %gs (--drain-seconds)", drain)
+            self.plane.leaving = True  # ServerReady, ModelReady and /v2/health/ready: false
+            await self.health.enter_graceful_shutdown()
+            await asyncio.sleep(drain)
         log.info("shutting down: health NOT_SERVING, refusing new requests")
         self.plane.draining = True
         await self.health.enter_graceful_shutdown()

@@ -60,6 +60,9 @@ class DataPlane:
         self.models = models
         self.loaded = False  # set once the repository has been loaded
         self.draining = False  # set on SIGTERM: no new work
+        # Set on SIGTERM with --drain-seconds: not ready (out of a balancer's rotation) while the
+        # requests a balancer still sends are answered, before draining begins.
+        self.leaving = False
         # One worker of several: whether every other worker is ready too (the supervisor says);
         # health and readiness speak for the whole server, whichever worker a probe reaches.
         self.peers_ready = True
@@ -76,14 +79,15 @@ class DataPlane:
         """Ready once loading is done, while not draining, with at least one model ready.
 
         A model that failed to load does not make the server unready (its ModelReady says so),
-        so one broken entry cannot take every healthy model out of a load balancer.
+        so one broken entry cannot take every healthy model out of a load balancer. In
+        ``explicit`` mode with no model to load at start, ready once listening: models come by
+        RepositoryModelLoad.
         """
-        return (
-            self.loaded and not self.draining and self.peers_ready and any(m.ready for m in self.models.models.values())
-        )
+        serving = any(m.ready for m in self.models.models.values()) or not self.models.expected_at_start
+        return self.loaded and not self.draining and not self.leaving and self.peers_ready and serving
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        return self.models.get(name, version).ready and not self.draining and self.peers_ready
+        return self.models.get(name, version).ready and not (self.draining or self.leaving) and self.peers_ready
 
     def config(self, name: str, version: str = "") -> ModelConfig:
         model = self.models.get(name, version)
@@ -167,9 +171,18 @@ class DataPlane:
         return InferResult(model, outputs)
 
     def index(self, ready_only: bool = False) -> list[ServedModel]:
-        return [m for _, m in sorted(self.models.models.items()) if m.ready or not ready_only]
+        return [m for m in self.models.index() if m.ready or not ready_only]
+
+    async def load(self, name: str) -> None:
+        """RepositoryModelLoad: load or reload ``name`` (``explicit`` model control only)."""
+        await self.models.load(name)
+
+    async def unload(self, name: str) -> None:
+        """RepositoryModelUnload: unload ``name`` once its accepted requests are answered."""
+        await self.models.unload(name)
 
     def statistics(self, name: str = "", version: str = "") -> list[ServedModel]:
+        """The versions that serve or drain (Triton reports none for unloaded or failed ones)."""
         if name:
             return [self.models.get(name, version)]
-        return [m for _, m in sorted(self.models.models.items()) if m.state is not State.FAILED]
+        return [m for m in self.models.index() if m.state in (State.READY, State.UNLOADING)]

@@ -8,23 +8,28 @@ Series, all with a ``model`` label (``""`` for requests naming no known model, s
 cannot grow the label set without end):
 
 - ``cnnserve_request_duration_seconds{model,rpc}``: arrival to reply of one RPC.
-- ``cnnserve_queue_duration_seconds{model}``: time one request waited in the batcher.
-- ``cnnserve_compute_duration_seconds{model}``: one ONNX Runtime run of a batch.
-- ``cnnserve_copy_duration_seconds{model}``: copying one batch's inputs into its session's
+- ``cnnserve_queue_duration_seconds{model,version}``: time one request waited in the batcher.
+- ``cnnserve_compute_duration_seconds{model,version}``: one ONNX Runtime run of a batch.
+- ``cnnserve_copy_duration_seconds{model,version}``: copying one batch's inputs into its session's
   buffers before the run (host memory; on CUDA the copy to the device is part of the compute),
   for the batches that are copied: a one-item batch on the CPU runs from the request's own arrays.
   Not in DESIGN.md's list: with it, queue + copy + compute is where a request's time went.
-- ``cnnserve_batch_size{model}``: items in one ONNX Runtime run.
+- ``cnnserve_batch_size{model,version}``: items in one ONNX Runtime run.
 - ``cnnserve_requests_total{model,rpc,code}``: RPCs answered, by gRPC status code name.
-- ``cnnserve_dropped_requests_total{model,reason}``: requests the batcher dropped before compute
+- ``cnnserve_dropped_requests_total{model,version,reason}``: requests the batcher dropped before compute
   (``cancelled``, ``deadline``). Not in DESIGN.md's list: the same calls are also counted in
   ``cnnserve_requests_total`` under their final code; this counter says the compute was skipped.
 - ``cnnserve_inflight_requests{model}``: RPCs received and not yet answered.
 - ``cnnserve_worker_requests{worker,pid}``: with several workers only, the RPCs each live worker
   answered (a gauge in prometheus_client's ``liveall`` mode), to see how connections spread.
 - ``cnnserve_model_info{model,version,architecture,weight_layers,parameters,macs,provider,trained,
-  state,reason,batch_shapes,provider_options}``: 1 per repository entry, failed ones included, so
-  a dashboard can put latency beside depth and show why a model is missing.
+  state,reason,batch_shapes,provider_options}``: 1 per loaded version of each entry, failed ones
+  included, so a dashboard can put latency beside depth and show why a model is missing; an
+  unloaded version's series goes.
+
+The series of the batcher's side carry the ``version`` whose batcher (and session) did the work:
+while a new version rolls out, both versions' series show the traffic moving. A request addresses
+a model, not a version, so the request series (duration, count, in flight) carry the model only.
 
 With several workers (``server.parallel``), each worker runs with ``PROMETHEUS_MULTIPROC_DIR``
 set, so prometheus_client keeps its values in files there (its multiprocess mode), and the
@@ -88,28 +93,28 @@ class Metrics:
         self.queue_duration = Histogram(
             "cnnserve_queue_duration_seconds",
             "Time one request waited in its model's batcher before its batch ran.",
-            ["model"],
+            ["model", "version"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.compute_duration = Histogram(
             "cnnserve_compute_duration_seconds",
             "One ONNX Runtime run of a batch.",
-            ["model"],
+            ["model", "version"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.copy_duration = Histogram(
             "cnnserve_copy_duration_seconds",
             "Copying one batch's inputs into its session's buffers, in the worker thread, before the run.",
-            ["model"],
+            ["model", "version"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(
             "cnnserve_batch_size",
             "Items in one ONNX Runtime run.",
-            ["model"],
+            ["model", "version"],
             buckets=BATCH_SIZE_BUCKETS,
             registry=r,
         )
@@ -124,7 +129,7 @@ class Metrics:
         self.dropped = Counter(
             "cnnserve_dropped_requests_total",
             "Queued requests the batcher dropped before compute (client cancelled, deadline passed).",
-            ["model", "reason"],
+            ["model", "version", "reason"],
             registry=r,
         )
         self.inflight_requests = Gauge(
@@ -142,7 +147,7 @@ class Metrics:
             multiprocess_mode="livemax",  # several workers: one series per model, not per worker
         )
         self._info_lock = threading.Lock()
-        self._info_labels: dict[str, tuple[str, ...]] = {}  # model -> its one model_info series
+        self._info_labels: dict[tuple[str, str], tuple[str, ...]] = {}  # (model, version) -> its series
         # labels() validates and locks on every call; the request path asks for the same few
         # children thousands of times a second, so they are looked up once.
         self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
@@ -170,12 +175,17 @@ class Metrics:
 
     # -- the model manager's side -------------------------------------------------------------
 
-    def add_model(self, model: str) -> None:
-        """Create ``model``'s batcher series at zero when it becomes ready, so that each exists
-        from the first scrape (Prometheus' advice on missing series): the copy histogram, for
-        one, may stay empty, since a lone request on the CPU is run from its own arrays."""
+    def add_model(self, model: str, version: str = "") -> None:
+        """Create the batcher series of ``model`` at ``version`` at zero when it becomes ready, so
+        that each exists from the first scrape (Prometheus' advice on missing series): the copy
+        histogram, for one, may stay empty, since a lone request on the CPU is run from its own
+        arrays."""
         for metric in (self.queue_duration, self.compute_duration, self.copy_duration, self.batch_size):
-            self._child(metric, model)
+            self._child(metric, model, version)
+
+    def observer(self, version: str) -> _VersionObserver:
+        """The batcher's observer for one version of a model: its series carry ``version``."""
+        return _VersionObserver(self, version)
 
     def set_model_info(
         self,
@@ -193,7 +203,7 @@ class Metrics:
         batch_shapes: str = "",
         provider_options: str = "",
     ) -> None:
-        """Publish (or replace) the one ``cnnserve_model_info`` series of ``model``.
+        """Publish (or replace) the one ``cnnserve_model_info`` series of ``model`` at ``version``.
 
         ``provider`` is the execution provider the session actually uses (e.g.
         "CUDAExecutionProvider"), ``state`` "ready" or "failed", ``reason`` empty when ready,
@@ -205,51 +215,59 @@ class Metrics:
         with self._info_lock:
             # Labels change with the state, and a stale "failed" series beside a "ready" one
             # would count the model twice.
-            old = self._info_labels.pop(model, None)
-            if old is not None:
-                # Zeroed first: with several workers the old series stays in this worker's file.
-                self.model_info.labels(*old).set(0)
-                self.model_info.remove(*old)
+            self._drop_info(model, version)
             self.model_info.labels(*labels).set(1)
-            self._info_labels[model] = labels
+            self._info_labels[(model, version)] = labels
+
+    def remove_model_info(self, model: str, version: str) -> None:
+        """``model`` at ``version`` is unloaded: its ``cnnserve_model_info`` series goes."""
+        with self._info_lock:
+            self._drop_info(model, version)
+
+    def _drop_info(self, model: str, version: str) -> None:
+        old = self._info_labels.pop((model, version), None)
+        if old is not None:
+            # Zeroed first: with several workers the old series stays in this worker's file.
+            self.model_info.labels(*old).set(0)
+            self.model_info.remove(*old)
 
     def remove_model(self, model: str) -> None:
         """Forget ``model``: its info series and every other series labelled with it."""
         self._children = {key: child for key, child in self._children.items() if key[1][0] != model}
         with self._info_lock:
-            old = self._info_labels.pop(model, None)
-            if old is not None:
-                self.model_info.remove(*old)
+            for key in [k for k in self._info_labels if k[0] == model]:
+                self.model_info.remove(*self._info_labels.pop(key))
         for metric, labelnames in (
             (self.request_duration, ("model", "rpc")),
-            (self.queue_duration, ("model",)),
-            (self.compute_duration, ("model",)),
-            (self.copy_duration, ("model",)),
-            (self.batch_size, ("model",)),
+            (self.queue_duration, ("model", "version")),
+            (self.compute_duration, ("model", "version")),
+            (self.copy_duration, ("model", "version")),
+            (self.batch_size, ("model", "version")),
             (self.requests, ("model", "rpc", "code")),
-            (self.dropped, ("model", "reason")),
+            (self.dropped, ("model", "version", "reason")),
             (self.inflight_requests, ("model",)),
         ):
             _remove_series(metric, labelnames, model)
 
     # -- the batcher's observer protocol (server.batching.BatchObserver) ----------------------
+    # Metrics itself observes with version ""; a model's batcher gets observer(version).
 
-    def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
+    def on_batch(self, model: str, batch_size: int, compute_seconds: float, version: str = "") -> None:
         """One ONNX Runtime run of ``batch_size`` items took ``compute_seconds``."""
-        self._child(self.batch_size, model).observe(batch_size)
-        self._child(self.compute_duration, model).observe(compute_seconds)
+        self._child(self.batch_size, model, version).observe(batch_size)
+        self._child(self.compute_duration, model, version).observe(compute_seconds)
 
-    def on_dequeue(self, model: str, queue_seconds: float) -> None:
+    def on_dequeue(self, model: str, queue_seconds: float, version: str = "") -> None:
         """One request left the queue for a batch after waiting ``queue_seconds``."""
-        self._child(self.queue_duration, model).observe(queue_seconds)
+        self._child(self.queue_duration, model, version).observe(queue_seconds)
 
-    def on_copy(self, model: str, copy_seconds: float) -> None:
+    def on_copy(self, model: str, copy_seconds: float, version: str = "") -> None:
         """One batch's inputs took ``copy_seconds`` to copy into the session's buffers."""
-        self._child(self.copy_duration, model).observe(copy_seconds)
+        self._child(self.copy_duration, model, version).observe(copy_seconds)
 
-    def on_drop(self, model: str, reason: str) -> None:
+    def on_drop(self, model: str, reason: str, version: str = "") -> None:
         """One queued request was dropped before compute (``reason``: "cancelled", "deadline")."""
-        self._child(self.dropped, model, reason).inc()
+        self._child(self.dropped, model, version, reason).inc()
 
     # -- exposition ---------------------------------------------------------------------------
 
@@ -281,6 +299,28 @@ def workers_registry(path: str) -> CollectorRegistry:
 def forget_worker(path: str, pid: int) -> None:
     """A worker has exited: drop its live gauges (its counts stay in the sums)."""
     mark_process_dead(pid, path)
+
+
+class _VersionObserver:
+    """The batcher's observer protocol for one version of a model (see :meth:`Metrics.observer`)."""
+
+    __slots__ = ("metrics", "version")
+
+    def __init__(self, metrics: Metrics, version: str) -> None:
+        self.metrics = metrics
+        self.version = version
+
+    def on_batch(self, model: str, batch_size: int, compute_seconds: float) -> None:
+        self.metrics.on_batch(model, batch_size, compute_seconds, self.version)
+
+    def on_dequeue(self, model: str, queue_seconds: float) -> None:
+        self.metrics.on_dequeue(model, queue_seconds, self.version)
+
+    def on_copy(self, model: str, copy_seconds: float) -> None:
+        self.metrics.on_copy(model, copy_seconds, self.version)
+
+    def on_drop(self, model: str, reason: str) -> None:
+        self.metrics.on_drop(model, reason, self.version)
 
 
 class _Inflight:

@@ -29,6 +29,12 @@ BATCH_SHAPES = ("auto", "exact", "padded")
 CONV_ALGO_SEARCHES = ("exhaustive", "heuristic", "default")
 ARENA_STRATEGIES = ("same_as_requested", "next_power_of_two")
 COPY_STREAMS = ("default", "separate")
+CONTROL_MODES = ("none", "explicit", "poll")
+# A load or unload call reaches one worker of several (connections are spread, not calls).
+EXPLICIT_WORKERS = (
+    "model_control_mode explicit with {workers} workers: a RepositoryModelLoad reaches one worker "
+    "only; use --model-control-mode poll (each worker follows the repository) or one worker"
+)
 
 
 class SettingsError(ValueError):
@@ -151,16 +157,44 @@ class Settings:
     grace_seconds: float = 10.0
     """On SIGTERM/SIGINT, how long accepted requests get to finish (CNNSERVE_GRACE_SECONDS,
     --grace-seconds)."""
+    drain_seconds: float = 0.0
+    """On SIGTERM/SIGINT, how long the server goes on taking new requests while health says
+    NOT_SERVING and readiness is false, before it refuses them and the grace period begins: time
+    for a balancer to take it out of rotation (Kubernetes' preStop sleep); 0 = refuse at once
+    (CNNSERVE_DRAIN_SECONDS, --drain-seconds)."""
     log_level: str = "info"
     """debug, info, warning or error (CNNSERVE_LOG_LEVEL, --log-level)."""
     models: tuple[str, ...] = ()
     """Load only these repository entries; empty = every entry (CNNSERVE_MODELS, --model)."""
+    model_control_mode: str = "none"
+    """Triton's model control: ``none`` loads every entry at start and never changes; ``explicit``
+    loads the ``load_models`` at start and then what RepositoryModelLoad asks for (and unloads on
+    RepositoryModelUnload); ``poll`` loads every entry and follows the repository: a new version
+    folder or a changed entry is loaded beside the serving one and swapped in when ready, a
+    removed entry unloaded (CNNSERVE_MODEL_CONTROL_MODE, --model-control-mode)."""
+    load_models: tuple[str, ...] = ()
+    """With ``explicit`` model control, the entries loaded at start; ``*`` = every entry
+    (CNNSERVE_LOAD_MODELS, comma-separated; --load-model, repeatable)."""
+    repository_poll_seconds: float = 15.0
+    """With ``poll`` model control, seconds between two looks at the repository
+    (CNNSERVE_REPOSITORY_POLL_SECONDS, --repository-poll-seconds)."""
+    model_name: str = ""
+    """When the repository folder is itself one entry (``config.json`` and version folders in
+    it, as KServe's storage initializer fills ``/mnt/models``), serve it under this name; empty =
+    the name in its config.json (CNNSERVE_MODEL_NAME, --model-name)."""
 
     def __post_init__(self) -> None:
         for option in OPTIONS:
             value = getattr(self, option.field)
             if not option.check(value):
                 raise SettingsError(f"{option.field}={value!r}: expected {option.expected}")
+        if self.load_models and self.model_control_mode != "explicit":
+            raise SettingsError(
+                f"load_models {','.join(self.load_models)!r}: only with model_control_mode explicit "
+                f"(--model-control-mode explicit); mode {self.model_control_mode!r} loads every entry"
+            )
+        if self.model_control_mode == "explicit" and self.workers is not None and self.workers > 1:
+            raise SettingsError(EXPLICIT_WORKERS.format(workers=self.workers))
 
     @property
     def metrics_enabled(self) -> bool:
@@ -184,7 +218,7 @@ class Settings:
         for option in OPTIONS:
             given = getattr(args, option.field, None)
             if given is not None:
-                values[option.field] = tuple(given) if option.field == "models" else given
+                values[option.field] = tuple(given) if option.field in LISTS else given
         return cls(**values)
 
 
@@ -338,13 +372,32 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("grace_seconds", "--grace-seconds", "SECONDS", float,
             lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a number of seconds, 0 or more",
             "time accepted requests get to finish on SIGTERM/SIGINT"),
+    _Option("drain_seconds", "--drain-seconds", "SECONDS", float,
+            lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a number of seconds, 0 or more",
+            "on SIGTERM/SIGINT, go on taking new requests this long while health says NOT_SERVING "
+            "(time for a balancer to stop sending), then refuse them"),
     _Option("log_level", "--log-level", "{" + ",".join(LOG_LEVELS) + "}", _lower, lambda v: v in LOG_LEVELS,
             _words(LOG_LEVELS), "log level"),
     _Option("models", "--model", "NAME", _parse_names,
             lambda v: isinstance(v, tuple) and all(_text(n) and "," not in n for n in v),
             "model names, comma-separated", "serve only this repository entry; repeatable, or comma-separated",
             "every entry"),
+    _Option("model_control_mode", "--model-control-mode", "{" + ",".join(CONTROL_MODES) + "}", _lower,
+            lambda v: v in CONTROL_MODES, _words(CONTROL_MODES),
+            "none: load every entry at start; explicit: RepositoryModelLoad/Unload; poll: follow the repository"),
+    _Option("load_models", "--load-model", "NAME", _parse_names,
+            lambda v: isinstance(v, tuple) and all(_text(n) and "," not in n for n in v),
+            "model names, comma-separated, or *", "with explicit model control, load this entry at start "
+            "(repeatable; * for every entry)", "none"),
+    _Option("repository_poll_seconds", "--repository-poll-seconds", "SECONDS", float,
+            lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a number of seconds, more than 0",
+            "with poll model control, seconds between two looks at the repository"),
+    _Option("model_name", "--model-name", "NAME", str.strip,
+            lambda v: isinstance(v, str) and "," not in v and "/" not in v, "a model name",
+            "serve a repository that is one entry (KServe's /mnt/models) under this name",
+            "the name in its config.json"),
 )  # fmt: skip
+LISTS = ("models", "load_models")  # repeatable flags, comma-separated variables
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -374,7 +427,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
         default = option.shown_default or str(getattr(defaults, option.field))
         # --model NAME[,NAME] may repeat; "extend" flattens the tuples _parse_names returns.
-        kwargs: dict[str, Any] = {"dest": "models", "action": "extend"} if option.field == "models" else {}
+        kwargs: dict[str, Any] = {"dest": option.field, "action": "extend"} if option.field in LISTS else {}
         parser.add_argument(
             option.flag,
             type=convert,

@@ -163,9 +163,11 @@ def accepted(proc: ServerProcess, model: str) -> tuple[float, float]:
     return inflight, ok
 
 
-def ort_run(repo: Path, name: str, x: np.ndarray) -> np.ndarray:
-    """``x`` through a bare ONNX Runtime session of ``repo``'s entry ``name``: the reference."""
-    session = ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+def ort_run(repo: Path, name: str, x: np.ndarray, version: int = 1) -> np.ndarray:
+    """``x`` through a bare ONNX Runtime session of ``repo``'s entry ``name`` at ``version``: the
+    reference."""
+    path = repo / name / str(version) / "model.onnx"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
@@ -211,3 +213,36 @@ def serving(repo: Path, *args: str) -> Iterator[ServerProcess]:
         yield proc
     finally:
         assert proc.terminate() == 0, proc.output
+
+
+@contextlib.contextmanager
+def replicas(repo: Path, count: int, *args: str) -> Iterator[list[ServerProcess]]:
+    """``count`` ready servers over ``repo``, started side by side on free ports: the replicas a
+    balancer spreads calls over. The list may be changed in place (a replica replaced by a fresh
+    one); on leaving, each server in it must stop cleanly (exit status 0)."""
+    procs = [start_server(repo, *args, wait=False) for _ in range(count)]
+    try:
+        for proc in procs:
+            proc.wait_listening()
+        for proc in procs:
+            wait_ready(proc.grpc_address)
+        yield procs
+    except BaseException:
+        for proc in procs:
+            with contextlib.suppress(AssertionError):
+                proc.terminate()
+        raise
+    for proc in procs:  # side by side, each signalled once (a late second SIGTERM finds no handler)
+        if proc.process.poll() is None:
+            proc.process.send_signal(signal.SIGTERM)
+    codes: list[int | None] = []
+    for proc in procs:
+        try:
+            codes.append(proc.process.wait(60))
+        except subprocess.TimeoutExpired:
+            proc.process.kill()
+            proc.process.wait()
+            codes.append(None)
+        finally:
+            proc.close()
+    assert codes == [0] * len(procs), f"exit statuses {codes}:\n" + "\n\n".join(proc.output for proc in procs)

@@ -22,10 +22,7 @@ from server.classification import top_classes
 from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
 from server.grpc.status import handle_errors, observed
 from server.metrics import Metrics
-from server.model_manager import ServedModel, State
-
-INDEX_STATES = {State.LOADING: "LOADING", State.READY: "READY", State.FAILED: "UNAVAILABLE",
-                State.UNLOADING: "UNLOADING"}  # fmt: skip
+from server.model_manager import ServedModel
 
 
 def _classification_k(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> int | None:
@@ -151,12 +148,26 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryIndexResponse(
             models=[
                 pb.RepositoryIndexResponse.ModelIndex(
-                    name=m.name, version=str(m.version) if m.version else "", state=INDEX_STATES[m.state],
+                    name=m.name, version=str(m.version) if m.version else "", state=m.state.triton,
                     reason=m.reason,
                 )
                 for m in self.plane.index(ready_only=request.ready)
             ]
         )  # fmt: skip
+
+    @handle_errors
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        await self.plane.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @handle_errors
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self.plane.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
     @handle_errors
     async def ModelStatistics(

@@ -32,14 +32,15 @@ from server.metrics import MetricsServer, forget_worker, serve_registry, workers
 from server.parallel import gpu_memory
 from server.parallel.worker import NUMBER_VARIABLE, PEERS_NOT_READY, PEERS_READY, SETTINGS_VARIABLE, settings_json
 from server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
-from server.settings import Settings
+from server.settings import EXPLICIT_WORKERS, Settings
 
 log = logging.getLogger("cnnserve.supervisor")
 
 CRASH_LIMIT = 5
 """Replacement workers that die before they are ready, in a row, before the server gives up."""
 STOP_MARGIN_SECONDS = 30.0
-"""How long past ``--grace-seconds`` a stopping worker may take before it is killed."""
+"""How long past ``--drain-seconds`` and ``--grace-seconds`` a stopping worker may take before it
+is killed."""
 
 
 def worker_count(settings: Settings) -> int:
@@ -192,9 +193,10 @@ class Supervisor:
                 worker.process.terminate()
         if not self._watchers:
             return
-        _, late = await asyncio.wait(self._watchers, timeout=self.settings.grace_seconds + STOP_MARGIN_SECONDS)
+        allowed = self.settings.drain_seconds + self.settings.grace_seconds + STOP_MARGIN_SECONDS
+        _, late = await asyncio.wait(self._watchers, timeout=allowed)
         if late:
-            log.error("%d worker(s) still running %.0fs after SIGTERM: killing them", len(late), STOP_MARGIN_SECONDS)
+            log.error("%d worker(s) still running %.0fs after SIGTERM: killing them", len(late), allowed)
             self._failed = True
             for worker in self.workers.values():
                 with contextlib.suppress(ProcessLookupError):
@@ -320,6 +322,9 @@ def supervise(settings: Settings) -> int:
         from server.app import run
 
         return run(dataclasses.replace(settings, workers=1))
+    if settings.model_control_mode == "explicit":  # --workers auto came to several
+        log.error("%s", EXPLICIT_WORKERS.format(workers=workers))
+        return 1
     return asyncio.run(Supervisor(settings, workers).run())
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from typing import Any
 
 from server.app import Server, run
-from server.settings import Settings
+from server.settings import LISTS, Settings
 
 log = logging.getLogger("cnnserve.worker")
 
@@ -37,7 +37,8 @@ def settings_json(settings: Settings) -> str:
 
 def settings_from_json(text: str) -> Settings:
     values: dict[str, Any] = json.loads(text)
-    values["models"] = tuple(values["models"])  # JSON has lists
+    for name in LISTS:  # JSON has lists
+        values[name] = tuple(values[name])
     return Settings(**values)
 
 

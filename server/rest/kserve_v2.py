@@ -14,11 +14,8 @@ from cnnserve.repository import triton_config
 from server import errors, reports
 from server.classification import top_classes
 from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
-from server.model_manager import State
 from server.rest.tensors import HEADER_LENGTH, decode, encode_reply, parse_request
 
-INDEX_STATES = {State.LOADING: "LOADING", State.READY: "READY", State.FAILED: "UNAVAILABLE",
-                State.UNLOADING: "UNLOADING"}  # fmt: skip
 MODEL = "/v2/models/{name}"
 VERSION = "/v2/models/{name}/versions/{version}"
 
@@ -30,6 +27,8 @@ def routes(plane: DataPlane) -> list[web.RouteDef]:
         web.get("/v2/health/live", v2.live),
         web.get("/v2/health/ready", v2.ready),
         web.post("/v2/repository/index", v2.repository_index),
+        web.post("/v2/repository/models/{name}/load", v2.load),
+        web.post("/v2/repository/models/{name}/unload", v2.unload),
     ]
     table.append(web.get("/v2/models/stats", v2.statistics))
     for base in (MODEL, VERSION):
@@ -87,10 +86,18 @@ class _V2:
             raise errors.InvalidArgument(f"failed to parse the request JSON: {exc}") from None
         ready_only = bool(body.get("ready", False)) if isinstance(body, dict) else False
         return web.json_response([
-            {"name": m.name, "version": str(m.version) if m.version else "", "state": INDEX_STATES[m.state],
+            {"name": m.name, "version": str(m.version) if m.version else "", "state": m.state.triton,
              "reason": m.reason}
             for m in self.plane.index(ready_only=ready_only)
         ])  # fmt: skip
+
+    async def load(self, request: web.Request) -> web.Response:
+        await self.plane.load(request.match_info["name"])
+        return web.Response(status=200)
+
+    async def unload(self, request: web.Request) -> web.Response:
+        await self.plane.unload(request.match_info["name"])
+        return web.Response(status=200)
 
     async def infer(self, request: web.Request) -> web.Response:
         name, version = _model(request)

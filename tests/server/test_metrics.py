@@ -55,7 +55,7 @@ def test_each_instance_has_its_own_registry_and_never_the_global_one() -> None:
 def test_a_given_registry_is_used(metrics: Metrics) -> None:
     registry = prometheus_client.CollectorRegistry()
     Metrics(registry).on_dequeue("lenet5", 0.001)
-    assert registry.get_sample_value("cnnserve_queue_duration_seconds_count", {"model": "lenet5"}) == 1
+    assert registry.get_sample_value("cnnserve_queue_duration_seconds_count", {"model": "lenet5", "version": ""}) == 1
 
 
 def test_request_duration_buckets_resolve_100us_to_10s(metrics: Metrics) -> None:
@@ -88,33 +88,38 @@ def test_requests_are_counted_by_model_rpc_and_code(metrics: Metrics) -> None:
     assert value(samples, "cnnserve_request_duration_seconds_count", model="lenet5", rpc="ModelInfer") == 3
 
 
-def test_batcher_observations(metrics: Metrics) -> None:
-    metrics.on_batch("resnet50", 16, 0.04)
-    metrics.on_batch("resnet50", 3, 0.02)
-    metrics.on_dequeue("resnet50", 0.0003)
-    metrics.on_copy("resnet50", 0.005)
-    metrics.on_drop("resnet50", "cancelled")
-    metrics.on_drop("resnet50", "cancelled")
-    metrics.on_drop("resnet50", "deadline")
+def test_batcher_observations_carry_the_version_of_their_batcher(metrics: Metrics) -> None:
+    observer = metrics.observer("2")  # what the model manager gives version 2's batcher
+    observer.on_batch("resnet50", 16, 0.04)
+    observer.on_batch("resnet50", 3, 0.02)
+    observer.on_dequeue("resnet50", 0.0003)
+    observer.on_copy("resnet50", 0.005)
+    observer.on_drop("resnet50", "cancelled")
+    observer.on_drop("resnet50", "cancelled")
+    observer.on_drop("resnet50", "deadline")
+    metrics.observer("3").on_batch("resnet50", 8, 0.03)  # the next version, rolling out beside it
     samples = exposed(metrics)
-    sizes = {lab["le"]: v for lab, v in samples["cnnserve_batch_size_bucket"]}
+    sizes = {lab["le"]: v for lab, v in samples["cnnserve_batch_size_bucket"] if lab["version"] == "2"}
     assert list(sizes) == ["1.0", "2.0", "4.0", "8.0", "16.0", "32.0", "64.0", "128.0", "256.0", "512.0", "+Inf"]
     assert (sizes["2.0"], sizes["4.0"], sizes["8.0"], sizes["16.0"], sizes["+Inf"]) == (0, 1, 1, 2, 2)
-    assert value(samples, "cnnserve_batch_size_sum", model="resnet50") == 19
-    assert value(samples, "cnnserve_compute_duration_seconds_count", model="resnet50") == 2
-    assert value(samples, "cnnserve_compute_duration_seconds_sum", model="resnet50") == pytest.approx(0.06)
-    assert value(samples, "cnnserve_queue_duration_seconds_bucket", model="resnet50", le="0.0002") == 0
-    assert value(samples, "cnnserve_copy_duration_seconds_count", model="resnet50") == 1
-    assert value(samples, "cnnserve_copy_duration_seconds_sum", model="resnet50") == pytest.approx(0.005)
-    assert value(samples, "cnnserve_queue_duration_seconds_bucket", model="resnet50", le="0.0005") == 1
+    v2 = {"model": "resnet50", "version": "2"}
+    assert value(samples, "cnnserve_batch_size_sum", **v2) == 19
+    assert value(samples, "cnnserve_batch_size_sum", model="resnet50", version="3") == 8
+    assert value(samples, "cnnserve_compute_duration_seconds_count", **v2) == 2
+    assert value(samples, "cnnserve_compute_duration_seconds_sum", **v2) == pytest.approx(0.06)
+    assert value(samples, "cnnserve_queue_duration_seconds_bucket", **v2, le="0.0002") == 0
+    assert value(samples, "cnnserve_copy_duration_seconds_count", **v2) == 1
+    assert value(samples, "cnnserve_copy_duration_seconds_sum", **v2) == pytest.approx(0.005)
+    assert value(samples, "cnnserve_queue_duration_seconds_bucket", **v2, le="0.0005") == 1
     assert {"0.0001", "10.0"} <= {lab["le"] for lab, _ in samples["cnnserve_compute_duration_seconds_bucket"]}
-    assert value(samples, "cnnserve_dropped_requests_total", model="resnet50", reason="cancelled") == 2
-    assert value(samples, "cnnserve_dropped_requests_total", model="resnet50", reason="deadline") == 1
+    assert value(samples, "cnnserve_dropped_requests_total", **v2, reason="cancelled") == 2
+    assert value(samples, "cnnserve_dropped_requests_total", **v2, reason="deadline") == 1
 
 
-def test_metrics_has_the_batchers_observer_methods() -> None:
-    for name in ("on_batch", "on_dequeue", "on_drop"):
-        assert inspect.signature(getattr(Metrics, name)) == inspect.signature(getattr(BatchObserver, name)), name
+def test_the_version_observer_has_the_batchers_observer_methods() -> None:
+    observer = type(Metrics().observer("1"))
+    for name in ("on_batch", "on_dequeue", "on_copy", "on_drop"):
+        assert inspect.signature(getattr(observer, name)) == inspect.signature(getattr(BatchObserver, name)), name
 
 
 def test_inflight_counts_while_inside_also_on_error(metrics: Metrics) -> None:
@@ -191,7 +196,7 @@ def test_series_come_back_after_a_model_is_removed_and_served_again(metrics: Met
     metrics.on_batch("lenet5", 2, 0.01)
     samples = exposed(metrics)
     assert value(samples, "cnnserve_requests_total", model="lenet5", rpc="ModelInfer", code="OK") == 1
-    assert value(samples, "cnnserve_batch_size_sum", model="lenet5") == 2
+    assert value(samples, "cnnserve_batch_size_sum", model="lenet5", version="") == 2
 
 
 def test_remove_model_while_a_request_is_in_flight(metrics: Metrics) -> None:

@@ -66,15 +66,23 @@ ENV = [
     ("CNNSERVE_MAX_IMAGE_PIXELS", "1_000_000", "max_image_pixels", 1_000_000),
     ("CNNSERVE_DECODE_THREADS", "3", "decode_threads", 3),
     ("CNNSERVE_GRACE_SECONDS", "2.5", "grace_seconds", 2.5),
+    ("CNNSERVE_DRAIN_SECONDS", "1.5", "drain_seconds", 1.5),
     ("CNNSERVE_LOG_LEVEL", " Debug ", "log_level", "debug"),
     ("CNNSERVE_MODELS", "lenet5, resnet50,", "models", ("lenet5", "resnet50")),
+    ("CNNSERVE_MODEL_CONTROL_MODE", " Poll", "model_control_mode", "poll"),
+    ("CNNSERVE_LOAD_MODELS", "lenet5,*", "load_models", ("lenet5", "*")),
+    ("CNNSERVE_REPOSITORY_POLL_SECONDS", "0.5", "repository_poll_seconds", 0.5),
+    ("CNNSERVE_MODEL_NAME", "digits", "model_name", "digits"),
 ]
+# What a variable needs beside it to be valid at all.
+COMPANIONS = {"CNNSERVE_LOAD_MODELS": {"CNNSERVE_MODEL_CONTROL_MODE": "explicit"}}
 
 
 @pytest.mark.parametrize(("variable", "text", "field", "expected"), ENV)
 def test_each_variable_sets_its_field(variable: str, text: str, field: str, expected: object) -> None:
-    assert getattr(Settings.from_env({variable: text}), field) == expected
-    assert getattr(load(**{variable: text}), field) == expected
+    environ = {variable: text, **COMPANIONS.get(variable, {})}
+    assert getattr(Settings.from_env(environ), field) == expected
+    assert getattr(load(**environ), field) == expected
 
 
 def test_every_field_has_a_variable_and_a_flag() -> None:
@@ -221,4 +229,17 @@ def test_the_cli_reports_a_bad_variable_without_a_traceback(
     assert main(["serve"]) == 1
     assert capsys.readouterr().err == (
         "cnnserve serve: error: CNNSERVE_GRPC_PORT='abc': expected an integer port 0-65535\n"
+    )
+
+
+def test_drain_seconds_default_variable_flag_and_range(capsys: pytest.CaptureFixture[str]) -> None:
+    assert Settings().drain_seconds == 0.0  # refuse new requests at once on SIGTERM, as before
+    assert Settings.from_env({"CNNSERVE_DRAIN_SECONDS": "2.5"}).drain_seconds == 2.5
+    assert load("--drain-seconds", "5", CNNSERVE_DRAIN_SECONDS="2").drain_seconds == 5.0  # the flag wins
+    with pytest.raises(SettingsError, match=r"drain_seconds=-1: expected a number of seconds, 0 or more"):
+        Settings(drain_seconds=-1)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--drain-seconds", "nan"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "cnnserve serve: error: argument --drain-seconds: expected a number of seconds, 0 or more, got 'nan'"
     )

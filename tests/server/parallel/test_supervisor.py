@@ -66,8 +66,10 @@ def test_auto_workers_and_each_workers_settings() -> None:
     assert (each.grpc_port, each.metrics_port, each.workers) == (41234, -1, 1)
     assert each.intra_op_threads == each.decode_threads == max(1, cores // 2)  # its share of the cores
     assert worker_settings(Settings(intra_op_threads=3), 2, 1).intra_op_threads == 3  # as set
-    given = Settings(workers=2, models=("lenet5", "resnet50"), max_queue_size=7)
+    given = Settings(workers=2, models=("lenet5", "resnet50"), max_queue_size=7, model_control_mode="poll")
     assert settings_from_json(settings_json(given)) == given
+    explicit = Settings(model_control_mode="explicit", load_models=("lenet5", "*"))
+    assert settings_from_json(settings_json(explicit)) == explicit
 
 
 def test_the_supervisor_refuses_a_port_in_use_instead_of_sharing_it() -> None:
@@ -155,12 +157,18 @@ def test_a_killed_worker_is_replaced_and_only_its_calls_fail(small_repo: Path) -
             outcomes: list[str] = []
 
             async def caller(client: tc_aio.InferenceServerClient) -> None:
+                failed = 0
                 for _ in range(25):
                     try:
                         await client.infer("cifar_resnet20", [triton_input("input", x)], client_timeout=60)
                         outcomes.append("OK")
                     except InferenceServerException as exc:
                         outcomes.append(str(exc.status()))
+                        failed += 1
+                # A caller on the killed worker's connection loses the call it had there, and
+                # those it sends while its channel connects again; its channel may land on the
+                # replacement while that loads, which refuses as UNAVAILABLE too (not ready).
+                assert failed < 25, "a caller never got through again"
 
             callers = [asyncio.create_task(caller(c)) for c in clients for _ in range(2)]
             while len(outcomes) < 20:
@@ -175,7 +183,7 @@ def test_a_killed_worker_is_replaced_and_only_its_calls_fail(small_repo: Path) -
         # Its calls in flight failed as UNAVAILABLE (none hung into the 60 s deadline); the rest
         # were answered, by the other worker or, once its connections were re-made, by either.
         assert set(outcomes) <= {"OK", "StatusCode.UNAVAILABLE"}, set(outcomes)
-        assert outcomes.count("OK") >= len(outcomes) - 16 and len(outcomes) == 400
+        assert len(outcomes) == 400 and outcomes.count("OK") >= 400 - 40, outcomes.count("OK")
         deadline = time.monotonic() + 120
         while len(started_pids(proc)[0]) < 2 or "all 2 workers ready" not in proc.output:
             assert time.monotonic() < deadline, proc.output
