@@ -37,12 +37,15 @@ export: install
 serve: export
 	$(VENV)/bin/cnnserve serve --repo $(REPO) $(SERVE_ARGS)
 
-# Debian packages the tests run for real: Prometheus (prometheus, promtool) and GNU Go, which
-# Debian installs as /usr/games/gnugo (not always on PATH, so looked up there too).
+# Debian packages the tests run for real: Prometheus (prometheus, promtool), GNU Go, which
+# Debian installs as /usr/games/gnugo, and nginx, installed as /usr/sbin/nginx (neither directory
+# is on every PATH, so both are looked up there too). Installing nginx may start Debian's own
+# nginx service on port 80; the tests run theirs apart, on their own configuration and ports.
 system-packages:
 	@missing=""; \
 	{ command -v prometheus && command -v promtool; } >/dev/null || missing="$$missing prometheus"; \
 	{ command -v gnugo || test -x /usr/games/gnugo; } >/dev/null || missing="$$missing gnugo"; \
+	{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || missing="$$missing nginx"; \
 	test -z "$$missing" || { \
 	  command -v apt-get >/dev/null || { echo "install$$missing for the tests"; exit 1; }; \
 	  $(SUDO) apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 \

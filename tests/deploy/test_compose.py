@@ -19,8 +19,10 @@ from harness import copy_repository, serving, start_server
 def test_services_ports_and_volumes() -> None:
     compose = load_compose()
     services = compose["services"]
-    assert set(services) == {"export", "cnnserve", "cnnserve-gpu", "prometheus", "grafana"}
-    assert {"8000:8000", "8001:8001", "8002:8002"} <= set(services["cnnserve"]["ports"])
+    assert set(services) == {"export", "cnnserve", "cnnserve-gpu", "nginx", "prometheus", "grafana"}
+    # gRPC and HTTP/REST on Triton's ports through nginx; the CPU replicas publish none.
+    assert set(services["nginx"]["ports"]) == {"8000:8000", "8001:8001"}
+    assert "ports" not in services["cnnserve"] and {"8000", "8001", "8002"} <= set(services["cnnserve"]["expose"])
     assert "9090:9090" in services["prometheus"]["ports"] and "3000:3000" in services["grafana"]["ports"]
     # Both servers keep their exported models in a named volume.
     for name, volume in (("cnnserve", "models"), ("cnnserve-gpu", "models-gpu")):
@@ -44,19 +46,41 @@ def test_the_cpu_server_is_the_default_and_the_gpu_one_a_profile_with_a_reserved
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert gpu["build"]["args"]["BASE_IMAGE"].startswith("nvidia/cuda:")
-    # Both may run at once: their host ports differ.
-    assert not set(gpu["ports"]) & set(services["cnnserve"]["ports"])
+    # Everything may run at once: no host port is published twice.
+    published = [port.split(":")[0] for service in services.values() for port in service.get("ports", [])]
+    assert len(published) == len(set(published)), published
 
 
-def test_prometheus_scrapes_both_servers_on_their_metrics_port() -> None:
+def test_the_cpu_server_scales_behind_nginx() -> None:
+    """`docker compose up --scale cnnserve=3`: nothing pins the replicas to one container or one
+    host port, and nginx, on the shipped configuration, sends to the service name's every address."""
+    services = load_compose()["services"]
+    cnnserve, nginx = services["cnnserve"], services["nginx"]
+    assert "container_name" not in cnnserve and "ports" not in cnnserve
+    assert nginx["depends_on"]["cnnserve"]["condition"] == "service_healthy"
+    # `resolve` in an upstream needs OSS nginx 1.27.3 or later.
+    image, _, tag = nginx["image"].partition(":")
+    assert image == "nginx" and tuple(int(n) for n in tag.split(".")[:2]) >= (1, 28), nginx["image"]
+    assert mounts(nginx) == {"./deploy/nginx/cnnserve.conf": "/etc/nginx/conf.d/default.conf"}
+    config = (ROOT / "deploy" / "nginx" / "cnnserve.conf").read_text()
+    upstreams = re.findall(r"^\s*server (\S+?):(\d+) resolve\b", config, re.MULTILINE)
+    assert upstreams == [("cnnserve", "8001"), ("cnnserve", "8000")]
+    assert re.search(r"^resolver 127\.0\.0\.11\b", config, re.MULTILINE)  # Docker's DNS
+    listens = re.findall(r"^\s*listen (\d+)", config, re.MULTILINE)
+    assert sorted(listens) == sorted(p.split(":")[1] for p in nginx["ports"])
+
+
+def test_prometheus_scrapes_every_replica_of_both_servers_on_their_metrics_port() -> None:
     services = load_compose()["services"]
     config_path = mounts(services["prometheus"])
     assert config_path["./deploy/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
-    targets = [t for group in job["static_configs"] for t in group["targets"]]
-    assert targets == ["cnnserve:8002", "cnnserve-gpu:8002"]
-    assert all(t.split(":")[0] in services for t in targets)
+    (discovery,) = job["dns_sd_configs"]
+    assert discovery["names"] == ["cnnserve", "cnnserve-gpu"] and discovery["port"] == 8002
+    assert discovery["type"] == "A" and all(name in services for name in discovery["names"])
+    variants = {rule["regex"]: rule["replacement"] for rule in job["relabel_configs"]}
+    assert variants == {"cnnserve": "cpu", "cnnserve-gpu": "cuda"}
 
 
 def _stages(dockerfile: str) -> dict[str, str]:
