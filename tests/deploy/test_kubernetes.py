@@ -92,20 +92,26 @@ def test_the_validation_catches_what_a_cluster_would_refuse(base: list[dict[str,
         validate_kubernetes(as_pod("p", {"containers": [container]}))
 
 
-def test_probes_are_native_grpc_on_the_servers_grpc_port(rendered: list[dict[str, Any]]) -> None:
-    """The three probes ask gRPC's health service for the server as a whole (service ""), which
-    is NOT_SERVING while models load and again while the server drains, on the port the server
-    really listens on with this environment, which is also the container port named grpc."""
+def test_probes_ask_the_servers_health_on_its_own_ports(rendered: list[dict[str, Any]]) -> None:
+    """Startup and readiness ask gRPC's health service for the server as a whole (service ""),
+    which is NOT_SERVING while models load and again while the server drains, natively on the
+    port the server really listens on with this environment (the container port named grpc).
+    Liveness asks KServe V2's /v2/health/live on the HTTP port: NOT_SERVING means not ready (no
+    model ready, a worker being replaced), which must not restart the pod."""
     container = server(rendered)
     settings = server_settings(container)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": settings.http_port, "grpc": settings.grpc_port, "metrics": settings.metrics_port}
     assert settings.http_port > 0 and settings.metrics_port > 0  # neither turned off
     for kind, probe in probes(container).items():
+        assert probe["timeoutSeconds"] < probe["periodSeconds"], kind
+        if kind == "livenessProbe":
+            assert set(probe) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"httpGet"}
+            assert probe["httpGet"] == {"port": settings.http_port, "path": "/v2/health/live"}
+            continue
         assert set(probe) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, kind
         assert probe["grpc"]["port"] == settings.grpc_port, kind
         assert probe["grpc"].get("service", "") == "", kind
-        assert probe["timeoutSeconds"] < probe["periodSeconds"], kind
 
 
 def test_the_startup_probe_allows_for_loading_and_warming_the_models(
