@@ -86,6 +86,25 @@ def _serving(repo: Path, *args: str, metrics_port: str = "-1", http_port: str = 
         process.stdout.close()
 
 
+@contextmanager
+def running_module(module: str, *flags: str, address: str = "grpc") -> Iterator[str]:
+    """``python -m MODULE FLAGS``, a bare server that prints ``ADDRESS=host:port`` on its first
+    line (``grpc=`` for bench.echo, ``http=`` for bench.http_echo); yields that address."""
+    command = [sys.executable, "-m", module, *flags]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    found = re.search(rf"{address}=(\S+)", process.stdout.readline())
+    if not found:
+        process.kill()
+        raise RuntimeError(f"{module} did not start")
+    try:
+        yield found.group(1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        process.stdout.close()
+
+
 def infer_request(model: str, input_name: str, x: np.ndarray) -> pb.ModelInferRequest:
     """A V2 request of ``x`` as raw bytes: FP32, or UINT8 for uint8 pixels."""
     request = pb.ModelInferRequest(model_name=model)

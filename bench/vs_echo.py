@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, LoadReport, closed_loop, ensure_exported, infer_request, progress, running_server
+from bench.common import (
+    ROOT,
+    LoadReport,
+    closed_loop,
+    ensure_exported,
+    infer_request,
+    progress,
+    running_module,
+    running_server,
+)
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 
 
@@ -44,22 +48,8 @@ def running_bare(*flags: str, processes: int = 1) -> Iterator[str]:
         yield address
 
 
-@contextmanager
-def _bare(*flags: str) -> Iterator[str]:
-    command = [sys.executable, "-m", "bench.echo", *flags]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    assert process.stdout is not None
-    found = re.search(r"grpc=(\S+)", process.stdout.readline())
-    if not found:
-        process.kill()
-        raise RuntimeError("echo server did not start")
-    try:
-        yield found.group(1)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        process.stdout.close()
+def _bare(*flags: str) -> contextlib.AbstractContextManager[str]:
+    return running_module("bench.echo", *flags)
 
 
 def measure(

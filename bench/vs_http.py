@@ -21,15 +21,8 @@ import argparse
 import contextlib
 import json
 import math
-import os
-import re
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +41,7 @@ from bench.common import (
     http_infer_request,
     infer_request,
     progress,
+    running_module,
     serving_with_http,
 )
 from bench.vs_echo import running_echo
@@ -84,22 +78,9 @@ def workload(repo: Path, model: str, rng: np.random.Generator) -> Workload:
                     math.prod(output.shape))  # fmt: skip
 
 
-@contextmanager
-def running_http_echo(reply_floats: int) -> Iterator[str]:
+def running_http_echo(reply_floats: int) -> contextlib.AbstractContextManager[str]:
     """``python -m bench.http_echo --reply-floats N``; yields its HTTP address."""
-    command = [sys.executable, "-m", "bench.http_echo", "--reply-floats", str(reply_floats)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert process.stdout is not None
-    found = re.search(r"http=(\S+)", process.stdout.readline())
-    if not found:
-        process.kill()
-        raise RuntimeError("HTTP echo server did not start")
-    try:
-        yield found.group(1)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        process.stdout.close()
+    return running_module("bench.http_echo", "--reply-floats", str(reply_floats), address="http")
 
 
 def check_grpc(address: str, work: Workload, what: str) -> None:
