@@ -27,7 +27,7 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from client.channel import ClientError, channel, rpc_error
+from client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
 from client.loadgen import Call, LoadReport, run_load
 from client.scrape import Samples, metrics_address, scrape, total
 from cnnserve.datatypes import DATATYPES
@@ -234,6 +234,7 @@ def print_report(target: Target, report: LoadReport, mode: str, split: dict[str,
 
 
 def main(args: argparse.Namespace) -> int:
+    configure(args)  # --tls-*, --header: for every channel this command opens
     if args.items < 1 or args.concurrency < 1 or args.connections < 1:
         raise ClientError("--items, --concurrency and --connections must be 1 or more")
     if args.requests is None and args.duration is None:
@@ -291,6 +292,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="V2 ModelInfer (random tensors), Classify (JPEG) or Policy (a Go position)",
     )
     parser.add_argument("--server", default="localhost:8001", help="gRPC address (default: %(default)s)")
+    add_security_arguments(parser)
     parser.add_argument("--metrics", help="metrics address (default: the server's host, port 8002)")
     parser.add_argument("--concurrency", type=int, default=1, help="closed loop: callers (default: 1)")
     parser.add_argument("--connections", type=int, default=1,

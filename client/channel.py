@@ -12,9 +12,13 @@ calls spread over the ready ones in turn.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -59,14 +63,122 @@ def rpc_error(exc: grpc.RpcError, server: str) -> ClientError:
     return ClientError(f"{code.name}: {details}")
 
 
+@dataclass(frozen=True)
+class Security:
+    """How the client subcommands reach a server that asks for more than clear text: TLS (and a
+    client certificate for mutual TLS), and headers sent with every call (restricted groups)."""
+
+    tls: bool = False
+    ca: bytes | None = None  # None: the system's CAs
+    cert: bytes | None = None
+    key: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        if not self.tls:
+            return None
+        return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
+
+
+_security = Security()
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--header``, for every client subcommand."""
+    parser.add_argument("--tls-ca", metavar="FILE",
+                        help="connect with TLS, trusting this CA's certificates (PEM); with --tls or a client "
+                             "certificate and no CA, the system's")  # fmt: skip
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (implied by the other --tls-* flags)")
+    parser.add_argument("--tls-cert", metavar="FILE", help="client certificate (PEM), for a server that asks (mTLS)")
+    parser.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
+    parser.add_argument("--header", action="append", default=[], metavar="KEY=VALUE",
+                        help="send this header with every call, e.g. triton-grpc-protocol-infer-key=VALUE for a "
+                             "restricted group; repeatable")  # fmt: skip
+
+
+def configure(args: argparse.Namespace) -> None:
+    """Take the subcommand's security flags for every channel it opens (see
+    :func:`add_security_arguments`); files and headers are checked here, naming the flag."""
+    global _security
+
+    def read(path: str | None, flag: str) -> bytes | None:
+        if not path:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ClientError(f"{flag} {path}: cannot read it: {exc.strerror or exc}") from None
+
+    if bool(getattr(args, "tls_cert", None)) != bool(getattr(args, "tls_key", None)):
+        raise ClientError("--tls-cert and --tls-key: give both or neither")
+    headers = []
+    for text in getattr(args, "header", None) or []:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ClientError(f"--header {key.strip() or text!r}...: expected KEY=VALUE")
+        headers.append((key.strip().lower(), value))
+    ca, cert = read(getattr(args, "tls_ca", None), "--tls-ca"), read(getattr(args, "tls_cert", None), "--tls-cert")
+    _security = Security(
+        tls=bool(getattr(args, "tls", False) or ca or cert),
+        ca=ca,
+        cert=cert,
+        key=read(getattr(args, "tls_key", None), "--tls-key"),
+        headers=tuple(headers),
+    )
+
+
 @contextmanager
 def channel(server: str) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(server, options=channel_options(server)) as ch:
-        yield ch
+    credentials, options = _security.credentials(), channel_options(server)
+    with (
+        grpc.secure_channel(server, credentials, options=options)
+        if credentials
+        else grpc.insecure_channel(server, options=options)
+    ) as ch:
+        yield grpc.intercept_channel(ch, _Headers(_security.headers)) if _security.headers else ch
 
 
 def aio_channel(server: str, *, own_connection: bool = False) -> grpc.aio.Channel:
     """An asyncio channel with the same limits (``async with`` it). ``own_connection``: a TCP
     connection of its own, not shared with the process's other channels to the same server (a
     server of several workers spreads connections, not calls, over them)."""
-    return grpc.aio.insecure_channel(server, options=channel_options(server, own_connection=own_connection))
+    credentials, options = _security.credentials(), channel_options(server, own_connection=own_connection)
+    interceptors = [_AioHeaders(_security.headers)] if _security.headers else None
+    if credentials:
+        return grpc.aio.secure_channel(server, credentials, options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(server, options=options, interceptors=interceptors)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, base: grpc.ClientCallDetails, headers: tuple[tuple[str, str], ...]) -> None:
+        self.method, self.timeout, self.credentials = base.method, base.timeout, base.credentials
+        self.wait_for_ready, self.compression = base.wait_for_ready, base.compression
+        self.metadata = [*(base.metadata or ()), *headers]
+
+
+class _Headers(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds the headers to every call of a synchronous channel."""
+
+    def __init__(self, headers: tuple[tuple[str, str], ...]) -> None:
+        self.headers = headers
+
+    def intercept_unary_unary(self, continuation: Any, details: grpc.ClientCallDetails, request: Any) -> Any:
+        return continuation(_Details(details, self.headers), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: grpc.ClientCallDetails, request: Any) -> Any:
+        return continuation(_Details(details, self.headers), request)
+
+
+class _AioHeaders(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds the headers to every unary call of an asyncio channel."""
+
+    def __init__(self, headers: tuple[tuple[str, str], ...]) -> None:
+        self.headers = headers
+
+    async def intercept_unary_unary(self, continuation: Any, details: grpc.aio.ClientCallDetails, request: Any) -> Any:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), *self.headers)
+        return await continuation(
+            grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
+                                       details.wait_for_ready),
+            request,
+        )  # fmt: skip

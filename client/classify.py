@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from client.channel import ClientError, channel, rpc_error
+from client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.tables import render_table
@@ -66,6 +66,7 @@ def print_results(results: list[dict[str, Any]]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    configure(args)  # --tls-*, --header: for every channel this command opens
     if args.top < 1:
         raise ClientError(f"--top must be 1 or more, got {args.top}")
     results = classify(
@@ -83,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a classifier of the server's repository, e.g. resnet50")
     parser.add_argument("--top", type=int, default=5, help="classes to show per image (default: 5)")
     parser.add_argument("--server", default="localhost:8001", help="the server's gRPC address (default: %(default)s)")
+    add_security_arguments(parser)
     parser.add_argument("--per-request", type=int, default=16, help="images per Classify call (default: 16)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default: 60)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from client.bench import Target, measure, preflight, server_split, v2_target
-from client.channel import ClientError
+from client.channel import ClientError, add_security_arguments, configure
 from client.scrape import Samples, metrics_address, scrape
 from cnnserve.tables import human, render_table
 
@@ -203,6 +203,7 @@ def _parse_list(text: str, what: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    configure(args)  # --tls-*, --header: for every channel this command opens
     try:  # before minutes of measuring, not after
         importlib.import_module("matplotlib")
     except ModuleNotFoundError:
@@ -275,4 +276,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=20, help="measured requests per point (default: 20)")
     parser.add_argument("--concurrency", type=int, default=1, help="callers (default: 1: latency, no queueing)")
     parser.add_argument("--server", default="localhost:8001", help="gRPC address (default: %(default)s)")
+    add_security_arguments(parser)
     parser.add_argument("--metrics", help="metrics address (default: the server's host, port 8002)")

@@ -15,7 +15,7 @@ import sys
 
 import grpc
 
-from client.channel import channel, rpc_error
+from client.channel import add_security_arguments, channel, configure, rpc_error
 from client.gtp_engine import Engine
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -58,6 +58,7 @@ def preflight(stub: pb_grpc.CnnServeStub, server: str, model: str, timeout: floa
 
 
 def main(args: argparse.Namespace) -> int:
+    configure(args)  # --tls-*, --header: for every channel this command opens
     with channel(args.server) as ch:
         stub = pb_grpc.CnnServeStub(ch)
         if args.check:
@@ -70,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="alphago_policy", help="a Go policy model (default: %(default)s)")
     parser.add_argument("--server", default="localhost:8001", help="the server's gRPC address (default: %(default)s)")
+    add_security_arguments(parser)
     parser.add_argument("--komi", type=float, default=7.5, help="komi until the controller sets one (default: 7.5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per policy call (default: 30)")
     parser.add_argument(

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from client.channel import ClientError, channel, rpc_error
+from client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
 from client.gtp_engine import render
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -77,6 +77,7 @@ def print_reply(reply: pb.PolicyResponse) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    configure(args)  # --tls-*, --header: for every channel this command opens
     if bool(args.sgf) == bool(args.board):
         raise ClientError("give exactly one of --sgf FILE and --board FILE")
     if args.board and args.move is not None:
@@ -110,5 +111,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="alphago_policy", help="a Go policy model (default: %(default)s)")
     parser.add_argument("--top", type=int, default=5, help="moves to list (default: 5)")
     parser.add_argument("--server", default="localhost:8001", help="the server's gRPC address (default: %(default)s)")
+    add_security_arguments(parser)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the call (default: 60)")
     parser.add_argument("--json", action="store_true", help="print JSON (all 361 probabilities) instead of the board")

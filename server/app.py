@@ -31,6 +31,7 @@ from server.model_manager import ModelManager
 from server.rest import server as rest_server
 from server.rest.server import HttpServer
 from server.runtime.devices import CUDA, RuntimeUnavailable, cuda_problem, providers_for
+from server.security.tls import CertificateStore, TlsError
 from server.services.classifier import Classifier
 from server.services.policy import PolicyService
 from server.settings import Settings, SettingsError
@@ -71,6 +72,7 @@ class Server:
         self.metrics_server: MetricsServer | None = None
         self.http: HttpServer | None = None
         self.grpc_port = 0
+        self.tls: CertificateStore | None = None
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
@@ -79,12 +81,16 @@ class Server:
             providers_for("cuda")  # fail loudly before listening: --device cuda must mean CUDA
         if s.cuda_graphs == "on":
             check_cuda_graphs(s)
+        # TLS files checked before anything listens: a bad one is a refusal to start, naming it.
+        self.tls = CertificateStore(s) if s.tls_cert else None
         metrics_address = "off"
         if s.metrics_port >= 0:
-            self.metrics_server = self.metrics.start_http_server(s.metrics_port, s.host)
-            metrics_address = f"{s.host}:{self.metrics_server.port}"
+            metrics_host = s.metrics_host or s.host
+            self.metrics_server = self.metrics.start_http_server(s.metrics_port, metrics_host)
+            metrics_address = f"{metrics_host}:{self.metrics_server.port}"
+        shared = self.worker is not None  # one worker of several: the port is shared
         self.grpc, self.grpc_port = grpc_server.build(
-            s, self.plane, self.classifier, self.policies, self.metrics, self.health, reuse_port=self.worker is not None
+            s, self.plane, self.classifier, self.policies, self.metrics, self.health, reuse_port=shared, tls=self.tls
         )
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
@@ -94,7 +100,8 @@ class Server:
                 rest_server.build(s, self.plane, self.metrics, self.classifier, self.policies),
                 grace_seconds=s.grace_seconds,
             )
-            http_address = f"{s.host}:{await self.http.start(s.host, s.http_port, reuse_port=self.worker is not None)}"
+            http_port = await self.http.start(s.host, s.http_port, reuse_port=shared, tls=self.tls)
+            http_address = f"{s.host}:{http_port}"
         # Tests and scripts read this line to learn the ports (port 0 picks free ones).
         print(f"cnnserve listening: grpc={s.host}:{self.grpc_port} metrics={metrics_address} http={http_address}",
               flush=True)  # fmt: skip
@@ -131,6 +138,13 @@ class Server:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def renew_certificates(self) -> None:
+        """SIGHUP: read the TLS files again; new connections get them, open ones keep theirs."""
+        if self.tls is None:
+            log.info("SIGHUP: no TLS files to renew")
+            return
+        self.tls.reload()
 
     async def wait(self) -> None:
         await self._stop.wait()
@@ -176,6 +190,7 @@ async def serve(settings: Settings, *, worker: int | None = None, companion: Com
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, server.renew_certificates)
     beside = loop.create_task(companion(server)) if companion else None
     try:
         return await _serve(server)
@@ -197,7 +212,7 @@ async def _serve(server: Server) -> int:
             log.info("signal during start-up")
             startup.cancel()
             await asyncio.gather(startup, return_exceptions=True)
-    except (RepositoryError, RuntimeUnavailable, OSError) as exc:
+    except (RepositoryError, RuntimeUnavailable, OSError, TlsError) as exc:
         log.error("%s", exc)
         await server.stop()
         return 1

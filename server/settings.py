@@ -19,7 +19,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
@@ -30,6 +30,8 @@ CONV_ALGO_SEARCHES = ("exhaustive", "heuristic", "default")
 ARENA_STRATEGIES = ("same_as_requested", "next_power_of_two")
 COPY_STREAMS = ("default", "separate")
 CONTROL_MODES = ("none", "explicit", "poll")
+# Triton's groups of protocols that a header may restrict (cnnserve.v1 belongs to inference).
+GROUPS = ("health", "metadata", "inference", "model-repository", "statistics")
 # A load or unload call reaches one worker of several (connections are spread, not calls).
 EXPLICIT_WORKERS = (
     "model_control_mode explicit with {workers} workers: a RepositoryModelLoad reaches one worker "
@@ -178,6 +180,26 @@ class Settings:
     repository_poll_seconds: float = 15.0
     """With ``poll`` model control, seconds between two looks at the repository
     (CNNSERVE_REPOSITORY_POLL_SECONDS, --repository-poll-seconds)."""
+    tls_cert: str = ""
+    """PEM certificate (chain) both ports present, gRPC and HTTP; with ``tls_key``, TLS on both;
+    empty = clear text (CNNSERVE_TLS_CERT, --tls-cert). Renewed by replacing the files and
+    sending SIGHUP."""
+    tls_key: str = ""
+    """PEM private key of ``tls_cert`` (CNNSERVE_TLS_KEY, --tls-key)."""
+    tls_client_ca: str = ""
+    """PEM CA certificate(s): every client must present a certificate they signed (mutual TLS);
+    empty = no client certificates asked for (CNNSERVE_TLS_CLIENT_CA, --tls-client-ca)."""
+    metrics_host: str = ""
+    """Address the metrics endpoint binds to, e.g. 127.0.0.1 to keep it off the network; empty =
+    ``host`` (CNNSERVE_METRICS_HOST, --metrics-host)."""
+    grpc_restricted_protocol: tuple[str, ...] = field(default=(), repr=False)  # keys: never in a repr
+    """Triton's ``GROUPS:KEY=VALUE`` (groups health, metadata, inference, model-repository,
+    statistics; comma-separated): their gRPC calls need the header ``triton-grpc-protocol-KEY:
+    VALUE``, others get UNAVAILABLE; each group in one entry at most (CNNSERVE_GRPC_RESTRICTED_PROTOCOL,
+    several separated by ``;``; --grpc-restricted-protocol, repeatable)."""
+    http_restricted_api: tuple[str, ...] = field(default=(), repr=False)
+    """The same for HTTP, as Triton's ``--http-restricted-api``: the header is ``KEY: VALUE``,
+    others get 403 (CNNSERVE_HTTP_RESTRICTED_API; --http-restricted-api, repeatable)."""
     model_name: str = ""
     """When the repository folder is itself one entry (``config.json`` and version folders in
     it, as KServe's storage initializer fills ``/mnt/models``), serve it under this name; empty =
@@ -187,12 +209,16 @@ class Settings:
         for option in OPTIONS:
             value = getattr(self, option.field)
             if not option.check(value):
-                raise SettingsError(f"{option.field}={value!r}: expected {option.expected}")
+                raise SettingsError(f"{option.field}={option.shown(value)}: expected {option.expected}")
         if self.load_models and self.model_control_mode != "explicit":
             raise SettingsError(
                 f"load_models {','.join(self.load_models)!r}: only with model_control_mode explicit "
                 f"(--model-control-mode explicit); mode {self.model_control_mode!r} loads every entry"
             )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("tls_cert and tls_key: give both (--tls-cert and --tls-key) or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise SettingsError("tls_client_ca: mutual TLS needs TLS: give --tls-cert and --tls-key too")
         if self.model_control_mode == "explicit" and self.workers is not None and self.workers > 1:
             raise SettingsError(EXPLICIT_WORKERS.format(workers=self.workers))
 
@@ -277,6 +303,10 @@ class _Option:
     expected: str  # completes "...: expected "
     help: str
     shown_default: str = ""  # for the help text where repr(default) says little
+    secret: bool = False  # its values carry keys: never echoed in a message
+
+    def shown(self, value: object) -> str:
+        return "(value hidden: it holds a key)" if self.secret else repr(value)
 
     @property
     def variable(self) -> str:
@@ -300,6 +330,41 @@ def _at_least(low: int, optional: bool = False) -> Callable[[Any], bool]:
 
 def _text(v: Any) -> bool:
     return isinstance(v, str) and v.strip() != ""
+
+
+def _path_or_empty(v: Any) -> bool:
+    return isinstance(v, str)  # whether the file is usable is checked at start, naming the flag
+
+
+_RESTRICTION = re.compile(r"([a-z,-]+):([A-Za-z0-9_-]+)=(.+)")
+
+
+def parse_restriction(text: str) -> tuple[tuple[str, ...], str, str]:
+    """``GROUPS:KEY=VALUE`` as (groups, key, value); ValueError when it is not that."""
+    match = _RESTRICTION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(text)
+    groups = tuple(g for g in match[1].split(",") if g)
+    if not groups or any(g not in GROUPS for g in groups):
+        raise ValueError(text)
+    return groups, match[2], match[3]
+
+
+def _parse_restrictions(text: str) -> tuple[str, ...]:
+    entries = tuple(e.strip() for e in text.split(";") if e.strip())
+    for entry in entries:
+        parse_restriction(entry)
+    return entries
+
+
+def _restrictions(v: Any) -> bool:
+    if not isinstance(v, tuple):
+        return False
+    try:
+        groups = [g for entry in v for g in parse_restriction(entry)[0]]
+    except ValueError:
+        return False
+    return len(groups) == len(set(groups))  # a group in one entry at most, as Triton has it
 
 
 _ANY_INT = "an integer, 0 or more"
@@ -396,8 +461,23 @@ OPTIONS: tuple[_Option, ...] = (
             lambda v: isinstance(v, str) and "," not in v and "/" not in v, "a model name",
             "serve a repository that is one entry (KServe's /mnt/models) under this name",
             "the name in its config.json"),
+    _Option("tls_cert", "--tls-cert", "FILE", str.strip, _path_or_empty, "a file path",
+            "PEM certificate for TLS on the gRPC and HTTP ports (with --tls-key)", "none: clear text"),
+    _Option("tls_key", "--tls-key", "FILE", str.strip, _path_or_empty, "a file path",
+            "PEM private key of --tls-cert", "none"),
+    _Option("tls_client_ca", "--tls-client-ca", "FILE", str.strip, _path_or_empty, "a file path",
+            "PEM CA: require client certificates it signed (mutual TLS)", "none"),
+    _Option("metrics_host", "--metrics-host", "ADDR", str.strip, lambda v: isinstance(v, str),
+            "an address or host name", "address the metrics endpoint binds to, e.g. 127.0.0.1", "--host"),
+    _Option("grpc_restricted_protocol", "--grpc-restricted-protocol", "GROUPS:KEY=VALUE", _parse_restrictions,
+            _restrictions, "GROUPS:KEY=VALUE, groups among " + ",".join(GROUPS) + ", each group once",
+            "gRPC calls of these groups need the header triton-grpc-protocol-KEY: VALUE; repeatable", "none",
+            secret=True),
+    _Option("http_restricted_api", "--http-restricted-api", "GROUPS:KEY=VALUE", _parse_restrictions,
+            _restrictions, "GROUPS:KEY=VALUE, groups among " + ",".join(GROUPS) + ", each group once",
+            "HTTP requests of these groups need the header KEY: VALUE; repeatable", "none", secret=True),
 )  # fmt: skip
-LISTS = ("models", "load_models")  # repeatable flags, comma-separated variables
+LISTS = ("models", "load_models", "grpc_restricted_protocol", "http_restricted_api")  # repeatable flags
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -409,7 +489,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         try:
             values[option.field] = option.convert(text)
         except ValueError:
-            raise SettingsError(f"{option.variable}={text!r}: expected {option.expected}") from None
+            raise SettingsError(f"{option.variable}={option.shown(text)}: expected {option.expected}") from None
     return values
 
 
@@ -423,7 +503,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             try:
                 return option.convert(text)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"expected {option.expected}, got {text!r}") from None
+                raise argparse.ArgumentTypeError(f"expected {option.expected}, got {option.shown(text)}") from None
 
         default = option.shown_default or str(getattr(defaults, option.field))
         # --model NAME[,NAME] may repeat; "extend" flattens the tuples _parse_names returns.

@@ -17,6 +17,8 @@ from server.dataplane import DataPlane
 from server.grpc.cnnserve_v1 import CnnServeServicer
 from server.grpc.kserve_v2 import InferenceServicer
 from server.metrics import Metrics
+from server.security.restrictions import RestrictedProtocols
+from server.security.tls import CertificateStore
 from server.services.classifier import Classifier
 from server.services.policy import PolicyService
 from server.settings import Settings
@@ -52,11 +54,16 @@ def build(
     health_servicer: health.aio.HealthServicer,
     *,
     reuse_port: bool = False,
+    tls: CertificateStore | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """The server with every service added and its port bound (not started); returns it and the
-    port it got. Raises OSError when the port cannot be bound."""
+    """The server with every service added and its port bound (not started), with TLS where
+    ``tls`` is given; returns it and the port it got. Raises OSError when the port cannot be
+    bound."""
+    interceptors = [RestrictedProtocols(settings.grpc_restricted_protocol)] if settings.grpc_restricted_protocol else []
     server = grpc.aio.server(
-        options=grpc_options(settings, reuse_port), maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None
+        options=grpc_options(settings, reuse_port),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
+        interceptors=interceptors,
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, metrics), server)
     v1_pb_grpc.add_CnnServeServicer_to_server(CnnServeServicer(plane, classifier, policies, metrics), server)
@@ -68,7 +75,8 @@ def build(
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(services, server, pool=reflection_pool())
-    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    address = f"{settings.host}:{settings.grpc_port}"
+    port = server.add_secure_port(address, tls.grpc_credentials()) if tls else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {settings.host}:{settings.grpc_port} (in use?)")
     return server, port

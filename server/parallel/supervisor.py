@@ -32,6 +32,7 @@ from server.metrics import MetricsServer, forget_worker, serve_registry, workers
 from server.parallel import gpu_memory
 from server.parallel.worker import NUMBER_VARIABLE, PEERS_NOT_READY, PEERS_READY, SETTINGS_VARIABLE, settings_json
 from server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
+from server.security.tls import TlsError, read_files
 from server.settings import EXPLICIT_WORKERS, Settings
 
 log = logging.getLogger("cnnserve.supervisor")
@@ -142,8 +143,9 @@ class Supervisor:
         metrics: MetricsServer | None = None
         try:
             if s.metrics_enabled:
-                metrics = serve_registry(workers_registry(self.metrics_dir), s.metrics_port, s.host)
-            address = f"{s.host}:{metrics.port}" if metrics else "off"
+                metrics_host = s.metrics_host or s.host
+                metrics = serve_registry(workers_registry(self.metrics_dir), s.metrics_port, metrics_host)
+            address = f"{s.metrics_host or s.host}:{metrics.port}" if metrics else "off"
             http = f"{s.host}:{self.http_port}" if self.http_port >= 0 else "off"
             print(f"cnnserve listening: grpc={s.host}:{self.port} metrics={address} http={http}", flush=True)
             log.info("gRPC on %s:%d, HTTP on %s, metrics on %s; starting %d workers", s.host, self.port, http, address,
@@ -151,6 +153,7 @@ class Supervisor:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._signalled)
+            loop.add_signal_handler(signal.SIGHUP, self._renew)
             for number in range(self.count):
                 await self._start(number)
             await self._stop.wait()
@@ -185,6 +188,12 @@ class Supervisor:
         self._failed = True
         self._stopping = True
         self._stop.set()
+
+    def _renew(self) -> None:
+        """SIGHUP: each worker reads its TLS files again."""
+        for worker in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.send_signal(signal.SIGHUP)
 
     async def _stop_workers(self) -> None:
         self._stopping = True
@@ -309,13 +318,15 @@ def supervise(settings: Settings) -> int:
     ``auto`` comes to one, the single server itself)."""
     _log_as_supervisor(settings)
     try:
+        if settings.tls_cert:
+            read_files(settings)  # a bad file refused once, not by every worker in turn
         workers = worker_count(settings)
         if CUDA in providers_for(settings.device):
             fitted = fit_on_gpu(settings, workers)
             if fitted is None:
                 return 1
             workers = fitted
-    except (RuntimeUnavailable, RepositoryError) as exc:  # as the single server says them
+    except (RuntimeUnavailable, RepositoryError, TlsError) as exc:  # as the single server says them
         log.error("%s", exc)
         return 1
     if workers == 1:

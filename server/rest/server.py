@@ -20,6 +20,8 @@ from server.dataplane import DataPlane
 from server.errors import to_status
 from server.metrics import Metrics
 from server.rest import cnnserve_v1, kserve_v2
+from server.security.restrictions import http_group, http_message, restrictions
+from server.security.tls import CertificateStore
 from server.services.classifier import Classifier
 from server.services.policy import PolicyService
 from server.settings import Settings
@@ -43,6 +45,7 @@ def build(
     settings: Settings, plane: DataPlane, metrics: Metrics, classifier: Classifier, policies: PolicyService
 ) -> web.Application:
     limit = _Limit(settings.max_concurrent_rpcs)
+    restricted = restrictions(settings.http_restricted_api)
 
     @web.middleware
     async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -56,11 +59,16 @@ def build(
         code = grpc.StatusCode.CANCELLED
         with metrics.inflight(model), plane.handling(model), limit.slot(request):
             try:
+                restriction = restricted.get(http_group(request.method, request.path))
+                if restriction is not None and not restriction.allows(request.headers.get(restriction.header)):
+                    raise Forbidden(http_message(restriction))
                 limit.check()
                 response = await handler(request)
                 code = grpc.StatusCode.OK
             except web.HTTPException as exc:  # aiohttp's own refusals: unknown path or method, body too large
                 code, response = _refusal(exc, settings)
+            except Forbidden as exc:
+                code, response = grpc.StatusCode.PERMISSION_DENIED, web.json_response({"error": str(exc)}, status=403)
             except Exception as exc:
                 code, message = to_status(exc, rpc)
                 response = web.json_response({"error": message}, status=HTTP_STATUS.get(code, 500))
@@ -75,6 +83,10 @@ def build(
     app.add_routes(kserve_v2.routes(plane))
     app.add_routes(cnnserve_v1.routes(classifier, policies))
     return app
+
+
+class Forbidden(Exception):
+    """A request of a restricted group without its header (Triton answers 403)."""
 
 
 class _Limit:
@@ -124,9 +136,12 @@ class HttpServer:
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace_seconds)
         self.port = 0
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+    async def start(
+        self, host: str, port: int, *, reuse_port: bool = False, tls: CertificateStore | None = None
+    ) -> int:
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_port=reuse_port or None)
+        context = tls.ssl_context() if tls else None
+        site = web.TCPSite(self.runner, host, port, reuse_port=reuse_port or None, ssl_context=context)
         try:
             await site.start()
         except OSError as exc:
