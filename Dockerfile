@@ -9,17 +9,27 @@
 # runs it once to fill the model volume before the servers start. The compose profile "gpu" builds
 # the server on NVIDIA's CUDA runtime image (BASE_IMAGE), where onnxruntime-gpu finds CUDA 12 and
 # cuDNN 9.
+#
+# Both images run as the unprivileged user cnnserve (uid and gid 10001), not root. The server
+# writes only under /tmp (the supervisor's metrics folder), so it runs with a read-only root
+# filesystem: `docker run --read-only --tmpfs /tmp -v models:/models cnnserve:cpu`. The model
+# folders belong to that user, so that a fresh volume mounted there is writable by the exporter
+# (a volume filled by an older, root-run exporter needs `chown -R 10001:10001` once).
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS base
 
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
+# HOME=/tmp: the one place a non-root process with a read-only root filesystem can write.
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH HOME=/tmp
 
 # NVIDIA's images have no Python of their own.
 RUN if ! python3 -m venv --help >/dev/null 2>&1; then \
         apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
         && rm -rf /var/lib/apt/lists/*; \
     fi \
-    && python3 -m venv /opt/venv
+    && python3 -m venv /opt/venv \
+    && groupadd --system --gid 10001 cnnserve \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin cnnserve \
+    && mkdir -p /models && chown 10001:10001 /models
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -37,6 +47,9 @@ FROM base AS export
 RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
     && pip install ".[export]"
 COPY deploy/export.sh /usr/local/bin/cnnserve-export
+# docker-compose's export also copies into the CUDA server's volume at /models-gpu.
+RUN mkdir -p /models-gpu && chown 10001:10001 /models-gpu
+USER 10001:10001
 VOLUME /models
 ENTRYPOINT ["cnnserve-export"]
 
@@ -44,6 +57,10 @@ ENTRYPOINT ["cnnserve-export"]
 FROM base AS serve
 RUN pip install .
 COPY deploy/serve.sh /usr/local/bin/cnnserve-serve
+# No bytecode written at run time: the root filesystem may be read-only.
+ENV PYTHONDONTWRITEBYTECODE=1
+# Numeric, so that Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
+USER 10001:10001
 VOLUME /models
 EXPOSE 8000 8001 8002
 # Ready when KServe V2's HTTP readiness says so (every model loaded), as `curl -f` would check it:

@@ -8,6 +8,11 @@ The highest numeric version folder is served. Every problem is a :class:`Reposit
 message names the file and the field; :func:`scan` reports a broken entry by name and reason and
 goes on with the others, so that one bad export never takes a whole server down.
 
+The server reads nothing outside the repository: an entry whose files are symlinks (or lie under
+symlinked folders) resolving outside the repository folder, or whose ONNX graph names external
+data outside the model's folder, is refused. Symlinks within the repository (version 2 -> 1) are
+fine.
+
 No torch here: the serving path reads this module, and the exporter only writes through it.
 """
 
@@ -16,8 +21,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import mmap
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,27 +349,172 @@ def fingerprint(entry: str | Path) -> tuple[object, ...]:
         return ("unreadable", str(exc))
 
 
-def _version(entry: Path) -> tuple[int, Path]:
+def _inside(path: Path, root: Path) -> None:
+    """Refuse ``path`` where it resolves, through a symlink of its own or of a folder above it,
+    outside ``root`` (the repository folder); a missing ``path`` resolves as far as it exists."""
+    try:
+        target = path.resolve()
+        real_root = root.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        raise RepositoryError(f"{path}: cannot be resolved: {exc}") from None
+    if target == real_root or real_root in target.parents:
+        return
+    how = "a symlink to" if path.is_symlink() else "under a symlinked folder, resolving to"
+    raise RepositoryError(f"{path}: {how} {target}, outside the repository {root}")
+
+
+def _version(entry: Path, root: Path) -> tuple[int, Path]:
     folders = {int(p.name): p for p in entry.iterdir() if p.is_dir() and _VERSION.fullmatch(p.name)}
     if not folders:
         raise RepositoryError(f"{entry}: no version folder (expected {entry / '1' / MODEL_FILE})")
     version = max(folders)
+    _inside(folders[version], root)
     onnx_path = folders[version] / MODEL_FILE
+    _inside(onnx_path, root)
     if not onnx_path.is_file():
         # No fallback to an older version: serving something other than the newest export silently
         # would be worse than a clear refusal.
         raise RepositoryError(f"{onnx_path}: missing (version {version} is the highest version folder)")
+    _check_external_data(onnx_path)
     return version, onnx_path
 
 
-def _read_labels(config: EntryConfig, entry: Path, file: Path) -> tuple[str, ...]:
+# Where an ONNX file (a protobuf ModelProto) can hold tensors, by message and field number (from
+# onnx.proto; tests/cnnserve/test_repository.py checks them against the onnx package). Read here
+# without the onnx package, which is the exporter's dependency, not the server's.
+_TENSOR_FIELDS: dict[str, dict[int, str]] = {
+    "ModelProto": {7: "GraphProto", 20: "TrainingInfoProto", 25: "FunctionProto"},
+    "TrainingInfoProto": {1: "GraphProto", 2: "GraphProto"},
+    "FunctionProto": {7: "NodeProto"},
+    "GraphProto": {1: "NodeProto", 5: "TensorProto", 15: "SparseTensorProto"},
+    "NodeProto": {5: "AttributeProto"},
+    "AttributeProto": {
+        5: "TensorProto",
+        6: "GraphProto",
+        10: "TensorProto",
+        11: "GraphProto",
+        22: "SparseTensorProto",
+        23: "SparseTensorProto",
+    },
+    "SparseTensorProto": {1: "TensorProto", 2: "TensorProto"},
+}
+_TENSOR_NAME, _EXTERNAL_DATA, _DATA_LOCATION, _EXTERNAL = 8, 13, 14, 1  # TensorProto's fields; DataLocation.EXTERNAL
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5  # protobuf's wire types
+
+
+class _Malformed(Exception):
+    """Not a protobuf message: ONNX Runtime says what is wrong when it loads the file."""
+
+
+def _varint(data: mmap.mmap | bytes, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while pos < end and shift < 64:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+    raise _Malformed
+
+
+def _fields(data: mmap.mmap | bytes, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, wire type, a, b) of each field of the message in ``data[pos:end]``: a varint's
+    value as ``a``, a length-delimited field's bytes as ``data[a:b]``."""
+    while pos < end:
+        key, pos = _varint(data, pos, end)
+        number, wire = key >> 3, key & 7
+        if wire == _VARINT:
+            value, pos = _varint(data, pos, end)
+            yield number, wire, value, pos
+        elif wire == _LENGTH:
+            size, pos = _varint(data, pos, end)
+            if pos + size > end:
+                raise _Malformed
+            yield number, wire, pos, pos + size
+            pos += size
+        elif wire in (_FIXED64, _FIXED32):
+            pos += 8 if wire == _FIXED64 else 4
+        else:  # groups: not in ONNX
+            raise _Malformed
+    if pos != end:
+        raise _Malformed
+
+
+def _external_tensors(
+    data: mmap.mmap | bytes, kind: str, pos: int, end: int, found: list[tuple[str, str]], depth: int = 0
+) -> None:
+    """Append (tensor name, location) for each tensor in ``data[pos:end]`` (a ``kind`` message)
+    stored as external data."""
+    if depth > 100:  # subgraphs nest a few levels, not hundreds
+        raise _Malformed
+    if kind != "TensorProto":
+        children = _TENSOR_FIELDS[kind]
+        for number, wire, a, b in _fields(data, pos, end):
+            if wire == _LENGTH and number in children:
+                _external_tensors(data, children[number], a, b, found, depth + 1)
+        return
+    name, location, external = "", None, False
+    for number, wire, a, b in _fields(data, pos, end):
+        if number == _TENSOR_NAME and wire == _LENGTH:
+            name = bytes(data[a:b]).decode("utf-8", "replace")
+        elif number == _DATA_LOCATION and wire == _VARINT:
+            external = a == _EXTERNAL
+        elif number == _EXTERNAL_DATA and wire == _LENGTH:  # StringStringEntryProto: key 1, value 2
+            entry = {n: bytes(data[x:y]) for n, w, x, y in _fields(data, a, b) if w == _LENGTH}
+            if entry.get(1) == b"location":
+                location = entry.get(2, b"").decode("utf-8", "replace")
+    if external and location is not None:
+        found.append((name, location))
+
+
+def external_data(onnx_path: str | Path) -> list[tuple[str, str]]:
+    """(tensor name, location) of each tensor that the ONNX file ``onnx_path`` stores as external
+    data, the location as written (relative to the file's folder). Reads only the messages that
+    can hold tensors, through a memory map: the weights themselves are skipped, not read. A file
+    that is not protobuf gives []: ONNX Runtime refuses it with its own reason."""
+    found: list[tuple[str, str]] = []
+    try:
+        with open(onnx_path, "rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                return []
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                _external_tensors(data, "ModelProto", 0, len(data), found)
+    except _Malformed:
+        return []
+    return found
+
+
+def _check_external_data(onnx_path: Path) -> None:
+    """Refuse a model whose external data lies outside its folder: an absolute path, ``..``, or a
+    symlink out."""
+    folder = onnx_path.parent
+    try:
+        tensors = external_data(onnx_path)
+    except OSError as exc:
+        raise RepositoryError(f"{onnx_path}: cannot read: {exc}") from None
+    for tensor, location in tensors:
+        named = f"{onnx_path}: tensor {tensor!r} names external data {location!r}"
+        if Path(location).is_absolute():
+            raise RepositoryError(f"{named}, an absolute path; external data must lie in the model's folder {folder}")
+        try:
+            target = (folder / location).resolve()
+            real = folder.resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            raise RepositoryError(f"{named}, which cannot be resolved: {exc}") from None
+        if real not in target.parents:
+            raise RepositoryError(f"{named}, which resolves to {target}, outside the model's folder {folder}")
+
+
+def _read_labels(config: EntryConfig, entry: Path, file: Path, root: Path) -> tuple[str, ...]:
     if config.labels is None:
         return ()
     index, name = config.labels
     field = f"output[{index}].labels"
     path = entry / name
-    if entry.resolve() not in path.resolve().parents:
+    if Path(os.path.normpath(entry)) not in Path(os.path.normpath(path)).parents:  # "/etc/x", "../x"
         raise RepositoryError(f"{file}: field {field!r} must name a file inside {entry}, got {name!r}")
+    _inside(path, root)  # a symlink may point elsewhere in the repository, not out of it
     if not path.is_file():
         raise RepositoryError(f"{path}: missing (named by field {field!r} of {file.name})")
     try:
@@ -395,7 +547,10 @@ def load_entry(
 
 
 def _load(entry: Path, given: Mapping[str, Any], single: bool = False, name: str = "") -> ModelConfig:
+    root = entry if single else entry.parent  # the repository folder: nothing read may lie outside it
+    _inside(entry, root)
     file = entry / CONFIG_FILE
+    _inside(file, root)
     if not file.is_file():
         raise RepositoryError(f"{file}: missing (every entry needs one; `cnnserve export` writes it)")
     try:
@@ -409,7 +564,7 @@ def _load(entry: Path, given: Mapping[str, Any], single: bool = False, name: str
         # Clients address models by name and the server finds them by folder: the two must agree.
         raise RepositoryError(f"{file}: field 'name' is {config.name!r}, but the folder is {entry.name!r}")
     max_batch, delay, preferred = _overridden(config, given)
-    version, onnx_path = _version(entry)
+    version, onnx_path = _version(entry, root)
     return ModelConfig(
         name=config.name,
         architecture=config.architecture,
@@ -422,7 +577,7 @@ def _load(entry: Path, given: Mapping[str, Any], single: bool = False, name: str
         max_batch_size=max_batch,
         max_queue_delay_us=delay,
         preferred_batch_sizes=preferred,
-        labels=_read_labels(config, entry, file),
+        labels=_read_labels(config, entry, file, root),
         preprocessing=config.preprocessing,
         facts=config.facts,
         trained=bool(config.weights["trained"]),

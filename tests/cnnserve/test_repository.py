@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -240,3 +242,185 @@ def test_config_is_immutable(exported_repo: Path) -> None:
     config: ModelConfig = load_entry(exported_repo / "alphago_policy")
     with pytest.raises(AttributeError):
         config.max_batch_size = 1  # type: ignore[misc]
+
+
+# -- files that leave the repository ---------------------------------------------------------
+
+
+@pytest.fixture()
+def repo_and_outside(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty repository folder and, beside it, a folder the server must not read from."""
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "outside").mkdir()
+    return tmp_path / "repo", tmp_path / "outside"
+
+
+def test_a_model_symlinked_outside_the_repository_is_refused(
+    exported_repo: Path, repo_and_outside: tuple[Path, Path]
+) -> None:
+    repo, outside = repo_and_outside
+    entry = copy_entry(exported_repo, repo)
+    model = entry / "1" / "model.onnx"
+    secret = Path(shutil.move(model, outside / "model.onnx"))
+    model.symlink_to(secret)
+    with pytest.raises(RepositoryError) as info:
+        load_entry(entry)
+    assert str(info.value) == f"{model}: a symlink to {secret.resolve()}, outside the repository {repo}"
+    good, bad = scan(repo)
+    assert good == [] and bad == {"alphago_policy": str(info.value)}
+
+
+def test_labels_symlinked_outside_the_repository_are_refused(
+    exported_repo: Path, repo_and_outside: tuple[Path, Path]
+) -> None:
+    repo, outside = repo_and_outside
+    entry = copy_entry(exported_repo, repo, "cifar_resnet20")
+    labels = entry / "labels.txt"
+    secret = Path(shutil.move(labels, outside / "labels.txt"))
+    labels.symlink_to(os.path.relpath(secret, entry))  # relative: the message gives where it resolves
+    with pytest.raises(RepositoryError) as info:
+        load_entry(entry)
+    assert str(info.value) == f"{labels}: a symlink to {secret.resolve()}, outside the repository {repo}"
+
+
+def test_config_symlinked_outside_the_repository_is_refused(
+    exported_repo: Path, repo_and_outside: tuple[Path, Path]
+) -> None:
+    repo, outside = repo_and_outside
+    entry = copy_entry(exported_repo, repo)
+    config = entry / "config.json"
+    secret = Path(shutil.move(config, outside / "config.json"))
+    config.symlink_to(secret)
+    with pytest.raises(RepositoryError, match=rf"^{re.escape(str(config))}: a symlink to .*, outside the repository"):
+        load_entry(entry)
+
+
+def test_an_entry_folder_symlinked_outside_the_repository_is_refused(
+    exported_repo: Path, repo_and_outside: tuple[Path, Path]
+) -> None:
+    repo, outside = repo_and_outside
+    real = copy_entry(exported_repo, outside)
+    (repo / "alphago_policy").symlink_to(real, target_is_directory=True)
+    copy_entry(exported_repo, repo, "cifar_resnet20")
+    good, bad = scan(repo)
+    assert [c.name for c in good] == ["cifar_resnet20"]
+    assert bad == {
+        "alphago_policy": f"{repo / 'alphago_policy'}: a symlink to {real.resolve()}, outside the repository {repo}"
+    }
+
+
+def test_a_version_folder_symlinked_outside_the_repository_is_refused(
+    exported_repo: Path, repo_and_outside: tuple[Path, Path]
+) -> None:
+    repo, outside = repo_and_outside
+    entry = copy_entry(exported_repo, repo)
+    shutil.copytree(entry / "1", outside / "2")
+    (entry / "2").symlink_to(outside / "2", target_is_directory=True)
+    with pytest.raises(
+        RepositoryError, match=rf"^{re.escape(str(entry / '2'))}: a symlink to .*, outside the repository"
+    ):
+        load_entry(entry)
+
+
+def test_a_single_entry_repository_is_its_own_boundary(exported_repo: Path, tmp_path: Path) -> None:
+    repo = tmp_path
+    single = Path(shutil.copytree(exported_repo / "cifar_resnet20", repo / "mnt"))
+    labels = single / "labels.txt"
+    shutil.move(labels, repo / "labels.txt")  # beside /mnt/models, not in it
+    labels.symlink_to(repo / "labels.txt")
+    good, bad = scan(single)
+    assert good == [] and bad == {"cifar_resnet20": f"{labels}: a symlink to {(repo / 'labels.txt').resolve()}, "
+                                                     f"outside the repository {single}"}  # fmt: skip
+
+
+def test_symlinks_inside_the_repository_are_allowed(exported_repo: Path, tmp_path: Path) -> None:
+    entry = copy_entry(exported_repo, tmp_path, "cifar_resnet20")
+    (entry / "2").symlink_to("1", target_is_directory=True)  # a new version that is the old one's files
+    other = copy_entry(exported_repo, tmp_path, "alphago_policy")
+    shutil.move(entry / "labels.txt", tmp_path / "shared-labels.txt")  # in the repository, a file not an entry
+    (entry / "labels.txt").symlink_to("../shared-labels.txt")
+    (other / "1" / "model.onnx").unlink()
+    (other / "1" / "model.onnx").symlink_to("../../cifar_resnet20/1/model.onnx")  # another entry's file
+    config = load_entry(entry)
+    assert config.version == 2 and config.onnx_path == entry / "2" / "model.onnx" and len(config.labels) == 10
+    assert load_entry(other).onnx_path == other / "1" / "model.onnx"
+
+
+def _externalise(model_path: Path, location: str = "weights.bin") -> None:
+    """Save ``model_path`` again with its initializers over 1 KiB (onnx's default) in the external
+    file ``location``."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(model_path))
+    onnx.save_model(model, str(model_path), save_as_external_data=True, location=location)
+
+
+def _relocate(model_path: Path, location: str) -> None:
+    """Point every external tensor of ``model_path`` at ``location``, as an edited file might."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(model_path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for item in tensor.external_data:
+            if item.key == "location":
+                item.value = location
+    onnx.save_model(model, str(model_path))
+
+
+def test_external_data_inside_the_model_folder_is_allowed(exported_repo: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from cnnserve.repository import external_data
+
+    entry = copy_entry(exported_repo, tmp_path)
+    model = entry / "1" / "model.onnx"
+    assert external_data(model) == []
+    _externalise(model)
+    found = external_data(model)
+    assert found and {location for _, location in found} == {"weights.bin"}
+    assert load_entry(entry).onnx_path == model
+    ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])  # and it is a model that loads
+
+
+@pytest.mark.parametrize("where", ["../../secret.bin", "absolute", "symlink"])
+def test_external_data_outside_the_model_folder_is_refused(exported_repo: Path, tmp_path: Path, where: str) -> None:
+    repo = tmp_path / "repo"
+    entry = copy_entry(exported_repo, repo)
+    model = entry / "1" / "model.onnx"
+    _externalise(model)
+    secret = Path(shutil.move(entry / "1" / "weights.bin", tmp_path / "secret.bin"))
+    location = {"../../secret.bin": "../../../secret.bin", "absolute": str(secret), "symlink": "weights.bin"}[where]
+    if where == "symlink":
+        (entry / "1" / "weights.bin").symlink_to(secret)
+    else:
+        _relocate(model, location)
+    with pytest.raises(RepositoryError) as info:
+        load_entry(entry)
+    message = str(info.value)
+    assert message.startswith(f"{model}: tensor ") and f"names external data {location!r}" in message
+    if where == "absolute":
+        assert message.endswith(f"an absolute path; external data must lie in the model's folder {model.parent}")
+    else:
+        assert message.endswith(f"which resolves to {secret.resolve()}, outside the model's folder {model.parent}")
+
+
+def test_external_data_reader_knows_onnx_field_numbers() -> None:
+    """The server reads ONNX's protobuf without the onnx package; its field numbers are onnx's."""
+    onnx = pytest.importorskip("onnx")
+    from cnnserve import repository
+
+    for message, children in repository._TENSOR_FIELDS.items():
+        descriptor = getattr(onnx, message).DESCRIPTOR
+        for number, child in children.items():
+            assert descriptor.fields_by_number[number].message_type.name == child, (message, number)
+    fields = onnx.TensorProto.DESCRIPTOR.fields_by_name
+    assert (fields["name"].number, fields["external_data"].number, fields["data_location"].number) == (8, 13, 14)
+    assert onnx.TensorProto.EXTERNAL == 1
+    entry = onnx.StringStringEntryProto.DESCRIPTOR.fields_by_name
+    assert (entry["key"].number, entry["value"].number) == (1, 2)
+
+
+def test_external_data_reader_ignores_files_that_are_not_onnx(tmp_path: Path) -> None:
+    from cnnserve.repository import external_data
+
+    for content in (b"", b"this is not an ONNX file", b"\x3a\xff\xff\xff\xff\x0f"):
+        (tmp_path / "model.onnx").write_bytes(content)
+        assert external_data(tmp_path / "model.onnx") == []

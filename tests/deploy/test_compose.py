@@ -112,6 +112,24 @@ def test_the_dockerfile_copies_what_exists_and_runs_the_entry_script() -> None:
     assert "cnnserve export --repo" in (ROOT / "deploy" / "export.sh").read_text()
 
 
+def test_the_images_run_as_a_non_root_user_that_owns_the_model_folders() -> None:
+    stages = _stages((ROOT / "Dockerfile").read_text())
+    for name in ("serve", "export"):
+        users = re.findall(r"^USER (\S+)$", stages[name], re.MULTILINE)
+        # The last USER line counts; numeric (uid:gid) so that Kubernetes' runAsNonRoot can check it.
+        assert users, f"the {name} stage sets no USER: it would run as root"
+        uid, _, gid = users[-1].partition(":")
+        assert uid.isdigit() and int(uid) == 10001 and (not gid or (gid.isdigit() and int(gid) != 0)), users
+        # The installs run as root, before it.
+        assert "RUN " not in stages[name].partition(f"USER {users[-1]}")[2]
+    base = stages["base"].replace("\\\n", "")
+    assert re.search(r"useradd --system --uid 10001 --gid 10001 .*cnnserve", base)
+    assert "chown 10001:10001 /models" in base  # a fresh volume there is the exporter's to write
+    assert "chown 10001:10001 /models-gpu" in stages["export"]  # compose's second volume
+    # Everything the server writes goes under /tmp, so `docker run --read-only --tmpfs /tmp` works.
+    assert "HOME=/tmp" in base and "PYTHONDONTWRITEBYTECODE=1" in stages["serve"]
+
+
 def healthcheck_command() -> list[str]:
     """The serving image's HEALTHCHECK, its exec form as Docker runs it."""
     serve = _stages((ROOT / "Dockerfile").read_text())["serve"].replace("\\\n", "")

@@ -248,6 +248,24 @@ def test_the_init_container_exports_the_default_models_into_the_servers_reposito
     assert env_of(export)["CNNSERVE_EXPORT"].split() == default[1].split()
 
 
+def test_the_server_runs_as_non_root_with_a_read_only_root_filesystem(rendered: list[dict[str, Any]]) -> None:
+    spec = pod_spec(rendered)
+    for container in (server(rendered), *spec["initContainers"]):
+        # The container's own securityContext overrides the pod's, field by field.
+        context = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
+        assert context["runAsNonRoot"] is True and context["runAsUser"] == 10001, container["name"]
+        assert context.get("runAsGroup", 10001) != 0 and context["allowPrivilegeEscalation"] is False
+    # The uid is the images' own (the Dockerfile's numeric USER), so runAsNonRoot holds without
+    # Kubernetes overriding the image.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert set(re.findall(r"^USER (\d+)(?::\d+)?$", dockerfile, re.MULTILINE)) == {"10001"}
+    container = server(rendered)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # What it writes (the supervisor's metrics folder) goes to /tmp, a writable volume.
+    (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert not tmp.get("readOnly", False) and "emptyDir" in named(spec["volumes"], tmp["name"])
+
+
 def test_the_cpu_base_and_the_gpu_overlay(base: list[dict[str, Any]], gpu: list[dict[str, Any]]) -> None:
     services = load_compose()["services"]
     cpu, cuda = server(base), server(gpu)
