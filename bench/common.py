@@ -21,9 +21,10 @@ from client.loadgen import LoadReport, http_connect, http_post, run_load
 from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 
-__all__ = ["CHANNEL_OPTIONS", "HEADER_LENGTH", "ROOT", "HttpRequest", "LoadReport", "closed_loop", "ensure_exported",
-           "http_closed_loop", "http_infer_request", "infer_request", "progress", "running_server",
-           "serving_with_http", "serving_with_metrics"]  # fmt: skip
+__all__ = ["CHANNEL_OPTIONS", "HEADER_LENGTH", "ROOT", "HttpRequest", "LoadReport", "Served", "closed_loop",
+           "ensure_exported", "http_closed_loop", "http_infer_request", "infer_request", "progress",
+           "resident_bytes", "running_server", "serving_process", "serving_with_http",
+           "serving_with_metrics"]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 # Triton's binary tensor extension: the length of the JSON that binary tensor data follows.
@@ -44,26 +45,46 @@ def ensure_exported(repo: Path, *names: str) -> None:
 @contextmanager
 def running_server(repo: Path, *args: str) -> Iterator[str]:
     """``cnnserve serve`` on a free port, metrics and HTTP off; yields its gRPC address once it is ready."""
-    with _serving(repo, *args) as (address, _, _):
-        yield address
+    with serving_process(repo, *args) as served:
+        yield served.grpc
 
 
 @contextmanager
 def serving_with_metrics(repo: Path, *args: str) -> Iterator[tuple[str, str]]:
     """``cnnserve serve`` on free ports; yields its gRPC and metrics addresses once it is ready."""
-    with _serving(repo, *args, metrics_port="0") as (address, metrics, _):
-        yield address, metrics
+    with serving_process(repo, *args, metrics_port="0") as served:
+        yield served.grpc, served.metrics
 
 
 @contextmanager
 def serving_with_http(repo: Path, *args: str) -> Iterator[tuple[str, str]]:
     """``cnnserve serve`` on free ports, metrics off; yields its gRPC and HTTP addresses once it is ready."""
-    with _serving(repo, *args, http_port="0") as (address, _, http):
-        yield address, http
+    with serving_process(repo, *args, http_port="0") as served:
+        yield served.grpc, served.http
+
+
+class Served(NamedTuple):
+    """A started ``cnnserve serve``: its addresses ("off" for a front end that is off) and its pid
+    (to read its resident memory, :func:`resident_bytes`)."""
+
+    grpc: str
+    metrics: str
+    http: str
+    pid: int
+
+
+def resident_bytes(pid: int) -> int:
+    """The resident memory of process ``pid`` (VmRSS of /proc/PID/status, Linux), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # in kB
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
 
 
 @contextmanager
-def _serving(repo: Path, *args: str, metrics_port: str = "-1", http_port: str = "-1") -> Iterator[tuple[str, str, str]]:
+def serving_process(repo: Path, *args: str, metrics_port: str = "-1", http_port: str = "-1") -> Iterator[Served]:
+    """``cnnserve serve`` on a free gRPC port (metrics and HTTP off unless given "0"); yields its
+    addresses and pid once it is ready, and stops it with SIGTERM on leaving."""
     command = [sys.executable, "-m", "cnnserve", "serve", "--repo", str(repo), "--host", "127.0.0.1",
                "--grpc-port", "0", "--metrics-port", metrics_port, "--http-port", http_port, "--log-level", "warning",
                *args]  # fmt: skip
@@ -79,7 +100,7 @@ def _serving(repo: Path, *args: str, metrics_port: str = "-1", http_port: str = 
         process.kill()
         raise RuntimeError("the server did not start; run `cnnserve serve` by hand to see why")
     try:
-        yield address, metrics, http
+        yield Served(address, metrics, http, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
