@@ -140,6 +140,35 @@ class Settings:
     cannot grow the process without end. The HTTP front end takes as many requests again,
     counted apart, and answers 429 beyond them (health checks are never refused); 0 = no limit
     (CNNSERVE_MAX_CONCURRENT_RPCS, --max-concurrent-rpcs)."""
+    grpc_max_concurrent_streams: int = 256
+    """Calls one gRPC connection may have open at once (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS);
+    a client's calls beyond wait in the client for a free stream, they are not refused
+    (CNNSERVE_GRPC_MAX_CONCURRENT_STREAMS, --grpc-max-concurrent-streams)."""
+    grpc_keepalive_time: int = 7_200_000
+    """Milliseconds of quiet after which the server pings a client to see it is there, as
+    Triton's --grpc-keepalive-time (CNNSERVE_GRPC_KEEPALIVE_TIME, --grpc-keepalive-time)."""
+    grpc_keepalive_timeout: int = 20_000
+    """Milliseconds the server waits for that ping's answer before it closes the connection
+    (CNNSERVE_GRPC_KEEPALIVE_TIMEOUT, --grpc-keepalive-timeout)."""
+    grpc_min_ping_interval: int = 300_000
+    """Milliseconds a client must leave between its pings while no call is open; a client that
+    pings more often earns a strike (CNNSERVE_GRPC_MIN_PING_INTERVAL,
+    --grpc-http2-min-recv-ping-interval-without-data)."""
+    grpc_http2_max_ping_strikes: int = 2
+    """Strikes after which the server closes the connection with GOAWAY ``too_many_pings``, as
+    gRPC's keepalive policy has it; 0 = no limit (CNNSERVE_GRPC_HTTP2_MAX_PING_STRIKES,
+    --grpc-http2-max-ping-strikes)."""
+    grpc_max_connection_idle: int = 0
+    """Milliseconds a gRPC connection may stay without calls before the server closes it
+    (GOAWAY; the client reconnects when it next calls); 0 = forever
+    (CNNSERVE_GRPC_MAX_CONNECTION_IDLE, --grpc-max-connection-idle)."""
+    grpc_max_connection_age: int = 0
+    """Milliseconds after which a gRPC connection is asked to end (GOAWAY) and the client
+    reconnects, which lets a balancer spread long-lived clients again; 0 = never
+    (CNNSERVE_GRPC_MAX_CONNECTION_AGE, --grpc-max-connection-age)."""
+    grpc_max_connection_age_grace: int = 30_000
+    """Milliseconds the calls open on an aged connection get to finish before it is closed
+    (CNNSERVE_GRPC_MAX_CONNECTION_AGE_GRACE, --grpc-max-connection-age-grace)."""
     max_message_bytes: int = 64 * MIB
     """Largest gRPC message either way, and largest HTTP request body (413 beyond it). gRPC's
     own 4 MiB holds fewer than seven float32 224x224x3 images; gRPC takes at most 2 GiB - 1
@@ -368,6 +397,8 @@ def _restrictions(v: Any) -> bool:
 
 
 _ANY_INT = "an integer, 0 or more"
+_MS = "an integer number of milliseconds, 1 or more"
+_MS0 = "an integer number of milliseconds, 0 or more"
 _POSITIVE = "an integer, 1 or more"
 _CONFIG = "each model's config.json"
 
@@ -425,6 +456,22 @@ OPTIONS: tuple[_Option, ...] = (
             "bytes of inputs one model may queue before RESOURCE_EXHAUSTED", "1GiB"),
     _Option("max_concurrent_rpcs", "--max-concurrent-rpcs", "N", _parse_int, _at_least(0), _ANY_INT,
             "RPCs handled at once before gRPC answers RESOURCE_EXHAUSTED; 0: no limit"),
+    _Option("grpc_max_concurrent_streams", "--grpc-max-concurrent-streams", "N", _parse_int, _at_least(1), _POSITIVE,
+            "calls one gRPC connection may have open at once; more wait in the client"),
+    _Option("grpc_keepalive_time", "--grpc-keepalive-time", "MS", _parse_int, _at_least(1), _MS,
+            "milliseconds of quiet before the server pings a client"),
+    _Option("grpc_keepalive_timeout", "--grpc-keepalive-timeout", "MS", _parse_int, _at_least(1), _MS,
+            "milliseconds the server waits for a ping's answer"),
+    _Option("grpc_min_ping_interval", "--grpc-http2-min-recv-ping-interval-without-data",
+            "MS", _parse_int, _at_least(0), _MS0, "milliseconds a client must leave between pings without calls"),
+    _Option("grpc_http2_max_ping_strikes", "--grpc-http2-max-ping-strikes", "N", _parse_int, _at_least(0), _ANY_INT,
+            "pings too early before GOAWAY too_many_pings; 0: no limit"),
+    _Option("grpc_max_connection_idle", "--grpc-max-connection-idle", "MS", _parse_int, _at_least(0), _MS0,
+            "milliseconds without calls before a connection is closed; 0: never", "0: never"),
+    _Option("grpc_max_connection_age", "--grpc-max-connection-age", "MS", _parse_int, _at_least(0), _MS0,
+            "milliseconds before a connection is asked to end (clients reconnect); 0: never", "0: never"),
+    _Option("grpc_max_connection_age_grace", "--grpc-max-connection-age-grace", "MS", _parse_int, _at_least(0), _MS0,
+            "milliseconds an aged connection's calls get to finish"),
     _Option("max_message_bytes", "--max-message-bytes", "SIZE", _parse_bytes,
             lambda v: _is_int(v) and KIB <= v < 2 * GIB, "a size from 1KiB to 2GiB-1 (bytes, or a KiB/MiB/GiB suffix)",
             "largest gRPC message either way; bytes, or with a KiB/MiB/GiB suffix", "64MiB"),

@@ -25,13 +25,26 @@ from server.settings import Settings
 
 
 def grpc_options(settings: Settings, reuse_port: bool = False) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
+    s = settings
+    options = [
+        ("grpc.max_receive_message_length", s.max_message_bytes),
+        ("grpc.max_send_message_length", s.max_message_bytes),
         # A second server on a taken port must fail, not share it; the workers of one server
         # share theirs (the supervisor checked that it was free and holds it meanwhile).
         ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_concurrent_streams", s.grpc_max_concurrent_streams),
+        ("grpc.keepalive_time_ms", s.grpc_keepalive_time),
+        ("grpc.keepalive_timeout_ms", s.grpc_keepalive_timeout),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", s.grpc_min_ping_interval),
+        ("grpc.http2.max_ping_strikes", s.grpc_http2_max_ping_strikes),
+        ("grpc.max_connection_age_grace_ms", s.grpc_max_connection_age_grace),
     ]
+    # gRPC's own "never" for these is its default (INT_MAX), not 0.
+    if s.grpc_max_connection_idle:
+        options.append(("grpc.max_connection_idle_ms", s.grpc_max_connection_idle))
+    if s.grpc_max_connection_age:
+        options.append(("grpc.max_connection_age_ms", s.grpc_max_connection_age))
+    return options
 
 
 def reflection_pool() -> descriptor_pool.DescriptorPool:

@@ -73,14 +73,32 @@ ENV = [
     ("CNNSERVE_LOAD_MODELS", "lenet5,*", "load_models", ("lenet5", "*")),
     ("CNNSERVE_REPOSITORY_POLL_SECONDS", "0.5", "repository_poll_seconds", 0.5),
     ("CNNSERVE_MODEL_NAME", "digits", "model_name", "digits"),
-]
+    ("CNNSERVE_TLS_CERT", "server.crt", "tls_cert", "server.crt"),
+    ("CNNSERVE_TLS_KEY", "server.key", "tls_key", "server.key"),
+    ("CNNSERVE_TLS_CLIENT_CA", "ca.pem", "tls_client_ca", "ca.pem"),
+    ("CNNSERVE_METRICS_HOST", "127.0.0.1", "metrics_host", "127.0.0.1"),
+    ("CNNSERVE_GRPC_RESTRICTED_PROTOCOL", "inference,health:k=v; model-repository:admin=a=b",
+     "grpc_restricted_protocol", ("inference,health:k=v", "model-repository:admin=a=b")),
+    ("CNNSERVE_HTTP_RESTRICTED_API", "statistics:key=value", "http_restricted_api", ("statistics:key=value",)),
+    ("CNNSERVE_GRPC_MAX_CONCURRENT_STREAMS", "64", "grpc_max_concurrent_streams", 64),
+    ("CNNSERVE_GRPC_KEEPALIVE_TIME", "60000", "grpc_keepalive_time", 60000),
+    ("CNNSERVE_GRPC_KEEPALIVE_TIMEOUT", "5000", "grpc_keepalive_timeout", 5000),
+    ("CNNSERVE_GRPC_MIN_PING_INTERVAL", "10000",
+     "grpc_min_ping_interval", 10000),
+    ("CNNSERVE_GRPC_HTTP2_MAX_PING_STRIKES", "0", "grpc_http2_max_ping_strikes", 0),
+    ("CNNSERVE_GRPC_MAX_CONNECTION_IDLE", "60000", "grpc_max_connection_idle", 60000),
+    ("CNNSERVE_GRPC_MAX_CONNECTION_AGE", "300000", "grpc_max_connection_age", 300000),
+    ("CNNSERVE_GRPC_MAX_CONNECTION_AGE_GRACE", "10000", "grpc_max_connection_age_grace", 10000),
+]  # fmt: skip
 # What a variable needs beside it to be valid at all.
-COMPANIONS = {"CNNSERVE_LOAD_MODELS": {"CNNSERVE_MODEL_CONTROL_MODE": "explicit"}}
+_TLS = {"CNNSERVE_TLS_CERT": "server.crt", "CNNSERVE_TLS_KEY": "server.key"}
+COMPANIONS = {"CNNSERVE_LOAD_MODELS": {"CNNSERVE_MODEL_CONTROL_MODE": "explicit"}, "CNNSERVE_TLS_CERT": _TLS,
+              "CNNSERVE_TLS_KEY": _TLS, "CNNSERVE_TLS_CLIENT_CA": _TLS}  # fmt: skip
 
 
 @pytest.mark.parametrize(("variable", "text", "field", "expected"), ENV)
 def test_each_variable_sets_its_field(variable: str, text: str, field: str, expected: object) -> None:
-    environ = {variable: text, **COMPANIONS.get(variable, {})}
+    environ = {**COMPANIONS.get(variable, {}), variable: text}
     assert getattr(Settings.from_env(environ), field) == expected
     assert getattr(load(**environ), field) == expected
 
@@ -243,3 +261,12 @@ def test_drain_seconds_default_variable_flag_and_range(capsys: pytest.CaptureFix
     assert capsys.readouterr().err.splitlines()[-1] == (
         "cnnserve serve: error: argument --drain-seconds: expected a number of seconds, 0 or more, got 'nan'"
     )
+
+
+def test_a_restricted_groups_key_is_never_echoed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"CNNSERVE_GRPC_RESTRICTED_PROTOCOL": "inference:k=hunter2; inference:j=hunter3"})
+    assert "hunter" not in str(caught.value) and "each group once" in str(caught.value)
+    assert "hunter" not in repr(Settings(http_restricted_api=("inference:k=hunter2",)))
+    with pytest.raises(SettingsError, match="give both"):
+        Settings(tls_cert="server.crt")
