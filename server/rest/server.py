@@ -59,7 +59,8 @@ def build(
         code = grpc.StatusCode.CANCELLED
         with metrics.inflight(model), plane.handling(model), limit.slot(request):
             try:
-                restriction = restricted.get(http_group(request.method, request.path))
+                # Only when groups are restricted: the path is not classified on every request.
+                restriction = restricted.get(http_group(request.method, request.path)) if restricted else None
                 if restriction is not None and not restriction.allows(request.headers.get(restriction.header)):
                     raise Forbidden(http_message(restriction))
                 limit.check()
