@@ -49,6 +49,9 @@ def test_calls_beyond_the_streams_of_a_connection_wait_and_are_answered(small_re
                  "--max-queue-delay-us", "200000") as proc:  # fmt: skip
         x = np.zeros((1, 3, 32, 32), np.float32)
         with tc.InferenceServerClient(proc.grpc_address) as client:  # one channel, one connection
+            # Connected first: calls sent before the server's HTTP/2 SETTINGS arrive may exceed its
+            # limit and be refused (RST_STREAM REFUSED_STREAM, UNAVAILABLE to the caller).
+            assert client.is_server_ready()
             results: list[object] = []
             threads = [threading.Thread(target=lambda: results.append(
                 client.infer("cifar_resnet20", [triton_input("input", x)], client_timeout=60)))
