@@ -4,8 +4,10 @@
 #   docker build -t cnnserve-export:cpu --target export .   # the exporter: torch, writes the models
 #   docker build -t cnnserve:cuda --build-arg BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 .
 #
-# The serving image needs only what serving needs (`pip install .`: ONNX Runtime, grpcio, numpy,
-# Pillow, prometheus-client). Exporting needs PyTorch, so it has a stage of its own; docker-compose
+# The serving image needs only what serving needs (cnnserve's wheel: ONNX Runtime, grpcio, numpy,
+# Pillow, prometheus-client). The wheel is built in a stage of its own, the one with a C compiler
+# (cnnserve/go/_fastgo.c, the Go rules and feature planes, is compiled there); the images that
+# run it get the wheel and no compiler. Exporting needs PyTorch, so it has a stage of its own; docker-compose
 # runs it once to fill the model volume before the servers start. The compose profile "gpu" builds
 # the server on NVIDIA's CUDA runtime image (BASE_IMAGE), where onnxruntime-gpu finds CUDA 12 and
 # cuDNN 9.
@@ -32,7 +34,7 @@ RUN if ! python3 -m venv --help >/dev/null 2>&1; then \
     && mkdir -p /models && chown 10001:10001 /models
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY cnnserve ./cnnserve
 COPY builders ./builders
 COPY server ./server
@@ -41,11 +43,21 @@ COPY proto ./proto
 # The model repository: written by the export stage, read by the server.
 ENV CNNSERVE_REPO=/models
 
+# cnnserve's wheel, with its C extension compiled: gcc and Python's headers (python:3.11-slim has
+# them; on NVIDIA's images they come with python3-dev).
+FROM base AS wheel
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && { python3 -c "import pathlib, sys, sysconfig; sys.exit(not pathlib.Path(sysconfig.get_path('include'), 'Python.h').exists())" \
+         || apt-get install -y --no-install-recommends python3-dev; } \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip wheel --no-deps --wheel-dir /wheels .
+
 # The exporter: the serving install plus torch (its CPU build, from PyTorch's own index: the
 # default one would fetch gigabytes of CUDA wheels) and the export extra.
 FROM base AS export
+COPY --from=wheel /wheels /wheels
 RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-    && pip install ".[export]"
+    && pip install "$(ls /wheels/cnnserve-*.whl)[export]"
 COPY deploy/export.sh /usr/local/bin/cnnserve-export
 # docker-compose's export also copies into the CUDA server's volume at /models-gpu.
 RUN mkdir -p /models-gpu && chown 10001:10001 /models-gpu
@@ -55,7 +67,8 @@ ENTRYPOINT ["cnnserve-export"]
 
 # The server, the default target: no torch, no matplotlib.
 FROM base AS serve
-RUN pip install .
+COPY --from=wheel /wheels /wheels
+RUN pip install /wheels/cnnserve-*.whl
 COPY deploy/serve.sh /usr/local/bin/cnnserve-serve
 # No bytecode written at run time: the root filesystem may be read-only.
 ENV PYTHONDONTWRITEBYTECODE=1

@@ -19,8 +19,9 @@ help:
 	@echo "make proto    regenerate the gRPC stubs in cnnserve/generated/ from proto/"
 	@echo "make lint     ruff and mypy"
 
-# The stamp tracks pyproject.toml: editing the dependencies re-runs the install.
-$(VENV)/.installed: pyproject.toml
+# The stamp tracks pyproject.toml, setup.py and the C extension's source: editing the dependencies
+# re-runs the install, and editing the C code rebuilds the extension (in place: `pip install -e`).
+$(VENV)/.installed: pyproject.toml setup.py cnnserve/go/_fastgo.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 is the CPU build on these machines' disk; an open range

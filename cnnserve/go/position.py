@@ -89,7 +89,8 @@ def from_sgf(record: str, move_number: int | None = None, to_move: int | None = 
     for number, node in enumerate(game.nodes):
         if ("B" in node or "W" in node) and played == target:
             break
-        _setup(board, node, number)
+        if "AB" in node or "AW" in node or "AE" in node:
+            _setup(board, node, number)
         if "PL" in node:
             next_color = _color(node["PL"][0], "PL", number)
         for prop, color in (("B", BLACK), ("W", WHITE)):
@@ -118,8 +119,6 @@ def _handicap(root: sgf.Node) -> int:
 
 
 def _setup(board: Board, node: sgf.Node, number: int) -> None:
-    if not any(prop in node for prop in ("AB", "AW", "AE")):
-        return
     for prop, color in (("AE", EMPTY), ("AB", BLACK), ("AW", WHITE)):
         for value in node.get(prop, []):
             for p in _points(value, prop, number):

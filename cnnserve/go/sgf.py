@@ -7,10 +7,19 @@ HA, PL) and moves (B, W) of that line.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cnnserve.go.board import BLACK, WHITE, Move
 from cnnserve.go.coords import to_sgf
+
+# The parser steps over whole tokens with these (a record is read on every Policy call).
+_SPACE = re.compile(r"\s*")
+_NAME = re.compile(r"[A-Za-z]*")
+_VALUE = re.compile(r"\[((?:[^\\\]]|\\.)*)\]", re.DOTALL)  # [...], with \] and \\ escaped
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+# The usual node, one property with one plain value (";B[pd]"), read in one step.
+_SIMPLE_NODE = re.compile(r";\s*([A-Z]+)\s*\[([^\\\]]*)\]\s*(?=[;()])")
 
 
 class SgfError(ValueError):
@@ -56,9 +65,9 @@ class _Parser:
         return SgfError(f"unexpected {self.text[self.i]!r} at {self.where()}; expected {expected}")
 
     def skip_space(self) -> None:
-        text = self.text
-        while self.i < len(text) and text[self.i].isspace():
-            self.i += 1
+        match = _SPACE.match(self.text, self.i)
+        assert match is not None  # \s* always matches
+        self.i = match.end()
 
     def record(self) -> Record:
         start = self.text.find("(")
@@ -77,6 +86,12 @@ class _Parser:
         nodes: list[Node] = []
         self.skip_space()
         while self.i < len(self.text) and self.text[self.i] == ";":
+            simple = _SIMPLE_NODE.match(self.text, self.i)
+            if simple is not None:
+                self.i = simple.end()
+                if main_line:
+                    nodes.append({simple.group(1): [simple.group(2)]})
+                continue
             self.i += 1
             node = self.node()
             if main_line:
@@ -102,14 +117,15 @@ class _Parser:
         while True:
             self.skip_space()
             start = self.i
-            while self.i < len(text) and text[self.i].isalpha():
-                self.i += 1
-            if self.i == start:
+            name = _NAME.match(text, start)
+            assert name is not None  # [A-Za-z]* always matches
+            if name.end() == start:
                 return node
+            self.i = name.end()
             # FF[3] allowed lower-case letters inside names (AddBlack); they are not part of the id.
-            ident = "".join(ch for ch in text[start : self.i] if ch.isupper())
+            ident = name.group() if name.group().isupper() else "".join(ch for ch in name.group() if ch.isupper())
             if not ident:
-                raise SgfError(f"property name {text[start : self.i]!r} at {self.where(start)} has no capital letters")
+                raise SgfError(f"property name {name.group()!r} at {self.where(start)} has no capital letters")
             values: list[str] = []
             self.skip_space()
             while self.i < len(text) and text[self.i] == "[":
@@ -120,22 +136,13 @@ class _Parser:
             node.setdefault(ident, []).extend(values)
 
     def value(self) -> str:
-        text = self.text
-        start = self.i
-        self.i += 1  # the '['
-        chars: list[str] = []
-        while self.i < len(text):
-            ch = text[self.i]
-            if ch == "\\" and self.i + 1 < len(text):
-                chars.append(text[self.i + 1])
-                self.i += 2
-                continue
-            if ch == "]":
-                self.i += 1
-                return "".join(chars)
-            chars.append(ch)
-            self.i += 1
-        raise SgfError(f"the value opened at {self.where(start)} is never closed with ']'")
+        """A bracketed value; a backslash escapes the character after it."""
+        match = _VALUE.match(self.text, self.i)
+        if match is None:
+            raise SgfError(f"the value opened at {self.where(self.i)} is never closed with ']'")
+        self.i = match.end()
+        raw = match.group(1)
+        return _ESCAPE.sub(r"\1", raw) if "\\" in raw else raw
 
 
 def write(moves: list[Move], *, komi: float = 0.0, setup: dict[int, list[int]] | None = None) -> str:

@@ -92,16 +92,23 @@ def _stages(dockerfile: str) -> dict[str, str]:
 
 def test_the_dockerfile_copies_what_exists_and_runs_the_entry_script() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    copied = [src for line in dockerfile.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]]
+    copies = [line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    # From the build context, not from another stage (COPY --from=wheel).
+    copied = [src for words in copies if not words[0].startswith("--from=") for src in words]
     assert copied and all((ROOT / src).exists() for src in copied), copied
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", dockerfile, re.MULTILINE)
     stages = _stages(dockerfile)
     # The server is the last stage (what a plain `docker build` makes), and it installs no torch:
-    # a serving install (`pip install .`); the export stage adds torch and the export extra.
-    assert list(stages) == ["base", "export", "serve"]
-    serve, export = stages["serve"], stages["export"]
-    assert "pip install .\n" in serve and "torch" not in serve and "torch" not in stages["base"]
-    assert "torch==" in export and '".[export]"' in export
+    # cnnserve's wheel, built (C extension compiled) in the wheel stage, the only one with a
+    # compiler; the export stage adds torch and the export extra.
+    assert list(stages) == ["base", "wheel", "export", "serve"]
+    serve, export, wheel = stages["serve"], stages["export"], stages["wheel"].replace("\\\n", "")
+    assert "pip wheel --no-deps --wheel-dir /wheels ." in wheel and "gcc" in wheel
+    assert all("gcc" not in stages[name] for name in ("base", "export", "serve"))
+    for stage in (serve, export):
+        assert "COPY --from=wheel /wheels /wheels" in stage
+    assert "pip install /wheels/cnnserve-*.whl\n" in serve and "torch" not in serve and "torch" not in stages["base"]
+    assert "torch==" in export and '"$(ls /wheels/cnnserve-*.whl)[export]"' in export
     assert 'ENTRYPOINT ["cnnserve-serve"]' in serve and "EXPOSE 8000 8001 8002" in serve
     assert 'ENTRYPOINT ["cnnserve-export"]' in export
     # The entry scripts are valid POSIX shell; the server's serves, the exporter's exports.

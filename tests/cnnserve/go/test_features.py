@@ -7,11 +7,14 @@ import random
 
 import numpy as np
 import pytest
+from goreference import ladders
+from goreference import planes as reference
+from goreference.planes import sensible
 
-from cnnserve.go import ladders
+from cnnserve.go import _fastgo
 from cnnserve.go.board import BLACK, EMPTY, WHITE, Board, opponent
 from cnnserve.go.coords import NEIGHBOURS, POINTS, point
-from cnnserve.go.features import FEATURES, PLANES, planes, sensible
+from cnnserve.go.features import FEATURES, PLANES, planes
 
 START = {f.name: f.start for f in FEATURES}
 
@@ -599,18 +602,39 @@ def test_move_planes_match_playing_each_move(seed: int, moves: int) -> None:
                 assert saved, where
 
 
+def ladder_readings(board: Board, **limits: int) -> tuple[set[int], set[int]]:
+    """The C reading of the LADDER position: black's ladder captures of the white stone, and
+    white's ladder escapes after black's (3, 2), with the reading's limits lowered."""
+    prey = point(3, 3)
+    captures = {
+        p
+        for p in (point(3, 2), point(4, 3))
+        if _fastgo.ladder_capture(board.stones, -1, 0, BLACK, p, prey, *limits.values())
+    }
+    after = board.copy()
+    after.play(BLACK, point(3, 2))
+    escapes = {
+        p for p in (point(4, 3),) if _fastgo.ladder_escape(after.stones, -1, 0, WHITE, p, prey, *limits.values())
+    }
+    return captures, escapes
+
+
 def test_a_ladder_longer_than_the_reading_counts_as_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     # The ladder down the board takes about 30 plies, the one into the corner about 10.
     monkeypatch.setattr(ladders, "MAX_DEPTH", 20)
-    assert lit(planes(board_from(LADDER), BLACK), "ladder_capture") == {(4, 3)}
+    assert lit(reference.planes(board_from(LADDER), BLACK), "ladder_capture") == {(4, 3)}
     board = board_from(LADDER)
     board.play(BLACK, point(3, 2))
-    assert lit(planes(board, WHITE), "ladder_escape") == {(4, 3)}
+    assert lit(reference.planes(board, WHITE), "ladder_escape") == {(4, 3)}
+    # The C reading, with the same limit and with its own (100 plies, both ladders read out).
+    assert ladder_readings(board_from(LADDER), max_depth=20) == ({point(4, 3)}, {point(4, 3)})
+    assert ladder_readings(board_from(LADDER)) == ({point(3, 2), point(4, 3)}, set())
 
 
 def test_a_reading_out_of_moves_counts_as_a_failed_ladder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ladders, "MAX_PLAYS", 8)
-    assert lit(planes(board_from(LADDER), BLACK), "ladder_capture") == set()
+    assert lit(reference.planes(board_from(LADDER), BLACK), "ladder_capture") == set()
     board = board_from(LADDER)
     board.play(BLACK, point(3, 2))
-    assert lit(planes(board, WHITE), "ladder_escape") == {(4, 3)}
+    assert lit(reference.planes(board, WHITE), "ladder_escape") == {(4, 3)}
+    assert ladder_readings(board_from(LADDER), max_depth=100, max_plays=8) == (set(), {point(4, 3)})

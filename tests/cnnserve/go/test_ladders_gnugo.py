@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from goreference import ladders
 from gtpgame import GtpProcess, gnugo_path
 
-from cnnserve.go import ladders
 from cnnserve.go.board import BLACK, Board, opponent
 from cnnserve.go.coords import to_gtp
 from cnnserve.go.features import FEATURES, planes

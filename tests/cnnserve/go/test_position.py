@@ -113,7 +113,7 @@ def test_records_longer_than_any_game_are_refused() -> None:
 def test_text_board_with_spaces_and_blank_lines() -> None:
     rows = ["X O" + " ." * 17] + [" ".join("." * 19)] * 18
     where = from_text("\n" + "\n".join(rows) + "\n\n", WHITE)
-    assert where.board.stones[:3] == [BLACK, WHITE, EMPTY]
+    assert list(where.board.stones[:3]) == [BLACK, WHITE, EMPTY]
     assert where.to_move == WHITE and where.move_number == 0
 
 

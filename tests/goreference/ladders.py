@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from cnnserve.go.board import EMPTY, Board, Group, IllegalMove, opponent
 from cnnserve.go.coords import NEIGHBOURS, SIZE
+from goreference import rules
 
 MAX_DEPTH = 100  # plies along one line of the ladder; deeper counts as the prey escaping
 MAX_PLAYS = 500  # moves played in one reading (a ladder across the board takes about 60); more: failed
@@ -42,7 +43,7 @@ class _Reader:
             raise _GiveUp
         after = board.copy()
         try:
-            after.play(color, p)
+            rules.play(after, color, p)
         except IllegalMove:
             return None
         return after
@@ -58,7 +59,7 @@ class _Reader:
         defences = list(prey.liberties)
         # Capturing an attacker group in atari that touches the prey gains the prey liberties.
         seen: set[int] = set()
-        for q in prey.stones:
+        for q in sorted(prey.stones):  # a fixed order: it decides which lines a spent reading has read
             for n in NEIGHBOURS[q]:
                 if stones[n] == self.attacker and n not in seen:
                     group = board.group(n)
@@ -81,7 +82,7 @@ class _Reader:
             return True
         if len(liberties) == 1:
             (last,) = liberties
-            return not board.is_legal(self.attacker, last)  # only a ko keeps the attacker off it
+            return not rules.is_legal(board, self.attacker, last)  # only a ko keeps the attacker off it
         for a in _attacks(board, prey):
             after = self.play(board, self.attacker, a)
             if after is not None and self.captured(after, depth + 1):
@@ -92,9 +93,10 @@ class _Reader:
 def _attacks(board: Board, prey: Group) -> list[int]:
     """The prey's two liberties, the better atari first: the one after which the defender's
     extension (at the other liberty) has the fewest liberties, counting the defender's groups it
-    would join; on a tie, the one that drives the prey towards the edge. Reading the wrong atari
-    first can spend the whole play budget on a chase that the right one ends at once."""
-    first, second = prey.liberties
+    would join; on a tie, the one that drives the prey towards the edge; then the lower point.
+    Reading the wrong atari first can spend the whole play budget on a chase that the right one
+    ends at once."""
+    first, second = sorted(prey.liberties)
 
     def promise(attack: int) -> tuple[int, int]:
         (extension,) = prey.liberties - {attack}
