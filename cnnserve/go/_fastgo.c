@@ -673,6 +673,79 @@ done:
 }
 
 
+PyDoc_STRVAR(play_many_doc,
+             "play_many(stones, placed, moves, first_index, ko_point, ko_color)\n"
+             "    -> (played, reason, captured_by_black, captured_by_white, ko_point, ko_color)\n\n"
+             "Play a sequence of (color, point or None) moves in place, as play() would one by one,\n"
+             "the first numbered first_index; stop before the first illegal one (reason 1 occupied,\n"
+             "2 ko, 3 suicide; 0 when all were played). Replaying a record costs a call, not a call a\n"
+             "move.");
+
+static PyObject *py_play_many(PyObject *self, PyObject *args) {
+    PyObject *stones_obj, *placed_obj, *moves;
+    int first_index, ko_point, ko_color;
+    if (!PyArg_ParseTuple(args, "OOO!iii", &stones_obj, &placed_obj, &PyList_Type, &moves, &first_index, &ko_point,
+                          &ko_color))
+        return NULL;
+    Py_buffer stones, placed;
+    if (get_buffer(stones_obj, &stones, 1, 1, NP, "stones") < 0) return NULL;
+    if (get_buffer(placed_obj, &placed, 1, 4, NP, "placed") < 0) {
+        PyBuffer_Release(&stones);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Work *w = thread_work();
+    if (!w) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (check_stones(stones.buf) < 0) goto done;
+    Pos *pos = &w->reader.pos;
+    memcpy(pos->s, stones.buf, NP);
+    pos->ko_point = ko_point;
+    pos->ko_color = ko_point < 0 ? 0 : ko_color;
+    int32_t ages[NP]; /* committed with the stones at the end: a bad tuple changes nothing */
+    memcpy(ages, placed.buf, sizeof ages);
+    long prisoners[3] = {0, 0, 0};
+    Py_ssize_t played = 0, count = PyList_GET_SIZE(moves);
+    int reason = LEGAL;
+    for (; played < count; played++) {
+        PyObject *move = PyList_GET_ITEM(moves, played);
+        int color, p = -1;
+        PyObject *where;
+        if (!PyTuple_Check(move) || PyTuple_GET_SIZE(move) != 2) {
+            PyErr_Format(PyExc_TypeError, "moves[%zd]: expected a (color, point or None) tuple", played);
+            goto done;
+        }
+        color = (int)PyLong_AsLong(PyTuple_GET_ITEM(move, 0));
+        where = PyTuple_GET_ITEM(move, 1);
+        if (where != Py_None) p = (int)PyLong_AsLong(where);
+        if (PyErr_Occurred()) goto done;
+        if (check_color(color, "color") < 0 || (where != Py_None && check_point(p, "point") < 0)) goto done;
+        if (p < 0) { /* a pass */
+            pos->ko_point = -1;
+            pos->ko_color = 0;
+            continue;
+        }
+        int ko = pos->ko_color == color ? pos->ko_point : -1;
+        reason = illegal_reason(&w->f, pos->s, ko, color, p);
+        if (reason != LEGAL) break;
+        int ncaps = 0;
+        place_and_capture(&w->f, pos, color, p, w->reader.caps, &ncaps);
+        ages[p] = first_index + (int)played;
+        for (int k = 0; k < ncaps; k++) ages[w->reader.caps[k]] = -1;
+        prisoners[color] += ncaps;
+    }
+    memcpy(stones.buf, pos->s, NP);
+    memcpy(placed.buf, ages, sizeof ages);
+    result = Py_BuildValue("(niiiii)", played, reason, (int)prisoners[1], (int)prisoners[2], pos->ko_point,
+                           pos->ko_color);
+done:
+    PyBuffer_Release(&stones);
+    PyBuffer_Release(&placed);
+    return result;
+}
+
 PyDoc_STRVAR(planes_doc,
              "planes(stones, placed, moves, ko_point, ko_color, to_move, out)\n\n"
              "Write the 48 planes for to_move into out (a writable float32 buffer of 48 * 361),\n"
@@ -771,6 +844,7 @@ static PyObject *py_ladder_escape(PyObject *self, PyObject *args) { return ladde
 static PyMethodDef methods[] = {
     {"illegal", py_illegal, METH_VARARGS, illegal_doc},
     {"play", py_play, METH_VARARGS, play_doc},
+    {"play_many", py_play_many, METH_VARARGS, play_many_doc},
     {"planes", py_planes, METH_VARARGS, planes_doc},
     {"ladder_capture", py_ladder_capture, METH_VARARGS, ladder_doc},
     {"ladder_escape", py_ladder_escape, METH_VARARGS, ladder_doc},

@@ -10,6 +10,15 @@ def illegal(stones: Buffer, color: int, point: int, ko_point: int, /) -> int: ..
 def play(
     stones: WriteableBuffer, placed: WriteableBuffer, color: int, point: int, move_index: int, ko_point: int, /
 ) -> int | tuple[list[int], int]: ...
+def play_many(
+    stones: WriteableBuffer,
+    placed: WriteableBuffer,
+    moves: list[tuple[int, int | None]],
+    first_index: int,
+    ko_point: int,
+    ko_color: int,
+    /,
+) -> tuple[int, int, int, int, int, int]: ...
 def planes(
     stones: Buffer,
     placed: Buffer,

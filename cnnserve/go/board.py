@@ -175,6 +175,24 @@ class Board:
         self.moves.append(Move(color, p))
         return captured
 
+    def play_many(self, moves: list[Move]) -> IllegalMove | None:
+        """Play ``moves`` in order, as :meth:`play` would one by one but in one call into C;
+        stop before the first illegal one and return its :class:`IllegalMove` (the moves before
+        it stay played), or None when every move was played."""
+        ko_point, ko_color = self.ko if self.ko is not None else (-1, 0)
+        played, reason, by_black, by_white, ko_point, ko_color = _fastgo.play_many(
+            self.stones, self.placed, moves, len(self.moves), ko_point, ko_color
+        )
+        self.moves.extend(moves[:played] if played < len(moves) else moves)
+        self.prisoners[BLACK] += by_black
+        self.prisoners[WHITE] += by_white
+        self.ko = None if ko_point < 0 else (ko_point, ko_color)
+        if reason:
+            color, p = moves[played]
+            assert p is not None  # a pass is always legal
+            return IllegalMove(color, p, _REASONS[reason])
+        return None
+
     def place(self, color: int, p: int) -> None:
         """Set up a stone (or clear the point with EMPTY) outside the rules and the history, as
         handicap stones, SGF's AB/AW/AE and a text board do. Call :meth:`check_setup` after."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnserve.go import sgf
-from cnnserve.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, IllegalMove, opponent
+from cnnserve.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, Move, opponent
 from cnnserve.go.coords import SIZE, CoordinateError, fixed_handicap, point, to_gtp
 from cnnserve.go.coords import from_sgf as sgf_point
 
@@ -85,23 +85,36 @@ def from_sgf(record: str, move_number: int | None = None, to_move: int | None = 
     if handicap >= 2 and "AB" not in root:
         for p in fixed_handicap(handicap):
             board.place(BLACK, p)
+    # Moves are played in runs, one call into C a run; a setup node ends a run.
     played = 0
+    pending: list[Move] = []
+    sources: list[str] = []  # "B[pd]" for each pending move, for the error message
+
+    def flush() -> None:
+        before = len(board.moves)
+        error = board.play_many(pending)
+        if error is not None:
+            k = len(board.moves) - before
+            raise PositionError(f"sgf: move {played - len(pending) + k + 1} ({sources[k]}): {error}")
+        pending.clear()
+        sources.clear()
+
     for number, node in enumerate(game.nodes):
         if ("B" in node or "W" in node) and played == target:
             break
         if "AB" in node or "AW" in node or "AE" in node:
+            flush()
             _setup(board, node, number)
         if "PL" in node:
             next_color = _color(node["PL"][0], "PL", number)
         for prop, color in (("B", BLACK), ("W", WHITE)):
             if prop in node:
-                move = _point(node[prop][0], prop, number)
-                try:
-                    board.play(color, move)
-                except IllegalMove as exc:
-                    raise PositionError(f"sgf: move {played + 1} ({prop}[{node[prop][0]}]): {exc}") from None
+                value = node[prop][0]
+                pending.append(Move(color, _point(value, prop, number)))
+                sources.append(f"{prop}[{value}]")
                 played += 1
                 next_color = opponent(color)
+    flush()
     if to_move is None:
         to_move = next_color
     return Position(board, to_move, played)

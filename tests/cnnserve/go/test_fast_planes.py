@@ -15,7 +15,7 @@ from goreference import planes as reference
 from goreference import rules
 
 from cnnserve.go import position
-from cnnserve.go.board import BLACK, EMPTY, WHITE, Board, IllegalMove, opponent
+from cnnserve.go.board import BLACK, EMPTY, WHITE, Board, IllegalMove, Move, opponent
 from cnnserve.go.coords import NEIGHBOURS, POINTS, SIZE, point
 from cnnserve.go.features import FEATURES, PLANES, planes
 
@@ -168,3 +168,23 @@ def test_planes_into_a_batch_row() -> None:
     assert (batch[[0, 2]] == 7.0).all()
     with pytest.raises(ValueError, match="out: float64"):
         planes(board, WHITE, out=np.zeros((PLANES, SIZE, SIZE)))
+
+
+def test_play_many_replays_as_play_does_one_by_one() -> None:
+    """A game replayed in one call ends where playing it move by move ends (stones, ages, ko,
+    prisoners), and a sequence stops before its first illegal move, saying why."""
+    ended = 0
+    for fast, _slow, color, move in games(12, 300, 0.6, seed=21):
+        if len(fast.moves) % 37 != 36:
+            continue
+        again = Board()
+        assert again.play_many([*fast.moves]) is None
+        assert (bytes(again.stones), list(again.placed)) == (bytes(fast.stones), list(fast.placed))
+        assert (again.ko, again.prisoners, again.moves) == (fast.ko, fast.prisoners, fast.moves)
+        occupied = next(p for p in range(POINTS) if fast.stones[p] == color)  # not captured by move
+        tail = [Move(color, move), Move(opponent(color), occupied), Move(color, None)]
+        error = again.play_many(tail)
+        assert isinstance(error, IllegalMove) and error.point == occupied and error.reason == "the point is occupied"
+        assert again.moves == [*fast.moves, tail[0]]  # the legal move before it stays played
+        ended += 1
+    assert ended > 20
