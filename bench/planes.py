@@ -28,7 +28,7 @@ from client.bench import sample_record
 from cnnserve.go import features, position
 
 sys.path.append(str(ROOT / "tests"))  # the reference implementation lives with the tests
-from goreference import planes as reference  # noqa: E402
+from goreference import planes as reference
 
 
 def rate(work: Callable[[int], object], count: int, seconds: float, threads: int) -> float:

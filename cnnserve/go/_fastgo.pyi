@@ -2,6 +2,8 @@
 from _typeshed import ReadableBuffer as Buffer
 from _typeshed import WriteableBuffer
 
+from cnnserve.go.board import Move
+
 PLANES: int
 MAX_DEPTH: int
 MAX_PLAYS: int
@@ -13,7 +15,7 @@ def play(
 def play_many(
     stones: WriteableBuffer,
     placed: WriteableBuffer,
-    moves: list[tuple[int, int | None]],
+    moves: list[Move],
     first_index: int,
     ko_point: int,
     ko_color: int,
