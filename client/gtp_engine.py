@@ -1,28 +1,53 @@
 """A Go Text Protocol (version 2) engine: reads commands, keeps the board, answers.
 
-It knows the rules but not how to choose a move: ``genmove`` asks the ``choose`` callable given to
-:class:`Engine` with the board and the game as an SGF record (``cnnserve gtp`` passes one that
-sends the record to the server's policy network). A failed
-command gets GTP's error reply (``? message``) and the engine reads on; only ``quit`` and the end
-of input stop it.
+It knows the rules but not how to choose a move: it asks the ``policy`` callable given to
+:class:`Engine` for the network's 361 move probabilities (illegal points 0), given the board, the
+colour to move and the game as an SGF record (``cnnserve gtp`` passes one that sends the record
+to the server's policy network). ``genmove`` plays the most probable legal move that does not
+fill one of the player's own eyes, or passes when there is none. (Skipping eye-filling moves
+rather than passing at the first one: the network, trained or not, sometimes ranks an eye first
+while good moves remain.)
+
+The record is bounded: its setup (AB/AW) is the board as it was 8 moves ago, followed by the
+last 8 moves (all of them early in the game, handicap stones as setup). The feature planes see no
+further back (the turns-since planes stop at "7 or more, or set up", the ko is decided by the last
+move), so the server computes the same planes as from the whole game, and a request stays the
+same size however long the game. The probabilities of the current position and colour are kept,
+so that genmove and the analysis commands ask the server once per position.
+
+Besides GTP's own commands, the analysis commands of Go GUIs (:mod:`client.gtp_analysis`):
+``lz-analyze`` and ``kata-analyze`` answer ``=`` and an info line at once, then the same line
+every ``interval`` centiseconds from a ticker thread, while the engine keeps reading its input;
+the next line that arrives (a command, or an empty line) ends the response with its blank line,
+and a command is then answered as usual. ``lz-genmove_analyze`` and ``kata-genmove_analyze`` play
+like genmove and answer an info line and ``play VERTEX``.
+
+A failed command gets GTP's error reply (``? message``) and the engine reads on; only ``quit``
+and the end of input stop it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from typing import TextIO
 
 import cnnserve
+from client import gtp_analysis as analysis
 from cnnserve.go import sgf
-from cnnserve.go.board import BLACK, COLOR_NAMES, TEXT, Board, IllegalMove, parse_color
-from cnnserve.go.coords import COLUMNS, POINTS, SIZE, CoordinateError, fixed_handicap, from_gtp, to_gtp
+from cnnserve.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, IllegalMove, Move, parse_color
+from cnnserve.go.coords import COLUMNS, POINTS, SIZE, CoordinateError, fixed_handicap, from_gtp, to_gtp, to_sgf
 
-# choose(board, colour, the game as an SGF record) -> a legal point for colour, or None to pass.
-Chooser = Callable[[Board, int, str], "int | None"]
+# policy(board, colour to move, the game as an SGF record) -> the 361 move probabilities, index
+# row * 19 + column from the top line, illegal points 0 (as the server's PolicyResponse gives).
+Policy = Callable[[Board, int, str], Sequence[float]]
 
 NAME = "cnnserve"
 VERSION = cnnserve.__version__
+# Moves the record sends after its setup: the turns-since planes tell ages 0 to 6 apart and put
+# everything older (and every set-up stone) in "7 or more"; 8 keeps even the age-7 stone played.
+HISTORY = 8
 COMMANDS = (
     "protocol_version",
     "name",
@@ -39,6 +64,10 @@ COMMANDS = (
     "fixed_handicap",
     "place_free_handicap",
     "set_free_handicap",
+    "lz-analyze",
+    "lz-genmove_analyze",
+    "kata-analyze",
+    "kata-genmove_analyze",
     "quit",
 )
 
@@ -56,22 +85,111 @@ def clean(line: str) -> str:
     return line.split("#", 1)[0].strip()
 
 
+def bounded_record(setup: Board, moves: Sequence[Move], *, komi: float, to_move: int, handicap: int = 0) -> str:
+    """An SGF record of ``setup``'s stones (AB/AW; ``handicap`` adds HA) followed by ``moves``;
+    PL names the colour of the first move, or ``to_move`` when there is none."""
+    root = f"GM[1]FF[4]CA[UTF-8]AP[cnnserve]SZ[19]KM[{komi:g}]"
+    if handicap >= 2:
+        root += f"HA[{handicap}]"
+    stones = setup.stones
+    for color, prop in ((BLACK, "AB"), (WHITE, "AW")):
+        points = "".join(f"[{to_sgf(p)}]" for p in range(POINTS) if stones[p] == color)
+        if points:
+            root += prop + points
+    first = moves[0].color if moves else to_move
+    root += f"PL[{'B' if first == BLACK else 'W'}]"
+    body = "".join(f";{'B' if m.color == BLACK else 'W'}[{to_sgf(m.point)}]" for m in moves)
+    return f"(;{root}{body})\n"
+
+
+class _Writer:
+    """Whole replies and whole lines to the output, one writer at a time, flushed at once."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            self.out.write(text)
+            self.out.flush()
+
+
+class _Ticker:
+    """Writes one line every ``seconds`` on a thread of its own until stopped (it sleeps on an
+    event between lines: no busy loop, and stopping does not wait for the next tick)."""
+
+    def __init__(self, writer: _Writer, line: str, seconds: float) -> None:
+        self.writer = writer
+        self.line = line
+        self.seconds = seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="gtp-analysis", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.seconds):
+            try:
+                self.writer.write(self.line)
+            except (OSError, ValueError):  # the reader went away; the input loop will see it too
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
 class Engine:
-    def __init__(self, choose: Chooser, *, komi: float = 7.5) -> None:
-        self.choose = choose
+    def __init__(self, policy: Policy, *, komi: float = 7.5, version: str = VERSION) -> None:
+        self.policy = policy
+        self.version = version
         self.board = Board()
         self.komi = komi
         self.handicap: list[int] = []  # black stones set up before the first move
-        self._undo: list[Board] = []
+        self._undo: list[Board] = []  # the board before each move, for undo and the record
+        self._cached: tuple[tuple[int, str], list[float]] | None = None
+        self._writer: _Writer | None = None
+        self._opened: tuple[str, float] | None = None  # an analysis handle() opened: (line, interval)
+        self._ticker: _Ticker | None = None
         self.done = False
 
     def record(self) -> str:
-        """The game so far as an SGF record: komi, handicap stones, every move."""
+        """The whole game as an SGF record: komi, handicap stones, every move."""
         return sgf.write(self.board.moves, komi=self.komi, setup={BLACK: self.handicap})
+
+    def policy_record(self, to_move: int) -> str:
+        """The record the policy gets: the board of :data:`HISTORY` moves ago as setup, then the
+        moves since (the whole game while it is shorter, handicap stones as setup)."""
+        moves = self.board.moves
+        count = min(HISTORY, len(moves))
+        setup = self._undo[len(self._undo) - count] if count else self.board
+        handicap = len(self.handicap) if count == len(moves) else 0
+        return bounded_record(setup, moves[len(moves) - count :], komi=self.komi, to_move=to_move, handicap=handicap)
+
+    def probabilities(self, color: int) -> list[float]:
+        """The policy's 361 probabilities for ``color`` to play now; one call per position and
+        colour (kept until the position or the colour changes)."""
+        record = self.policy_record(color)
+        key = (color, record)
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        values = [float(v) for v in self.policy(self.board, color, record)]
+        if len(values) != POINTS:
+            raise ValueError(f"the policy gave {len(values)} probabilities; expected {POINTS}")
+        self._cached = (key, values)
+        return values
+
+    def to_move(self) -> int:
+        return analysis.side_to_move(self.board, bool(self.handicap))
+
+    # -- the protocol --------------------------------------------------------------------
 
     def handle(self, line: str) -> str | None:
         """The full reply to one input line (with its blank line), or None for a line that is
-        empty once cleaned (GTP ignores those)."""
+        empty once cleaned (GTP ignores those). For lz-analyze and kata-analyze it is only the
+        opening (``=`` and the first info line): :meth:`serve` repeats the line and ends the
+        response when the next line arrives."""
+        self._opened = None  # (serve() has ended any analysis before it reads on)
         text = clean(line)
         if not text:
             return None
@@ -86,22 +204,45 @@ class Engine:
             result = self.run(command, args)
         except GtpError as exc:
             return f"?{ident} {exc}\n\n"
+        if self._opened is not None:
+            first = self._opened[0]
+            return f"={ident}\n{first}"
         if not result:
             return f"={ident}\n\n"
         sep = "" if result.startswith("\n") else " "  # a multi-line reply starts on its own line
         return f"={ident}{sep}{result}\n\n"
 
     def serve(self, lines: Iterable[str], out: TextIO) -> None:
-        for line in lines:
-            reply = self.handle(line)
-            if reply is not None:
-                out.write(reply)
-                out.flush()
-            if self.done:
-                return
+        """Answer ``lines`` on ``out`` until quit or the end of the input. A running analysis
+        writes from its own thread meanwhile; whatever line arrives next ends it first."""
+        self._writer = writer = _Writer(out)
+        try:
+            for line in lines:
+                self._end_analysis()
+                reply = self.handle(line)
+                if reply is not None:
+                    writer.write(reply)
+                if self._opened is not None:
+                    first, interval = self._opened
+                    if first and interval > 0:  # interval 0: the first line alone
+                        self._ticker = _Ticker(writer, first, interval / 100)
+                if self.done:
+                    return
+        finally:
+            self._end_analysis()
+
+    def _end_analysis(self) -> None:
+        if self._opened is None:
+            return
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        self._opened = None
+        if self._writer is not None:
+            self._writer.write("\n")  # the blank line that ends the analysis response
 
     def run(self, command: str, args: list[str]) -> str:
-        method = getattr(self, f"cmd_{command}", None) if command in COMMANDS else None
+        method = getattr(self, f"cmd_{command.replace('-', '_')}", None) if command in COMMANDS else None
         if method is None:
             raise GtpError("unknown command")
         result: str = method(args)
@@ -116,7 +257,7 @@ class Engine:
         return NAME
 
     def cmd_version(self, args: list[str]) -> str:
-        return VERSION
+        return self.version
 
     def cmd_known_command(self, args: list[str]) -> str:
         return "true" if len(args) == 1 and args[0] in COMMANDS else "false"
@@ -153,26 +294,30 @@ class Engine:
         if len(args) != 2:
             raise GtpError("syntax error: expected play COLOR VERTEX")
         color, move = _color(args[0]), _vertex(args[1])
-        before = self.board.copy()
         try:
-            self.board.play(color, move)
+            self._play(color, move)
         except IllegalMove:
             raise GtpError("illegal move") from None
-        self._undo.append(before)
         return ""
 
     def cmd_genmove(self, args: list[str]) -> str:
         color = _color(_one(args, "genmove COLOR"))
-        try:
-            move = self.choose(self.board, color, self.record())
-        except Exception as exc:  # the engine must keep running whatever the server says
-            raise GtpError(f"cannot generate a move: {exc}") from None
-        if move is not None and not self.board.is_legal(color, move):
-            raise GtpError(f"cannot generate a move: the policy chose {to_gtp(move)}, which is illegal")
-        before = self.board.copy()
-        self.board.play(color, move)
-        self._undo.append(before)
+        probabilities = self._ask(color, "cannot generate a move")
+        move = self._choose(color, probabilities, None)
+        self._play(color, move)
         return to_gtp(move)
+
+    def cmd_lz_analyze(self, args: list[str]) -> str:
+        return self._analyze(args, analysis.LZ)
+
+    def cmd_kata_analyze(self, args: list[str]) -> str:
+        return self._analyze(args, analysis.KATA)
+
+    def cmd_lz_genmove_analyze(self, args: list[str]) -> str:
+        return self._genmove_analyze(args, analysis.LZ)
+
+    def cmd_kata_genmove_analyze(self, args: list[str]) -> str:
+        return self._genmove_analyze(args, analysis.KATA)
 
     def cmd_undo(self, args: list[str]) -> str:
         if not self._undo:
@@ -209,6 +354,55 @@ class Engine:
             raise GtpError("bad vertex list")
         self._set_handicap([p for p in points if p is not None])
         return ""
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _ask(self, color: int, failure: str) -> list[float]:
+        try:
+            return self.probabilities(color)
+        except Exception as exc:  # the engine must keep running whatever the server says
+            raise GtpError(f"{failure}: {exc}") from None
+
+    def _choose(self, color: int, probabilities: Sequence[float], args: analysis.AnalyzeArgs | None) -> int | None:
+        """The most probable legal move that fills none of ``color``'s eyes (and that avoid and
+        allow permit), or None to pass."""
+        board = self.board
+        for p in sorted(range(POINTS), key=lambda q: (-probabilities[q], q)):
+            if board.stones[p] != EMPTY or (args is not None and args.excluded(color, p)):
+                continue
+            if board.is_legal(color, p) and not board.is_eye(color, p):
+                return p
+        return None
+
+    def _parse_analysis(self, args: list[str], kind: str) -> tuple[analysis.AnalyzeArgs, int]:
+        try:
+            parsed = analysis.parse(args, kind)
+        except analysis.AnalyzeError as exc:
+            raise GtpError(f"cannot parse analyze tags: {exc}") from None
+        return parsed, parsed.color if parsed.color is not None else self.to_move()
+
+    def _analyze(self, args: list[str], kind: str) -> str:
+        parsed, color = self._parse_analysis(args, kind)
+        probabilities = self._ask(color, "cannot analyze")
+        moves = analysis.listed(self.board, color, probabilities, parsed)
+        line = analysis.info_line(moves, probabilities, parsed)
+        self._opened = (line + "\n" if line else "", parsed.interval)
+        return ""
+
+    def _genmove_analyze(self, args: list[str], kind: str) -> str:
+        parsed, color = self._parse_analysis(args, kind)
+        probabilities = self._ask(color, "cannot generate a move")
+        line = analysis.info_line(analysis.listed(self.board, color, probabilities, parsed), probabilities, parsed)
+        move = self._choose(color, probabilities, parsed)
+        self._play(color, move)
+        # One info line whatever the interval (KataGo reports at least once); the search is over
+        # as soon as it starts, so no further line would differ.
+        return "\n" + (line + "\n" if line else "") + f"play {to_gtp(move)}"
+
+    def _play(self, color: int, move: int | None) -> None:
+        before = self.board.copy()
+        self.board.play(color, move)  # raises IllegalMove, changing nothing
+        self._undo.append(before)
 
     def _set_handicap(self, points: list[int]) -> str:
         if any(self.board.stones) or self.board.moves:

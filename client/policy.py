@@ -1,5 +1,7 @@
 """``cnnserve policy --sgf FILE [--move N] | --board FILE``: the command-line client of the Policy
-RPC. Prints the board with the top moves marked 1, 2, 3... and their probabilities."""
+RPC. Prints the board with the top moves marked 1, 2, 3... and their probabilities; with
+``--heatmap`` the board shows every legal point's probability instead, as a digit: tenths of the
+most probable move's probability (9: 90% of it or more, 0: under 10%)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,14 @@ from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go import position
 from cnnserve.go.board import BLACK, parse_color
+from cnnserve.go.coords import to_gtp
 from cnnserve.tables import render_table
 
 MARKS = "123456789"
+HEATMAP_LEGEND = (
+    "heatmap: each legal point shows its probability in tenths of the best move's ({best}): "
+    "9 = 90% of it or more, 5 = 50-60%, 0 = under 10%; '.' = an empty point where {side} may not play"
+)
 
 
 def request_for(args: argparse.Namespace) -> pb.PolicyRequest:
@@ -60,16 +67,37 @@ def to_dict(reply: pb.PolicyResponse) -> dict[str, Any]:
     }
 
 
-def print_reply(reply: pb.PolicyResponse) -> None:
+def heat(probabilities: list[float]) -> dict[int, str]:
+    """A digit for every point with a probability above 0 (the legal ones): its probability in
+    tenths of the largest, 9 for 90% of it or more, 0 for under 10%."""
+    best = max(probabilities, default=0.0)
+    if best <= 0:
+        return {}
+    return {p: str(min(9, int(10 * v / best))) for p, v in enumerate(probabilities) if v > 0}
+
+
+def print_reply(reply: pb.PolicyResponse, *, heatmap: bool = False) -> None:
     to_move = pb.Color.Name(reply.to_move).lower()
     where = position.from_text(reply.board, BLACK)  # to draw it; the side does not matter here
-    marks = {m.index: MARKS[rank] for rank, m in enumerate(reply.top_moves[: len(MARKS)])}
+    if heatmap:
+        marks = heat(list(reply.probabilities))
+    else:
+        marks = {m.index: MARKS[rank] for rank, m in enumerate(reply.top_moves[: len(MARKS)])}
     weights = "" if reply.trained else "  (random weights: the moves mean nothing)"
     print(f"{reply.model_name} version {reply.model_version}{weights}")
     print(f"{to_move} to move after {reply.move_number} moves; {reply.legal_moves} legal points")
     print(render(where.board, marks, footer=False))  # a text board has no move count to show
-    if not reply.top_moves:
+    if heatmap and marks:
+        best = max(range(len(reply.probabilities)), key=lambda p: (reply.probabilities[p], -p))
+        print(HEATMAP_LEGEND.format(best=f"{to_gtp(best)}, {reply.probabilities[best]:.5f}", side=to_move))
+    if not reply.legal_moves:
         print(f"no legal move: {to_move} passes")
+        return
+    if not reply.top_moves:  # --top 0
+        return
+    if heatmap:
+        rows = [[marks.get(m.index, "0"), m.vertex, f"{m.probability:.5f}"] for m in reply.top_moves]
+        print(render_table(["heat", "move", "probability"], rows, align="rlr"))
         return
     rows = [[MARKS[rank] if rank < len(MARKS) else "", m.vertex, f"{m.probability:.5f}"]
             for rank, m in enumerate(reply.top_moves)]  # fmt: skip
@@ -90,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(to_dict(reply), indent=2))
     else:
-        print_reply(reply)
+        print_reply(reply, heatmap=args.heatmap)
     return 0
 
 
@@ -114,3 +142,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_security_arguments(parser)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the call (default: 60)")
     parser.add_argument("--json", action="store_true", help="print JSON (all 361 probabilities) instead of the board")
+    parser.add_argument(
+        "--heatmap",
+        action="store_true",
+        help="draw every legal point's probability on the board as a digit: tenths of the most probable move's "
+        "(9: 90%% of it or more, 5: 50-60%%, 0: under 10%%); '.' is an empty point where the move is illegal, X and O "
+        "are stones (the text output; --json already has all 361 probabilities)",
+    )

@@ -6,19 +6,29 @@ import io
 import cnnserve
 from client.gtp_engine import COMMANDS, Engine, clean
 from cnnserve.go.board import BLACK, WHITE, Board
-from cnnserve.go.coords import from_gtp
+from cnnserve.go.coords import POINTS, from_gtp, to_gtp
 from cnnserve.go.position import from_sgf
 
 
 class FirstLegal:
-    """Plays the first legal point in index order, or passes; remembers what it was asked."""
+    """A policy whose probabilities fall with the index over the legal points (so genmove plays
+    the first legal point in index order); remembers what it was asked."""
 
     def __init__(self) -> None:
         self.asked: list[tuple[int, str]] = []
 
-    def __call__(self, board: Board, color: int, record: str) -> int | None:
+    def __call__(self, board: Board, color: int, record: str) -> list[float]:
         self.asked.append((color, record))
-        return next(iter(board.legal_points(color)), None)
+        legal = set(board.legal_points(color))
+        weights = [float(POINTS - p) if p in legal else 0.0 for p in range(POINTS)]
+        total = sum(weights) or 1.0
+        return [w / total for w in weights]
+
+
+def only(point: str) -> list[float]:
+    """All the probability on one point."""
+    p = from_gtp(point)
+    return [1.0 if q == p else 0.0 for q in range(POINTS)]
 
 
 def talk(engine: Engine, *lines: str) -> str:
@@ -108,7 +118,7 @@ def test_suicide_and_ko_are_illegal_plays() -> None:
 
 
 def test_a_failing_policy_is_an_error_reply_not_a_dead_engine() -> None:
-    def broken(board: Board, color: int, record: str) -> int | None:
+    def broken(board: Board, color: int, record: str) -> list[float]:
         raise RuntimeError("UNAVAILABLE: server gone")
 
     engine = Engine(broken)
@@ -116,16 +126,32 @@ def test_a_failing_policy_is_an_error_reply_not_a_dead_engine() -> None:
     assert engine.board.moves == []
 
 
-def test_an_illegal_choice_is_refused() -> None:
-    engine = Engine(lambda board, color, record: from_gtp("D4"))
+def test_genmove_plays_only_legal_moves_whatever_the_policy_says() -> None:
+    # All the probability on an occupied point: the engine plays the most probable legal move
+    # (here the first in index order, all others being equally improbable).
+    engine = Engine(lambda board, color, record: only("D4"))
     talk(engine, "play w D4")
-    assert talk(engine, "genmove b") == "? cannot generate a move: the policy chose D4, which is illegal\n\n"
+    assert talk(engine, "genmove b") == "= A19\n\n"
 
 
-def test_genmove_passes_when_the_chooser_does() -> None:
-    engine = Engine(lambda board, color, record: None)
+def test_a_policy_that_answers_the_wrong_size_is_an_error_reply() -> None:
+    engine = Engine(lambda board, color, record: [0.5, 0.5])
+    assert talk(engine, "genmove b") == "? cannot generate a move: the policy gave 2 probabilities; expected 361\n\n"
+    assert engine.board.moves == []
+
+
+def test_genmove_skips_its_own_eyes_and_passes_when_nothing_else_is_left() -> None:
+    # Black owns the whole board but for two one-point eyes at A19 and C19; the policy likes them.
+    engine = Engine(lambda board, color, record: only("A19"))
+    black = [p for p in range(POINTS) if p not in (from_gtp("A19"), from_gtp("C19"))]
+    engine.handle("set_free_handicap " + " ".join(to_gtp(p) for p in black))
     assert talk(engine, "genmove b") == "= pass\n\n"
     assert engine.board.moves[-1].point is None
+
+
+def test_genmove_with_no_probability_anywhere_still_plays_a_legal_move() -> None:
+    engine = Engine(lambda board, color, record: [0.0] * POINTS)
+    assert talk(engine, "genmove b") == "= A19\n\n"
 
 
 def test_showboard_draws_the_stones_with_coordinates() -> None:

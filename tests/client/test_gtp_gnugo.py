@@ -1,6 +1,7 @@
 """``cnnserve gtp`` against GNU Go, through a real server: whole games, every move of ours legal by
-GNU Go's ``is_legal``, and on positions of those games the liberties planes agree with GNU Go's
-``countlib`` and the legal points with its ``is_legal``."""
+GNU Go's ``is_legal`` (with analysis commands interleaved, as a GUI sends them), and on positions
+of those games the liberties planes agree with GNU Go's ``countlib`` and the legal points with its
+``is_legal``; the analysis commands through a real ``cnnserve gtp`` against the server."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from gtpgame import Game, GtpProcess, gnugo_path, play_game
+from gtpgame import Game, GtpProcess, gnugo_path, kata_float, lz_int, parse_infos, play_game
 from harness import ServerProcess
 
-from client.gtp_engine import Engine
+from client.gtp_analysis import VISITS_SCALE
+from client.gtp_engine import HISTORY, Engine
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go import features, sgf
@@ -28,6 +30,7 @@ AFTER = next(f for f in features.FEATURES if f.name == "liberties_after_move")
 GNUGO_LEVEL = "0"
 MAX_MOVES = 700  # far beyond a real game: reaching it means the game would not end
 CHECK_EVERY = 60  # moves between positions compared point by point with GNU Go
+ANALYSE_EVERY = 15  # moves between analyses of GNU Go's position by our engine (and genmove_analyze)
 
 
 @pytest.fixture
@@ -116,8 +119,11 @@ def test_a_whole_game_against_gnugo(
             if len(game.moves) % CHECK_EVERY == 0:
                 compared.append(compare_with_gnugo(game, gnugo, stub))
 
-        game = play_game(ours, gnugo, our_colour, max_moves=MAX_MOVES, handicap=handicap, on_move=check)
+        game = play_game(
+            ours, gnugo, our_colour, max_moves=MAX_MOVES, handicap=handicap, on_move=check, analyse_every=ANALYSE_EVERY
+        )
     assert game.end, f"no end after {MAX_MOVES} moves"
+    assert game.analyses > 0 and game.analysed_moves > 0
     ours_played = [v for c, v in game.moves if c == our_colour]
     assert game.checked == sum(v != "PASS" for v in ours_played) > 0
     assert compared, "the game was too short to compare a position"
@@ -128,25 +134,63 @@ def test_a_whole_game_against_gnugo(
         assert {"empty": EMPTY, "black": BLACK, "white": WHITE}[colour] == ours_board.stones[p]
     print(
         f"\n{our_colour}, handicap {handicap}: {len(game.moves)} moves, ended by {game.end}, "
-        f"{game.checked} of ours checked legal, "
+        f"{game.checked} of ours checked legal ({game.analysed_moves} by genmove_analyze), {game.analyses} analyses, "
         f"{len(compared)} positions compared point by point; GNU Go's score: {game.score}"
     )
 
 
-def test_the_sgf_our_engine_sends_is_the_game(server: ServerProcess) -> None:
-    """The engine sends the history, not just the stones: move count, turn and ko reach the server."""
-    engine = Engine(lambda board, color, record: None)
-    # The edge ko of tests/cnnserve/go/test_board.py, played out: black takes at C18, and white
-    # may not retake at B18 at once.
-    for line in ["play b B19", "play w C19", "play b A18", "play w D18", "play b B17", "play w C17",
+def test_the_record_our_engine_sends_is_the_game(server: ServerProcess) -> None:
+    """The engine sends the recent history, not just the stones: turn and ko reach the server,
+    from a record that holds only the last 8 moves."""
+    engine = Engine(lambda board, color, record: [0.0] * POINTS)
+    # Eight moves in the middle, then the edge ko of tests/cnnserve/go/test_board.py, played
+    # out: black takes at C18, and white may not retake at B18 at once.
+    for line in ["play b K10", "play w K12", "play b M10", "play w M12", "play b H10", "play w H12", "play b O10",
+                 "play w O12", "play b B19", "play w C19", "play b A18", "play w D18", "play b B17", "play w C17",
                  "play w B18", "play b C18"]:  # fmt: skip
         assert engine.handle(line) == "=\n\n", line
+    record = engine.policy_record(WHITE)
+    assert "B[jj]" not in record and "AB[" in record  # K10 is set up, not played
     with grpc.insecure_channel(server.grpc_address) as channel:
-        reply = pb_grpc.CnnServeStub(channel).Policy(
-            pb.PolicyRequest(model_name="alphago_policy", sgf=engine.record()), timeout=30
-        )
-    assert reply.move_number == 8 and reply.to_move == pb.WHITE
+        stub = pb_grpc.CnnServeStub(channel)
+        reply = stub.Policy(pb.PolicyRequest(model_name="alphago_policy", sgf=record), timeout=30)
+    assert reply.move_number == HISTORY and reply.to_move == pb.WHITE
     assert reply.board == engine.board.to_text()
     ko = from_gtp("B18")
     assert ko is not None and reply.probabilities[ko] == 0
-    assert reply.legal_moves == POINTS - 7 - 2  # seven stones, the ko, and A19 (suicide for white)
+    assert reply.legal_moves == POINTS - 15 - 2  # fifteen stones, the ko, and A19 (suicide for white)
+
+
+def test_the_analysis_commands_through_cnnserve_gtp(ours: GtpProcess, server: ServerProcess) -> None:
+    """What Sabaki and Lizzie would see: the policy of the server as info lines, repeated until
+    the next line, which is then answered."""
+    for command in ["boardsize 19", "clear_board", "komi 6.5", "play b D4", "play w Q16", "play b pass"]:
+        ours.send(command)
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        reply = pb_grpc.CnnServeStub(channel).Policy(
+            pb.PolicyRequest(model_name="alphago_policy", sgf="(;KM[6.5];B[dp];W[pd];B[])", to_move=pb.WHITE),
+            timeout=30,
+        )
+    lines = ours.start_analysis("lz-analyze w 10", infos=2)
+    assert lines[0] == lines[1]  # the same analysis, repeated
+    infos = parse_infos(lines[0], lz_int)
+    # Random weights spread the probability: every legal move has a visit and is listed.
+    assert len(infos) == reply.legal_moves == POINTS - 2
+    for order, info in enumerate(infos):
+        p = from_gtp(str(info["move"]))
+        assert p is not None
+        assert info["prior"] == int(reply.probabilities[p] * 10000), info  # the server's, through the engine
+        assert info["visits"] == int(reply.probabilities[p] * VISITS_SCALE + 0.5)
+        assert info["winrate"] == info["lcb"] == 5000 and info["order"] == order and info["pv"] == [info["move"]]
+    ours.stop_analysis("kata-analyze b 10")  # the next command stops it, and is answered: here, by analysing
+    assert ours.readline("kata-analyze") == "="
+    kata = parse_infos(ours.readline("kata-analyze"), kata_float)
+    assert len(kata) == POINTS - 2 and {info["winrate"] for info in kata} == {0.5}
+    assert sum(float(str(info["prior"])) for info in kata) == pytest.approx(1, abs=1e-3)
+    ours.stop_analysis("")
+    *analysis, play = ours.send("lz-genmove_analyze w 10").split("\n")
+    assert len(analysis) == 1 and play == f"play {infos[0]['move']}"  # white's most probable move
+    assert ours.send("name") == "cnnserve"
+    *analysis, play = ours.send("kata-genmove_analyze b 10 avoid b A1:T19 1").split("\n")
+    assert analysis == [] and play == "play pass"
+    assert ours.send("known_command kata-analyze") == "true"
