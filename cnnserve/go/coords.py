@@ -56,7 +56,7 @@ def to_sgf(p: int | None) -> str:
 
 def from_sgf(value: str) -> int | None:
     """SGF's point value; ``""`` and ``"tt"`` (the old pass on boards up to 19) are passes."""
-    p = _SGF_POINTS.get(value)
+    p = SGF_POINTS.get(value)
     if p is not None:
         return p
     if value == "" or value == "tt":
@@ -83,7 +83,8 @@ NEIGHBOURS: tuple[tuple[int, ...], ...] = tuple(_neighbours(p) for p in range(PO
 DIAGONALS: tuple[tuple[int, ...], ...] = tuple(_diagonals(p) for p in range(POINTS))
 
 
-_SGF_POINTS = {to_sgf(p): p for p in range(POINTS)}  # SGF replay looks up every move here
+# SGF's two letters to a point; SGF replay looks up every move here.
+SGF_POINTS = {to_sgf(p): p for p in range(POINTS)}
 
 # GTP's fixed_handicap placement on 19x19 (GTP 2 draft, section 4.1.1), also what SGF's HA means
 # when a record gives no AB.

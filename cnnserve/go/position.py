@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cnnserve.go import sgf
 from cnnserve.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, Move, opponent
-from cnnserve.go.coords import SIZE, CoordinateError, fixed_handicap, point, to_gtp
+from cnnserve.go.coords import SGF_POINTS, SIZE, CoordinateError, fixed_handicap, point, to_gtp, to_sgf
 from cnnserve.go.coords import from_sgf as sgf_point
 
 
@@ -88,32 +88,37 @@ def from_sgf(record: str, move_number: int | None = None, to_move: int | None = 
     # Moves are played in runs, one call into C a run; a setup node ends a run.
     played = 0
     pending: list[Move] = []
-    sources: list[str] = []  # "B[pd]" for each pending move, for the error message
 
     def flush() -> None:
         before = len(board.moves)
         error = board.play_many(pending)
         if error is not None:
             k = len(board.moves) - before
-            raise PositionError(f"sgf: move {played - len(pending) + k + 1} ({sources[k]}): {error}")
+            prop = "B" if error.color == BLACK else "W"
+            where = f"{prop}[{to_sgf(error.point)}]"
+            raise PositionError(f"sgf: move {played - len(pending) + k + 1} ({where}): {error}")
         pending.clear()
-        sources.clear()
 
     for number, node in enumerate(game.nodes):
-        if ("B" in node or "W" in node) and played == target:
+        black, white = node.get("B"), node.get("W")
+        if (black is not None or white is not None) and played == target:
             break
-        if "AB" in node or "AW" in node or "AE" in node:
-            flush()
-            _setup(board, node, number)
-        if "PL" in node:
-            next_color = _color(node["PL"][0], "PL", number)
-        for prop, color in (("B", BLACK), ("W", WHITE)):
-            if prop in node:
-                value = node[prop][0]
-                pending.append(Move(color, _point(value, prop, number)))
-                sources.append(f"{prop}[{value}]")
-                played += 1
-                next_color = opponent(color)
+        if len(node) > (black is not None) + (white is not None):  # more than a move
+            if "AB" in node or "AW" in node or "AE" in node:
+                flush()
+                _setup(board, node, number)
+            if "PL" in node:
+                next_color = _color(node["PL"][0], "PL", number)
+        if black is not None:
+            p = SGF_POINTS.get(black[0])
+            pending.append(Move(BLACK, p if p is not None else _point(black[0], "B", number)))
+            played += 1
+            next_color = WHITE
+        if white is not None:
+            p = SGF_POINTS.get(white[0])
+            pending.append(Move(WHITE, p if p is not None else _point(white[0], "W", number)))
+            played += 1
+            next_color = BLACK
     flush()
     if to_move is None:
         to_move = next_color

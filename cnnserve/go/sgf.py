@@ -18,8 +18,9 @@ _SPACE = re.compile(r"\s*")
 _NAME = re.compile(r"[A-Za-z]*")
 _VALUE = re.compile(r"\[((?:[^\\\]]|\\.)*)\]", re.DOTALL)  # [...], with \] and \\ escaped
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
-# The usual node, one property with one plain value (";B[pd]"), read in one step.
-_SIMPLE_NODE = re.compile(r";\s*([A-Z]+)\s*\[([^\\\]]*)\]\s*(?=[;()])")
+# The usual nodes, one property with one plain value each (";B[pd];W[dp]"), read a run at a time.
+_SIMPLE_RUN = re.compile(r"(?:;\s*[A-Z]+\s*\[[^\\\]]*\]\s*)+(?=[;()])")
+_SIMPLE_NODE = re.compile(r";\s*([A-Z]+)\s*\[([^\\\]]*)\]")
 
 
 class SgfError(ValueError):
@@ -86,11 +87,11 @@ class _Parser:
         nodes: list[Node] = []
         self.skip_space()
         while self.i < len(self.text) and self.text[self.i] == ";":
-            simple = _SIMPLE_NODE.match(self.text, self.i)
-            if simple is not None:
-                self.i = simple.end()
+            run = _SIMPLE_RUN.match(self.text, self.i)
+            if run is not None:
+                self.i = run.end()
                 if main_line:
-                    nodes.append({simple.group(1): [simple.group(2)]})
+                    nodes.extend({name: [value]} for name, value in _SIMPLE_NODE.findall(run.group()))
                 continue
             self.i += 1
             node = self.node()
