@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnserve.go import sgf
-from cnnserve.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, Move, opponent
+from cnnserve.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, Move
 from cnnserve.go.coords import SGF_POINTS, SIZE, CoordinateError, fixed_handicap, point, to_gtp, to_sgf
 from cnnserve.go.coords import from_sgf as sgf_point
 
@@ -110,13 +110,13 @@ def from_sgf(record: str, move_number: int | None = None, to_move: int | None = 
             if "PL" in node:
                 next_color = _color(node["PL"][0], "PL", number)
         if black is not None:
-            p = SGF_POINTS.get(black[0])
-            pending.append(Move(BLACK, p if p is not None else _point(black[0], "B", number)))
+            known = SGF_POINTS.get(black[0])
+            pending.append(Move(BLACK, known if known is not None else _point(black[0], "B", number)))
             played += 1
             next_color = WHITE
         if white is not None:
-            p = SGF_POINTS.get(white[0])
-            pending.append(Move(WHITE, p if p is not None else _point(white[0], "W", number)))
+            known = SGF_POINTS.get(white[0])
+            pending.append(Move(WHITE, known if known is not None else _point(white[0], "W", number)))
             played += 1
             next_color = BLACK
     flush()
