@@ -604,6 +604,25 @@ static int check_stones(const uint8_t *s) {
     return 0;
 }
 
+/* A board's two buffers (stones, placed), checked, and the thread's Work; NULL with the
+ * exception set and nothing held when something is wrong. */
+static Work *open_board(PyObject *stones_obj, PyObject *placed_obj, Py_buffer *stones, Py_buffer *placed,
+                        int writable) {
+    if (get_buffer(stones_obj, stones, writable, 1, NP, "stones") < 0) return NULL;
+    if (get_buffer(placed_obj, placed, writable, 4, NP, "placed") < 0) {
+        PyBuffer_Release(stones);
+        return NULL;
+    }
+    Work *w = thread_work();
+    if (!w)
+        PyErr_NoMemory();
+    else if (check_stones(stones->buf) == 0)
+        return w;
+    PyBuffer_Release(stones);
+    PyBuffer_Release(placed);
+    return NULL;
+}
+
 PyDoc_STRVAR(illegal_doc, "illegal(stones, color, point, ko_point) -> 0 legal, 1 occupied, 2 ko, 3 suicide");
 
 static PyObject *py_illegal(PyObject *self, PyObject *args) {
@@ -635,18 +654,9 @@ static PyObject *py_play(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOiiii", &stones_obj, &placed_obj, &color, &p, &move_index, &ko_point)) return NULL;
     if (check_color(color, "color") < 0 || check_point(p, "point") < 0) return NULL;
     Py_buffer stones, placed;
-    if (get_buffer(stones_obj, &stones, 1, 1, NP, "stones") < 0) return NULL;
-    if (get_buffer(placed_obj, &placed, 1, 4, NP, "placed") < 0) {
-        PyBuffer_Release(&stones);
-        return NULL;
-    }
+    Work *w = open_board(stones_obj, placed_obj, &stones, &placed, 1);
+    if (!w) return NULL;
     PyObject *result = NULL;
-    Work *w = thread_work();
-    if (!w) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (check_stones(stones.buf) < 0) goto done;
     Pos *pos = &w->reader.pos;
     memcpy(pos->s, stones.buf, NP);
     int reason = illegal_reason(&w->f, pos->s, ko_point, color, p);
@@ -672,7 +682,6 @@ done:
     return result;
 }
 
-
 PyDoc_STRVAR(play_many_doc,
              "play_many(stones, placed, moves, first_index, ko_point, ko_color)\n"
              "    -> (played, reason, captured_by_black, captured_by_white, ko_point, ko_color)\n\n"
@@ -688,18 +697,9 @@ static PyObject *py_play_many(PyObject *self, PyObject *args) {
                           &ko_color))
         return NULL;
     Py_buffer stones, placed;
-    if (get_buffer(stones_obj, &stones, 1, 1, NP, "stones") < 0) return NULL;
-    if (get_buffer(placed_obj, &placed, 1, 4, NP, "placed") < 0) {
-        PyBuffer_Release(&stones);
-        return NULL;
-    }
+    Work *w = open_board(stones_obj, placed_obj, &stones, &placed, 1);
+    if (!w) return NULL;
     PyObject *result = NULL;
-    Work *w = thread_work();
-    if (!w) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (check_stones(stones.buf) < 0) goto done;
     Pos *pos = &w->reader.pos;
     memcpy(pos->s, stones.buf, NP);
     pos->ko_point = ko_point;
@@ -762,23 +762,14 @@ static PyObject *py_planes(PyObject *self, PyObject *args) {
     if (ko_point != -1 && (check_point(ko_point, "ko_point") < 0 || check_color(ko_color, "ko_color") < 0))
         return NULL;
     Py_buffer stones, placed, out;
-    if (get_buffer(stones_obj, &stones, 0, 1, NP, "stones") < 0) return NULL;
-    if (get_buffer(placed_obj, &placed, 0, 4, NP, "placed") < 0) {
-        PyBuffer_Release(&stones);
-        return NULL;
-    }
+    Work *w = open_board(stones_obj, placed_obj, &stones, &placed, 0);
+    if (!w) return NULL;
     if (get_buffer(out_obj, &out, 1, 4, PLANES * NP, "out") < 0) {
         PyBuffer_Release(&stones);
         PyBuffer_Release(&placed);
         return NULL;
     }
     PyObject *result = NULL;
-    Work *w = NULL;
-    if (check_stones(stones.buf) < 0) goto done;
-    if (!(w = thread_work())) {
-        PyErr_NoMemory();
-        goto done;
-    }
     Pos base;
     memcpy(base.s, stones.buf, NP);
     base.ko_point = ko_point;
@@ -787,7 +778,6 @@ static PyObject *py_planes(PyObject *self, PyObject *args) {
     compute_planes(w, &base, placed.buf, moves, to_move, out.buf);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
-done:
     PyBuffer_Release(&stones);
     PyBuffer_Release(&placed);
     PyBuffer_Release(&out);
