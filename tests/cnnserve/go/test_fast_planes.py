@@ -88,19 +88,20 @@ def test_every_move_of_random_games_is_played_alike() -> None:
     assert moves > 6000
 
 
-@pytest.mark.parametrize(("seed", "fight"), [(1, 0.0), (2, 0.5), (3, 0.9)])
-def test_planes_of_random_play(seed: int, fight: float) -> None:
-    """600 positions each, from the empty board to 400 moves: 1,800 positions, both colours."""
+@pytest.mark.parametrize(("seed", "fight", "count"), [(1, 0.0, 900), (2, 0.5, 450), (3, 0.9, 450)])
+def test_planes_of_random_play(seed: int, fight: float, count: int) -> None:
+    """1,800 positions in all, from the empty board to 400 moves, both colours to move; fewer of
+    the fights, whose ladders make the reference slow to read."""
     positions = ladders = 0
-    for number, (fast, _slow, _, _) in enumerate(games(50, 400, fight, seed)):
+    for number, (fast, _slow, _, _) in enumerate(games(80, 400, fight, seed)):
         if number % 9 == 0:
             ladders += assert_same_planes(fast, f"seed {seed}, position {number}, {len(fast.moves)} moves")
             positions += 1
-        if positions == 600:
+        if positions == count:
             break
-    assert positions == 600
+    assert positions == count
     if fight:
-        assert ladders > 50, f"only {ladders} positions with a ladder plane lit: the fights make too few"
+        assert ladders > 40, f"only {ladders} positions with a ladder plane lit: the fights make too few"
 
 
 def test_planes_of_a_gnugo_game() -> None:
