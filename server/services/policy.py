@@ -1,8 +1,10 @@
 """Go move probabilities: the protocol-agnostic side of ``cnnserve.v1`` Policy.
 
 A position (a text board, or an SGF record at a move number) becomes the 48 feature planes of
-AlphaGo's policy network in a thread pool of its own (Python code: off the event loop, so that
-the loop keeps serving while a position is read), then goes through
+AlphaGo's policy network in a thread pool of its own (off the event loop, so that the loop keeps
+serving while a position is read; the record is parsed in Python, the replay and the planes run
+in C, the planes without the GIL, so the pool's threads read several positions at once), then
+goes through
 :meth:`server.dataplane.DataPlane.infer`, the same path and the same dynamic batcher as KServe V2
 requests for that model: many games asking at once share one run. The model's 361 probabilities
 come back with the illegal points zeroed and the legal ones renormalised.
