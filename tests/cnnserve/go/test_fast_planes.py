@@ -112,7 +112,8 @@ def test_planes_of_a_gnugo_game() -> None:
 
 
 def test_planes_of_kos() -> None:
-    """Kos taken at every edge and in the middle, the ko point refused to the side it forbids."""
+    """Kos taken at random places on the board after some random play; the ko point refused to
+    the side it forbids."""
     rng = random.Random(5)
     for _ in range(60):
         board = Board()
