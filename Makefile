@@ -55,9 +55,14 @@ system-packages:
 test: install system-packages
 	$(PY) -m pytest
 
+# mypy cannot follow setup.py's folder map (server/ is cnnserve.server): it checks a tree of links
+# laid out as the wheel installs the package.
+TYPECHECK := build/typecheck
 lint: install
-	$(VENV)/bin/ruff check cnnserve builders server client bench tests
-	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check cnnserve builders server client bench tests setup.py
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/cnnserve
+	ln -s $(CURDIR)/cnnserve/* $(CURDIR)/builders $(CURDIR)/client $(CURDIR)/server $(TYPECHECK)/cnnserve/
+	cd $(TYPECHECK) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p cnnserve
 
 proto: install
 	$(PY) -m cnnserve.protogen

@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from client.bench import Request, Target
-from client.channel import CHANNEL_OPTIONS
-from client.loadgen import LoadReport, http_connect, http_post, run_load
+from cnnserve.client.bench import Request, Target
+from cnnserve.client.channel import CHANNEL_OPTIONS
+from cnnserve.client.loadgen import LoadReport, http_connect, http_post, run_load
 from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.common import ROOT, closed_loop, ensure_exported, infer_request, progress, serving_with_metrics
 from bench.vs_echo import running_echo
-from client.scrape import Samples, scrape, total
+from cnnserve.client.scrape import Samples, scrape, total
 from cnnserve.repository import load_entry
 
 HISTOGRAMS = {

@@ -39,8 +39,8 @@ import grpc
 import numpy as np
 
 from bench.common import ROOT, LoadReport, ensure_exported, progress, resident_bytes, serving_process
-from client.bench import Target, v2_target
-from client.loadgen import Call, run_load
+from cnnserve.client.bench import Target, v2_target
+from cnnserve.client.loadgen import Call, run_load
 
 MIB = 1024 * 1024
 

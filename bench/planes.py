@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from bench.common import ROOT, progress
-from client.bench import sample_record
+from cnnserve.client.bench import sample_record
 from cnnserve.go import features, position
 
 sys.path.append(str(ROOT / "tests"))  # the reference implementation lives with the tests

@@ -22,8 +22,8 @@ import numpy as np
 
 from bench.common import ROOT, ensure_exported, progress, resident_bytes, serving_process
 from bench.overload import MIB, Outcomes, RssSampler, Ticker, measure_capacity, verdict
-from client.bench import v2_target
-from client.loadgen import run_load
+from cnnserve.client.bench import v2_target
+from cnnserve.client.loadgen import run_load
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from bench.common import (
     progress,
     running_server,
 )
-from client.bench import synthetic_photo
+from cnnserve.client.bench import synthetic_photo
 from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc

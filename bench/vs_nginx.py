@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT, LoadReport, ensure_exported, infer_request, progress, serving_with_http
-from client.bench import Target
-from client.loadgen import run_load
+from cnnserve.client.bench import Target
+from cnnserve.client.loadgen import run_load
 
 CONFIG = ROOT / "deploy" / "nginx" / "cnnserve.conf"
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from bench.common import ROOT, closed_loop, ensure_exported, infer_request, progress, running_server
 from bench.vs_raw import raw_session, raw_throughput_of
-from client.bench import sample_record
+from cnnserve.client.bench import sample_record
 from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.go import features, position
 from cnnserve.repository import load_entry

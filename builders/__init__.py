@@ -1,9 +1,9 @@
 """PyTorch builders for the classic convolutional networks, their summaries and ONNX export.
 
-Nothing here imports ``server``: the builders stand on their own.
+Nothing here imports :mod:`cnnserve.server` or :mod:`cnnserve.client`: the builders stand on their own.
 """
 
-from builders.registry import (
+from cnnserve.builders.registry import (
     ArchSpec,
     Preprocessing,
     UnknownArchitectureError,

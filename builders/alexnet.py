@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from builders.registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, Preprocessing, register
+from cnnserve.builders.registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, Preprocessing, register
 
 
 @dataclass(frozen=True)

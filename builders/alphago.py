@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from builders.registry import ArchSpec, register
+from cnnserve.builders.registry import ArchSpec, register
 
 BOARD = 19
 PLANES = 48

@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import builders
-from builders.export import ExportError
-from builders.export import export as export_entry
-from builders.summary import summary as layer_summary
-from builders.summary import volume
-from builders.weights import CheckpointError
+from cnnserve import builders
+from cnnserve.builders.export import ExportError
+from cnnserve.builders.export import export as export_entry
+from cnnserve.builders.summary import summary as layer_summary
+from cnnserve.builders.summary import volume
+from cnnserve.builders.weights import CheckpointError
 from cnnserve.cli import CommandError
 from cnnserve.repo_listing import print_repository
 from cnnserve.tables import human, render_table

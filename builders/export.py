@@ -32,10 +32,10 @@ import onnx
 import torch
 from torch import nn
 
-from builders import digits, labels, registry
-from builders.registry import ArchSpec, Preprocessing
-from builders.summary import Summary, summarize
-from builders.weights import calibrate_batchnorm, load_checkpoint
+from cnnserve.builders import digits, labels, registry
+from cnnserve.builders.registry import ArchSpec, Preprocessing
+from cnnserve.builders.summary import Summary, summarize
+from cnnserve.builders.weights import calibrate_batchnorm, load_checkpoint
 from cnnserve.repository import LABELS_FILE, MODEL_FILE, EntryConfig, TensorSpec
 
 DEFAULT_OPSET = 18

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from builders.registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, Preprocessing, register
+from cnnserve.builders.registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, Preprocessing, register
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from builders.registry import ArchSpec, Preprocessing, register
+from cnnserve.builders.registry import ArchSpec, Preprocessing, register
 
 # Mean and std of the 32x32 renderings of scikit-learn's digits (see builders/digits.py).
 DIGITS_MEAN = (0.3057,)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from builders.registry import (
+from cnnserve.builders.registry import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     IMAGENET_MEAN,

@@ -21,7 +21,7 @@ import torch.fx
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from builders import registry
+from cnnserve.builders import registry
 
 WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
 # Layers the notes' tables list; the rest (ReLU, BN, dropout, flatten, ...) show with --all only.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from builders.registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, Preprocessing, register
+from cnnserve.builders.registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, Preprocessing, register
 
 _Item = int | str | tuple[int, int]
 

@@ -27,9 +27,9 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
-from client.loadgen import Call, LoadReport, run_load
-from client.scrape import Samples, metrics_address, scrape, total
+from cnnserve.client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
+from cnnserve.client.loadgen import Call, LoadReport, run_load
+from cnnserve.client.scrape import Samples, metrics_address, scrape, total
 from cnnserve.datatypes import DATATYPES
 from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as v1_pb_grpc

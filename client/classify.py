@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
+from cnnserve.client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.tables import render_table

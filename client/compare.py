@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from client.bench import Target, measure, preflight, server_split, v2_target
-from client.channel import ClientError, add_security_arguments, configure
-from client.scrape import Samples, metrics_address, scrape
+from cnnserve.client.bench import Target, measure, preflight, server_split, v2_target
+from cnnserve.client.channel import ClientError, add_security_arguments, configure
+from cnnserve.client.scrape import Samples, metrics_address, scrape
 from cnnserve.tables import human, render_table
 
 NOTES_CLAIM = "ResNet-152: 8x more layers than VGG, yet faster at runtime"

@@ -5,7 +5,7 @@ For each position the engine needs (a genmove, an analysis), it sends the server
 SGF record that reaches as far back as the feature planes see: the board of 8 moves ago as setup,
 then the last 8 moves (so turns since each move and the ko reach the server, and the request does
 not grow with the game), and gets the 361 probabilities back. The engine
-(:mod:`client.gtp_engine`) plays the most probable legal move that does not fill its own eye, and
+(:mod:`cnnserve.client.gtp_engine`) plays the most probable legal move that does not fill its own eye, and
 answers Leela Zero's and KataGo's analysis commands (``lz-analyze``, ``kata-analyze``,
 ``lz-genmove_analyze``, ``kata-genmove_analyze``) with the policy, for Sabaki and Lizzie.
 """
@@ -17,8 +17,8 @@ import sys
 
 import grpc
 
-from client.channel import add_security_arguments, channel, configure, rpc_error
-from client.gtp_engine import VERSION, Engine
+from cnnserve.client.channel import add_security_arguments, channel, configure, rpc_error
+from cnnserve.client.gtp_engine import VERSION, Engine
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go.board import BLACK, Board

@@ -15,7 +15,7 @@ move), so the server computes the same planes as from the whole game, and a requ
 same size however long the game. The probabilities of the current position and colour are kept,
 so that genmove and the analysis commands ask the server once per position.
 
-Besides GTP's own commands, the analysis commands of Go GUIs (:mod:`client.gtp_analysis`):
+Besides GTP's own commands, the analysis commands of Go GUIs (:mod:`cnnserve.client.gtp_analysis`):
 ``lz-analyze`` and ``kata-analyze`` answer ``=`` and an info line at once, then the same line
 every ``interval`` centiseconds from a ticker thread, while the engine keeps reading its input;
 the next line that arrives (a command, or an empty line) ends the response with its blank line,
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TextIO
 
 import cnnserve
-from client import gtp_analysis as analysis
+from cnnserve.client import gtp_analysis as analysis
 from cnnserve.go import sgf
 from cnnserve.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, IllegalMove, Move, parse_color
 from cnnserve.go.coords import COLUMNS, POINTS, SIZE, CoordinateError, fixed_handicap, from_gtp, to_gtp, to_sgf

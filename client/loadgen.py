@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 import numpy as np
 
-from client.channel import aio_channel
+from cnnserve.client.channel import aio_channel
 
 if TYPE_CHECKING:
     import aiohttp  # imported by the HTTP functions only: gRPC loads do without it

@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 
-from client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
-from client.gtp_engine import render
+from cnnserve.client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
+from cnnserve.client.gtp_engine import render
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go import position

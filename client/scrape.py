@@ -7,7 +7,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from client.channel import ClientError
+from cnnserve.client.channel import ClientError
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]  # sample name -> (labels, value)
 

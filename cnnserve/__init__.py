@@ -2,8 +2,10 @@
 
 The V2 wire codec and its datatype table, the model repository's format, the rules of Go and the
 policy network's feature planes, image preprocessing, the generated gRPC stubs, command-line
-tables, and the ``cnnserve`` console script that dispatches to the three sides (``builders``,
-``server``, ``client``). Nothing here imports ``server``, ``client``, torch or matplotlib.
+tables, and the ``cnnserve`` console script that dispatches to the three sides
+(:mod:`cnnserve.builders`, :mod:`cnnserve.server`, :mod:`cnnserve.client`, each in a folder of its
+own at the top of the tree: setup.py maps them into this package). The modules of this folder
+import none of the three, nor torch or matplotlib.
 """
 
 from __future__ import annotations

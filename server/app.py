@@ -24,17 +24,17 @@ from grpc_health.v1 import health, health_pb2
 
 from cnnserve.cli import CommandError
 from cnnserve.repository import RepositoryError
-from server.dataplane import DataPlane
-from server.grpc import server as grpc_server
-from server.metrics import Metrics, MetricsServer
-from server.model_manager import ModelManager
-from server.rest import server as rest_server
-from server.rest.server import HttpServer
-from server.runtime.devices import CUDA, RuntimeUnavailable, cuda_problem, providers_for
-from server.security.tls import CertificateStore, TlsError
-from server.services.classifier import Classifier
-from server.services.policy import PolicyService
-from server.settings import Settings, SettingsError
+from cnnserve.server.dataplane import DataPlane
+from cnnserve.server.grpc import server as grpc_server
+from cnnserve.server.metrics import Metrics, MetricsServer
+from cnnserve.server.model_manager import ModelManager
+from cnnserve.server.rest import server as rest_server
+from cnnserve.server.rest.server import HttpServer
+from cnnserve.server.runtime.devices import CUDA, RuntimeUnavailable, cuda_problem, providers_for
+from cnnserve.server.security.tls import CertificateStore, TlsError
+from cnnserve.server.services.classifier import Classifier
+from cnnserve.server.services.policy import PolicyService
+from cnnserve.server.settings import Settings, SettingsError
 
 log = logging.getLogger("cnnserve.server")
 
@@ -53,7 +53,7 @@ def check_cuda_graphs(settings: Settings) -> None:
 class Server:
     def __init__(self, settings: Settings, metrics: Metrics | None = None, *, worker: int | None = None) -> None:
         self.settings = settings
-        # One worker of several (server.parallel), by its number: it shares the port, and is
+        # One worker of several (cnnserve.server.parallel), by its number: it shares the port, and is
         # ready only once the supervisor says that every worker is.
         self.worker = worker
         self.metrics = metrics or Metrics(worker=worker)
@@ -241,7 +241,7 @@ def main(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
     if settings.workers != 1:
-        from server.parallel.supervisor import supervise  # only a multi-worker server needs it
+        from cnnserve.server.parallel.supervisor import supervise  # only a multi-worker server needs it
 
         return supervise(settings)
     return run(settings)

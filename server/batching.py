@@ -59,7 +59,7 @@ from typing import ParamSpec, Protocol
 
 import numpy as np
 
-from server import errors
+from cnnserve.server import errors
 
 log = logging.getLogger("cnnserve.batching")
 
@@ -95,7 +95,7 @@ RunInline = Callable[[Sequence[Mapping[str, np.ndarray]]], Mapping[str, np.ndarr
 
 
 class BatchObserver(Protocol):
-    """What the batcher reports as it goes (``server.metrics.Metrics`` implements it).
+    """What the batcher reports as it goes (``cnnserve.server.metrics.Metrics`` implements it).
 
     Called on the event loop; an observer that raises is logged and otherwise ignored.
     """

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from server import errors
+from cnnserve.server import errors
 
 
 def top_classes(scores: np.ndarray, k: int, labels: Sequence[str] = ()) -> np.ndarray:

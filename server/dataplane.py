@@ -16,8 +16,8 @@ import numpy as np
 import cnnserve
 from cnnserve.datatypes import v2_datatype
 from cnnserve.repository import ModelConfig
-from server import errors
-from server.model_manager import ModelManager, ServedModel, State
+from cnnserve.server import errors
+from cnnserve.server.model_manager import ModelManager, ServedModel, State
 
 SERVER_NAME = "cnnserve"
 SERVER_VERSION = cnnserve.__version__

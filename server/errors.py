@@ -2,7 +2,7 @@
 
 The data plane, the batcher and the services raise these without knowing about gRPC contexts (as
 Seldon MLServer's ``MLServerError`` does); the front ends turn them into statuses
-(:mod:`server.grpc.status`), so a bad request gets a status and a message that names the field,
+(:mod:`cnnserve.server.grpc.status`), so a bad request gets a status and a message that names the field,
 never a dead server or a bare UNKNOWN.
 """
 

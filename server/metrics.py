@@ -2,7 +2,7 @@
 
 Each :class:`Metrics` owns a registry, never prometheus_client's global one, so tests and several
 servers in one process never share series. It also implements the batcher's observer protocol
-(``server.batching.BatchObserver``), and :meth:`Metrics.start_http_server` serves ``/metrics``.
+(``cnnserve.server.batching.BatchObserver``), and :meth:`Metrics.start_http_server` serves ``/metrics``.
 
 Series, all with a ``model`` label (``""`` for requests naming no known model, so that clients
 cannot grow the label set without end):
@@ -31,7 +31,7 @@ The series of the batcher's side carry the ``version`` whose batcher (and sessio
 while a new version rolls out, both versions' series show the traffic moving. A request addresses
 a model, not a version, so the request series (duration, count, in flight) carry the model only.
 
-With several workers (``server.parallel``), each worker runs with ``PROMETHEUS_MULTIPROC_DIR``
+With several workers (``cnnserve.server.parallel``), each worker runs with ``PROMETHEUS_MULTIPROC_DIR``
 set, so prometheus_client keeps its values in files there (its multiprocess mode), and the
 supervisor serves their sum (:func:`workers_registry`) on the one metrics port.
 """
@@ -249,7 +249,7 @@ class Metrics:
         ):
             _remove_series(metric, labelnames, model)
 
-    # -- the batcher's observer protocol (server.batching.BatchObserver) ----------------------
+    # -- the batcher's observer protocol (cnnserve.server.batching.BatchObserver) ----------------------
     # Metrics itself observes with version ""; a model's batcher gets observer(version).
 
     def on_batch(self, model: str, batch_size: int, compute_seconds: float, version: str = "") -> None:

@@ -24,12 +24,12 @@ from pathlib import Path
 
 from cnnserve import repository
 from cnnserve.repository import ModelConfig, RepositoryError
-from server import errors
-from server.batching import DynamicBatcher
-from server.metrics import Metrics
-from server.runtime.devices import cuda_provider_options
-from server.runtime.runner import ModelRunner
-from server.settings import Settings
+from cnnserve.server import errors
+from cnnserve.server.batching import DynamicBatcher
+from cnnserve.server.metrics import Metrics
+from cnnserve.server.runtime.devices import cuda_provider_options
+from cnnserve.server.runtime.runner import ModelRunner
+from cnnserve.server.settings import Settings
 
 log = logging.getLogger("cnnserve.models")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.model_manager import ServedModel
+from cnnserve.server.model_manager import ServedModel
 
 
 def _duration(count: int, ns: int) -> dict[str, int]:

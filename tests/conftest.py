@@ -17,7 +17,7 @@ def exported_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Treat it as read-only; copy an entry (shutil.copytree) before breaking it.
     """
-    from builders.export import export
+    from cnnserve.builders.export import export
 
     repo = tmp_path_factory.mktemp("exported")
     export("cifar_resnet20", repo)
@@ -28,7 +28,7 @@ def exported_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_repo(tmp_path_factory: pytest.TempPathFactory, exported_repo: Path) -> Path:
     """lenet5 (trained) beside cifar_resnet20 and the narrow AlphaGo policy net."""
-    from builders.export import export
+    from cnnserve.builders.export import export
 
     repo = copy_repository(exported_repo, tmp_path_factory.mktemp("repo"))
     export("lenet5", repo)

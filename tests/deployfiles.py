@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from server.settings import Settings, add_arguments
+from cnnserve.server.settings import Settings, add_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -125,7 +125,7 @@ def longest_stop(settings: Settings) -> float:
     server/parallel/supervisor.py): one process goes on serving for ``drain_seconds``, then gives
     accepted requests ``grace_seconds`` to be decoded and gRPC ``grace_seconds`` more; a supervisor
     kills workers still running ``grace_seconds + STOP_MARGIN_SECONDS`` after their drain."""
-    from server.parallel.supervisor import STOP_MARGIN_SECONDS
+    from cnnserve.server.parallel.supervisor import STOP_MARGIN_SECONDS
 
     single = settings.drain_seconds + 2 * settings.grace_seconds
     supervised = settings.drain_seconds + settings.grace_seconds + STOP_MARGIN_SECONDS

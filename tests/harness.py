@@ -22,7 +22,7 @@ import onnxruntime as ort
 import tritonclient.grpc as tc
 import tritonclient.http as th
 
-from client.scrape import Samples, scrape, total
+from cnnserve.client.scrape import Samples, scrape, total
 
 __all__ = ["ServerProcess", "accepted", "at", "batched", "cnnserve", "copy_repository", "http_call", "http_input",
            "model_total", "ort_run", "scrape", "serving", "start_server", "triton_input", "wait_ready"]  # fmt: skip

@@ -2,6 +2,6 @@
 feature planes of AlphaGo's policy network, and GTP coordinates.
 
 Nothing here knows about gRPC or ONNX Runtime. The server's Policy
-(:mod:`server.services.policy`) reads positions into planes with it; the GTP engine
-(:mod:`client.gtp_engine`) keeps its board with it.
+(:mod:`cnnserve.server.services.policy`) reads positions into planes with it; the GTP engine
+(:mod:`cnnserve.client.gtp_engine`) keeps its board with it.
 """

@@ -1,8 +1,9 @@
 """``cnnserve.v1.CnnServe``: images in, labels out; a Go position in, move probabilities out
 (see proto/cnnserve/v1/service.proto).
 
-Like the V2 servicer: convert, call the protocol-agnostic side (:mod:`server.services.classifier`,
-:mod:`server.services.policy`), convert back; errors and metrics in :func:`server.grpc.status.observed`.
+Like the V2 servicer: convert, call the protocol-agnostic side
+(:mod:`cnnserve.server.services.classifier`, :mod:`cnnserve.server.services.policy`), convert back;
+errors and metrics in :func:`cnnserve.server.grpc.status.observed`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go.board import BLACK, WHITE
 from cnnserve.go.coords import to_gtp
-from server import errors
-from server.dataplane import DataPlane
-from server.grpc.status import observed
-from server.metrics import Metrics
-from server.services.classifier import Classifier
-from server.services.policy import PolicyService, PositionQuery
+from cnnserve.server import errors
+from cnnserve.server.dataplane import DataPlane
+from cnnserve.server.grpc.status import observed
+from cnnserve.server.metrics import Metrics
+from cnnserve.server.services.classifier import Classifier
+from cnnserve.server.services.policy import PolicyService, PositionQuery
 
 _COLORS = {pb.BLACK: BLACK, pb.WHITE: WHITE}
 _WIRE_COLORS = {BLACK: pb.BLACK, WHITE: pb.WHITE}

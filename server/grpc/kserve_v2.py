@@ -1,7 +1,7 @@
 """``inference.GRPCInferenceService``: the KServe V2 protocol, as Triton's clients speak it.
 
 Each method converts the request, calls the data plane and converts back; errors become gRPC
-statuses in :mod:`server.grpc.status`.
+statuses in :mod:`cnnserve.server.grpc.status`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from cnnserve import codec
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from cnnserve.repository import ModelConfig
-from server import errors, reports
-from server.classification import top_classes
-from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
-from server.grpc.status import handle_errors, observed
-from server.metrics import Metrics
-from server.model_manager import ServedModel
+from cnnserve.server import errors, reports
+from cnnserve.server.classification import top_classes
+from cnnserve.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
+from cnnserve.server.grpc.status import handle_errors, observed
+from cnnserve.server.metrics import Metrics
+from cnnserve.server.model_manager import ServedModel
 
 
 def _classification_k(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> int | None:

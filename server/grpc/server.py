@@ -13,15 +13,15 @@ from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as v1_pb_grpc
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
-from server.dataplane import DataPlane
-from server.grpc.cnnserve_v1 import CnnServeServicer
-from server.grpc.kserve_v2 import InferenceServicer
-from server.metrics import Metrics
-from server.security.restrictions import RestrictedProtocols
-from server.security.tls import CertificateStore
-from server.services.classifier import Classifier
-from server.services.policy import PolicyService
-from server.settings import Settings
+from cnnserve.server.dataplane import DataPlane
+from cnnserve.server.grpc.cnnserve_v1 import CnnServeServicer
+from cnnserve.server.grpc.kserve_v2 import InferenceServicer
+from cnnserve.server.metrics import Metrics
+from cnnserve.server.security.restrictions import RestrictedProtocols
+from cnnserve.server.security.tls import CertificateStore
+from cnnserve.server.services.classifier import Classifier
+from cnnserve.server.services.policy import PolicyService
+from cnnserve.server.settings import Settings
 
 
 def grpc_options(settings: Settings, reuse_port: bool = False) -> list[tuple[str, int]]:

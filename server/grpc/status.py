@@ -13,9 +13,9 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from server.dataplane import DataPlane
-from server.errors import to_status
-from server.metrics import Metrics
+from cnnserve.server.dataplane import DataPlane
+from cnnserve.server.errors import to_status
+from cnnserve.server.metrics import Metrics
 
 
 class _Observed(Protocol):

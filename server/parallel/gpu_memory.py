@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 
 from cnnserve.repository import scan
-from server.runtime.devices import CUDA
-from server.runtime.runner import CUDA_INSTANCES
-from server.runtime.shapes import BatchShapes
-from server.settings import MIB, Settings
+from cnnserve.server.runtime.devices import CUDA
+from cnnserve.server.runtime.runner import CUDA_INSTANCES
+from cnnserve.server.runtime.shapes import BatchShapes
+from cnnserve.server.settings import MIB, Settings
 
 CONTEXT_BYTES = 600 * MIB
 """A process's CUDA context with cuDNN and cuBLAS loaded (300-700 MiB, by driver and GPU)."""

@@ -1,5 +1,5 @@
 """The supervisor of a multi-worker server (``cnnserve serve --workers N``), after gunicorn's
-arbiter: it holds the gRPC port, starts N worker processes (:mod:`server.parallel.worker`) that
+arbiter: it holds the gRPC port, starts N worker processes (:mod:`cnnserve.server.parallel.worker`) that
 all listen on it (``SO_REUSEPORT``: the kernel spreads connections over them), serves their summed
 metrics on the metrics port, and watches them.
 
@@ -28,12 +28,18 @@ import tempfile
 from dataclasses import dataclass
 
 from cnnserve.repository import RepositoryError
-from server.metrics import MetricsServer, forget_worker, serve_registry, workers_registry
-from server.parallel import gpu_memory
-from server.parallel.worker import NUMBER_VARIABLE, PEERS_NOT_READY, PEERS_READY, SETTINGS_VARIABLE, settings_json
-from server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
-from server.security.tls import TlsError, read_files
-from server.settings import EXPLICIT_WORKERS, Settings
+from cnnserve.server.metrics import MetricsServer, forget_worker, serve_registry, workers_registry
+from cnnserve.server.parallel import gpu_memory
+from cnnserve.server.parallel.worker import (
+    NUMBER_VARIABLE,
+    PEERS_NOT_READY,
+    PEERS_READY,
+    SETTINGS_VARIABLE,
+    settings_json,
+)
+from cnnserve.server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
+from cnnserve.server.security.tls import TlsError, read_files
+from cnnserve.server.settings import EXPLICIT_WORKERS, Settings
 
 log = logging.getLogger("cnnserve.supervisor")
 
@@ -224,7 +230,7 @@ class Supervisor:
             "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
         }
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.parallel.worker",
+            sys.executable, "-m", "cnnserve.server.parallel.worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
             # Its own session: a terminal's Ctrl-C reaches the supervisor, which stops the workers in order.
             start_new_session=True,
@@ -330,7 +336,7 @@ def supervise(settings: Settings) -> int:
         log.error("%s", exc)
         return 1
     if workers == 1:
-        from server.app import run
+        from cnnserve.server.app import run
 
         return run(dataclasses.replace(settings, workers=1))
     if settings.model_control_mode == "explicit":  # --workers auto came to several

@@ -1,5 +1,5 @@
-"""One worker of a multi-worker server: ``python -m server.parallel.worker``, started by the
-supervisor (:mod:`server.parallel.supervisor`), never by hand.
+"""One worker of a multi-worker server: ``python -m cnnserve.server.parallel.worker``, started by the
+supervisor (:mod:`cnnserve.server.parallel.supervisor`), never by hand.
 
 A worker is a complete server (its own event loop, batchers and ONNX Runtime sessions) that
 shares the gRPC port with the others (``SO_REUSEPORT``). It gets its settings as JSON in
@@ -20,8 +20,8 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from server.app import Server, run
-from server.settings import LISTS, Settings
+from cnnserve.server.app import Server, run
+from cnnserve.server.settings import LISTS, Settings
 
 log = logging.getLogger("cnnserve.worker")
 

@@ -15,9 +15,9 @@ from aiohttp import BodyPartReader, web
 
 from cnnserve.go.board import BLACK, WHITE
 from cnnserve.go.coords import to_gtp
-from server import errors
-from server.services.classifier import Classifier
-from server.services.policy import PolicyService, PositionQuery
+from cnnserve.server import errors
+from cnnserve.server.services.classifier import Classifier
+from cnnserve.server.services.policy import PolicyService, PositionQuery
 
 _COLORS = {"black": BLACK, "b": BLACK, "white": WHITE, "w": WHITE}
 _COLOR_NAMES = {BLACK: "black", WHITE: "white"}

@@ -11,10 +11,10 @@ import numpy as np
 from aiohttp import web
 
 from cnnserve.repository import triton_config
-from server import errors, reports
-from server.classification import top_classes
-from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
-from server.rest.tensors import HEADER_LENGTH, decode, encode_reply, parse_request
+from cnnserve.server import errors, reports
+from cnnserve.server.classification import top_classes
+from cnnserve.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
+from cnnserve.server.rest.tensors import HEADER_LENGTH, decode, encode_reply, parse_request
 
 MODEL = "/v2/models/{name}"
 VERSION = "/v2/models/{name}/versions/{version}"

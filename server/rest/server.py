@@ -15,16 +15,16 @@ from collections.abc import Awaitable, Callable, Iterator
 import grpc
 from aiohttp import web
 
-from server import errors
-from server.dataplane import DataPlane
-from server.errors import to_status
-from server.metrics import Metrics
-from server.rest import cnnserve_v1, kserve_v2
-from server.security.restrictions import http_group, http_message, restrictions
-from server.security.tls import CertificateStore
-from server.services.classifier import Classifier
-from server.services.policy import PolicyService
-from server.settings import Settings
+from cnnserve.server import errors
+from cnnserve.server.dataplane import DataPlane
+from cnnserve.server.errors import to_status
+from cnnserve.server.metrics import Metrics
+from cnnserve.server.rest import cnnserve_v1, kserve_v2
+from cnnserve.server.security.restrictions import http_group, http_message, restrictions
+from cnnserve.server.security.tls import CertificateStore
+from cnnserve.server.services.classifier import Classifier
+from cnnserve.server.services.policy import PolicyService
+from cnnserve.server.settings import Settings
 
 # Triton's HTTP status for each error (its HttpCodeFromError); RESOURCE_EXHAUSTED, which Triton's
 # HTTP front end does not produce, is 429, HTTP's "too many requests".

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnserve import codec
-from server import errors
+from cnnserve.server import errors
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

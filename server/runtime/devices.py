@@ -9,7 +9,7 @@ to ask ONNX Runtime for under each ``--device``.
 - ``cuda``: CUDA or a :class:`RuntimeUnavailable` error that names what is missing.
 
 Either way, what is reported is what the session says it uses (``get_providers()``, read by
-:mod:`server.runtime.runner`): a CUDA provider whose libraries fail to load falls back to the CPU
+:mod:`cnnserve.server.runtime.runner`): a CUDA provider whose libraries fail to load falls back to the CPU
 without raising.
 """
 
@@ -20,7 +20,7 @@ import functools
 
 import onnxruntime as ort
 
-from server.settings import DEVICES, Settings
+from cnnserve.server.settings import DEVICES, Settings
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -22,12 +22,12 @@ import onnxruntime as ort
 
 from cnnserve.datatypes import numpy_dtype
 from cnnserve.repository import ModelConfig, TensorSpec
-from server import errors
-from server.runtime import pinned
-from server.runtime.cuda_graphs import GraphIO
-from server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
-from server.runtime.graph import check_graph
-from server.runtime.shapes import BatchShapes
+from cnnserve.server import errors
+from cnnserve.server.runtime import pinned
+from cnnserve.server.runtime.cuda_graphs import GraphIO
+from cnnserve.server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
+from cnnserve.server.runtime.graph import check_graph
+from cnnserve.server.runtime.shapes import BatchShapes
 
 log = logging.getLogger("cnnserve.runtime")
 
@@ -50,7 +50,7 @@ class ModelRunner:
 
     ``instances`` instances, each with its own worker thread (Triton's instance count: on a GPU,
     several sessions fed in parallel outrun one). An instance is one session, or with padded batch
-    shapes (:mod:`server.runtime.shapes`) one session per bucket size, so that no session ever
+    shapes (:mod:`cnnserve.server.runtime.shapes`) one session per bucket size, so that no session ever
     runs a second shape. ``intra_op_threads``/``inter_op_threads`` of 0 leave ONNX Runtime's
     defaults (one intra-op thread per core, per session).
     """

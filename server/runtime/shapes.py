@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from server.runtime.devices import CUDA
-from server.settings import BATCH_SHAPES as POLICIES
+from cnnserve.server.runtime.devices import CUDA
+from cnnserve.server.settings import BATCH_SHAPES as POLICIES
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from server.settings import parse_restriction
+from cnnserve.server.settings import parse_restriction
 
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
 

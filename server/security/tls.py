@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 
-from server.settings import Settings
+from cnnserve.server.settings import Settings
 
 log = logging.getLogger("cnnserve.tls")
 

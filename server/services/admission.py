@@ -12,8 +12,8 @@ import contextlib
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-from server import errors
-from server.dataplane import DataPlane
+from cnnserve.server import errors
+from cnnserve.server.dataplane import DataPlane
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 Images are decoded and preprocessed (:mod:`cnnserve.images`) in a thread pool of their own
 (Pillow releases the GIL while it decodes), then go through
-:meth:`server.dataplane.DataPlane.infer`, the same path and the same dynamic batcher as KServe V2
+:meth:`cnnserve.server.dataplane.DataPlane.infer`, the same path and the same dynamic batcher as KServe V2
 requests for that model. A request of more images than the model's
 ``max_batch_size`` is split into several batcher requests, all queued at once.
 """
@@ -20,10 +20,10 @@ import numpy as np
 
 from cnnserve.images import ImageError, ImagePipeline
 from cnnserve.repository import ModelConfig
-from server import errors
-from server.dataplane import DataPlane, InferResult
-from server.model_manager import ServedModel
-from server.services.admission import Admission, queued
+from cnnserve.server import errors
+from cnnserve.server.dataplane import DataPlane, InferResult
+from cnnserve.server.model_manager import ServedModel
+from cnnserve.server.services.admission import Admission, queued
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ AlphaGo's policy network in a thread pool of its own (off the event loop, so tha
 serving while a position is read; the record is parsed in Python, the replay and the planes run
 in C, the planes without the GIL, so the pool's threads read several positions at once), then
 goes through
-:meth:`server.dataplane.DataPlane.infer`, the same path and the same dynamic batcher as KServe V2
+:meth:`cnnserve.server.dataplane.DataPlane.infer`, the same path and the same dynamic batcher as KServe V2
 requests for that model: many games asking at once share one run. The model's 361 probabilities
 come back with the illegal points zeroed and the legal ones renormalised.
 """
@@ -23,10 +23,10 @@ import numpy as np
 from cnnserve.go import features, position
 from cnnserve.go.coords import POINTS, SIZE
 from cnnserve.repository import ModelConfig
-from server import errors
-from server.dataplane import DataPlane
-from server.model_manager import ServedModel
-from server.services.admission import Admission, queued
+from cnnserve.server import errors
+from cnnserve.server.dataplane import DataPlane
+from cnnserve.server.model_manager import ServedModel
+from cnnserve.server.services.admission import Admission, queued
 
 # A record longer than any real game by far; it bounds the work one request can ask for.
 MAX_SGF_CHARS = 1 << 20

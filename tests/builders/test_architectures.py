@@ -1,6 +1,6 @@
 """Every architecture against the numbers the notes and the papers publish.
 
-Shapes, parameters and MACs come from running the real modules (builders.summary); the
+Shapes, parameters and MACs come from running the real modules (cnnserve.builders.summary); the
 expected values here are the published ones, so a wrong kernel, stride or width fails.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import builders
-from builders.summary import Summary, summary
+from cnnserve import builders
+from cnnserve.builders.summary import Summary, summary
 
 DATA = Path(__file__).parent / "data"
 

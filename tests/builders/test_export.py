@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import builders
-from builders import export as export_module
-from builders.export import ExportError, check_parity, export
-from builders.weights import CheckpointError
+from cnnserve import builders
+from cnnserve.builders import export as export_module
+from cnnserve.builders.export import ExportError, check_parity, export
+from cnnserve.builders.weights import CheckpointError
 
 
 def _run(entry: Path, name: str, x: np.ndarray) -> np.ndarray:
@@ -80,7 +80,7 @@ def test_lenet5_is_trained_on_digits_to_97_percent(tmp_path: Path) -> None:
     assert weights["held_out_examples"] == 360
 
     # Re-measure the held-out accuracy through ONNX Runtime, not through the exporter's word.
-    from builders import digits
+    from cnnserve.builders import digits
 
     split = digits.load_split()
     mean, std = config["preprocessing"]["mean"][0], config["preprocessing"]["std"][0]

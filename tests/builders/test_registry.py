@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import builders
-from builders.alphago import alphago_policy
+from cnnserve import builders
+from cnnserve.builders.alphago import alphago_policy
 
 CANONICAL = [
     "lenet5", "alexnet", "zfnet",

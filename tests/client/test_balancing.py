@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from harness import ServerProcess, cnnserve, model_total, replicas
 
-from client.channel import CHANNEL_OPTIONS, ROUND_ROBIN, balanced, channel, channel_options
-from client.scrape import scrape
+from cnnserve.client.channel import CHANNEL_OPTIONS, ROUND_ROBIN, balanced, channel, channel_options
+from cnnserve.client.scrape import scrape
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 

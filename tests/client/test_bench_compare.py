@@ -13,7 +13,7 @@ from pathlib import Path
 from harness import ServerProcess, at, cnnserve
 from PIL import Image
 
-from client.compare import Facts, Point, claims
+from cnnserve.client.compare import Facts, Point, claims
 
 # -- bench -------------------------------------------------------------------------------------------
 

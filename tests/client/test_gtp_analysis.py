@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from gtpgame import kata_float, lz_int, parse_infos
 
-from client.gtp_analysis import VISITS_SCALE
-from client.gtp_engine import COMMANDS, Engine
+from cnnserve.client.gtp_analysis import VISITS_SCALE
+from cnnserve.client.gtp_engine import COMMANDS, Engine
 from cnnserve.go.board import BLACK, WHITE, Board
 from cnnserve.go.coords import POINTS, from_gtp
 

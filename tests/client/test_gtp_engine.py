@@ -4,7 +4,7 @@ server and GNU Go in tests/client/test_gtp_gnugo.py)."""
 import io
 
 import cnnserve
-from client.gtp_engine import COMMANDS, Engine, clean
+from cnnserve.client.gtp_engine import COMMANDS, Engine, clean
 from cnnserve.go.board import BLACK, WHITE, Board
 from cnnserve.go.coords import POINTS, from_gtp, to_gtp
 from cnnserve.go.position import from_sgf

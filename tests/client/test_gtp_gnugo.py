@@ -15,8 +15,8 @@ import pytest
 from gtpgame import Game, GtpProcess, gnugo_path, kata_float, lz_int, parse_infos, play_game
 from harness import ServerProcess
 
-from client.gtp_analysis import VISITS_SCALE
-from client.gtp_engine import HISTORY, Engine
+from cnnserve.client.gtp_analysis import VISITS_SCALE
+from cnnserve.client.gtp_engine import HISTORY, Engine
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go import features, sgf

@@ -1,4 +1,4 @@
-"""64 GTP engines at once against one real server: the engines of ``cnnserve gtp`` (client.gtp's
+"""64 GTP engines at once against one real server: the engines of ``cnnserve gtp`` (cnnserve.client.gtp's
 ServerPolicy over one channel, as 64 GUIs or referees would drive them), each playing both
 colours of its own game by genmove and asking for its analysis on the way. Every move is legal on
 a board replayed beside it, every analysis lists legal moves, and the server's batch-size metrics
@@ -12,8 +12,8 @@ import threading
 import grpc
 from harness import ServerProcess, batched, scrape
 
-from client.gtp import ServerPolicy
-from client.gtp_engine import Engine
+from cnnserve.client.gtp import ServerPolicy
+from cnnserve.client.gtp_engine import Engine
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go.board import BLACK, WHITE, Board, parse_color
 from cnnserve.go.coords import from_gtp, to_gtp

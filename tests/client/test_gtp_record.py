@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from client.gtp_engine import HISTORY, Engine
+from cnnserve.client.gtp_engine import HISTORY, Engine
 from cnnserve.go import features
 from cnnserve.go.board import BLACK, WHITE, Board
 from cnnserve.go.coords import NEIGHBOURS, POINTS

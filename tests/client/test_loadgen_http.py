@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as th
 from harness import ServerProcess, serving
 
-from client.loadgen import http_connect, http_post, run_load
+from cnnserve.client.loadgen import http_connect, http_post, run_load
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER_LENGTH = "Inference-Header-Content-Length"

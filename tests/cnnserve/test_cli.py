@@ -11,7 +11,7 @@ from pathlib import Path
 import onnxruntime as ort
 from harness import ServerProcess
 
-import builders
+from cnnserve import builders
 from cnnserve.repository import load_entry
 
 
@@ -146,7 +146,7 @@ def test_export_with_another_max_batch_size(tmp_path: Path) -> None:
 def test_classify_names_the_digit_and_prints_json(server: ServerProcess, small_repo: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from builders import digits
+    from cnnserve.builders import digits
 
     split = digits.load_split()
     session = ort.InferenceSession(str(small_repo / "lenet5" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])

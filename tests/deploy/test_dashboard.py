@@ -18,7 +18,7 @@ from deployfiles import (
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.metrics import Metrics
+from cnnserve.server.metrics import Metrics
 
 
 def exported_names() -> set[str]:

@@ -26,7 +26,7 @@ from deployfiles import (
     validate_kubernetes,
 )
 
-from server.settings import Settings
+from cnnserve.server.settings import Settings
 
 BASE, GPU, PODMONITOR = K8S / "base", K8S / "overlays" / "gpu", K8S / "components" / "podmonitor"
 STOP_MARGIN = 5

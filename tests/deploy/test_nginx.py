@@ -27,8 +27,8 @@ from deployfiles import ROOT
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import ServerProcess, http_input, model_total, ort_run, replicas, start_server, triton_input, wait_ready
 
-from client.scrape import scrape, total
-from server.settings import MIB, Settings
+from cnnserve.client.scrape import scrape, total
+from cnnserve.server.settings import MIB, Settings
 
 CONFIG = ROOT / "deploy" / "nginx" / "cnnserve.conf"
 MODEL = "lenet5"

@@ -31,10 +31,10 @@ from cnnserve.datatypes import DATATYPES
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.go import coords, position, sgf
 from cnnserve.go.board import BLACK, WHITE
-from server import errors
-from server.rest import tensors
-from server.services.policy import PositionQuery, read_position
-from server.settings import OPTIONS, Settings, SettingsError, add_arguments
+from cnnserve.server import errors
+from cnnserve.server.rest import tensors
+from cnnserve.server.services.policy import PositionQuery, read_position
+from cnnserve.server.settings import OPTIONS, Settings, SettingsError, add_arguments
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SGF_GAME = (DATA / "gnugo-selfplay.sgf").read_text(encoding="utf-8")

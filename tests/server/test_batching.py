@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server import errors
-from server.batching import DynamicBatcher
+from cnnserve.server import errors
+from cnnserve.server.batching import DynamicBatcher
 
 BAD = -1.0  # an item of this value makes the fake model raise InvalidArgument (a ServingError)
 BOOM = -2.0  # ... and this one a ValueError (an unexpected failure)

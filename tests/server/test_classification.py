@@ -7,8 +7,8 @@ import pytest
 from wire import tritonclient_reads
 
 from cnnserve import codec
-from server import errors
-from server.classification import top_classes
+from cnnserve.server import errors
+from cnnserve.server.classification import top_classes
 
 
 def test_classification_is_top_k_in_tritons_format() -> None:

@@ -1,4 +1,4 @@
-"""server.metrics: names, labels and buckets as exposed, and the /metrics endpoint's lifecycle.
+"""cnnserve.server.metrics: names, labels and buckets as exposed, and the /metrics endpoint's lifecycle.
 
 Every test reads what Prometheus would read: the text exposition (generate_latest or HTTP),
 parsed back with prometheus_client's own parser. Each test gets a fresh registry.
@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.batching import BatchObserver
-from server.metrics import Metrics
+from cnnserve.server.batching import BatchObserver
+from cnnserve.server.metrics import Metrics
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 

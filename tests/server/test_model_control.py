@@ -30,7 +30,7 @@ from harness import (
 )
 from tritonclient.utils import InferenceServerException
 
-from builders.export import export
+from cnnserve.builders.export import export
 
 MODEL = "cifar_resnet20"
 X = np.random.default_rng(7).standard_normal((1, 3, 32, 32), dtype=np.float32)

@@ -14,7 +14,7 @@ import numpy as np
 import tritonclient.grpc as tc
 from harness import ort_run, serving, triton_input
 
-from client.loadgen import Call, run_load
+from cnnserve.client.loadgen import Call, run_load
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 

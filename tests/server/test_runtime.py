@@ -21,13 +21,13 @@ import onnxruntime as ort
 import pytest
 
 from cnnserve.repository import ModelConfig, load_entry
-from server import errors
-from server.runtime import devices
-from server.runtime.devices import CPU, CUDA, RuntimeUnavailable
-from server.runtime.graph import GraphMismatch
-from server.runtime.runner import ModelRunner
-from server.runtime.shapes import BatchShapes
-from server.settings import Settings
+from cnnserve.server import errors
+from cnnserve.server.runtime import devices
+from cnnserve.server.runtime.devices import CPU, CUDA, RuntimeUnavailable
+from cnnserve.server.runtime.graph import GraphMismatch
+from cnnserve.server.runtime.runner import ModelRunner
+from cnnserve.server.runtime.shapes import BatchShapes
+from cnnserve.server.settings import Settings
 
 CUDA_WORKS_HERE = CUDA in ort.get_available_providers() and devices.gpu_present()
 
@@ -182,7 +182,7 @@ def test_device_auto_prints_no_onnxruntime_errors(resnet: ModelConfig) -> None:
     script = f"""
 import asyncio, numpy as np
 from cnnserve.repository import load_entry
-from server.runtime.runner import ModelRunner
+from cnnserve.server.runtime.runner import ModelRunner
 runner = ModelRunner(load_entry({str(resnet.onnx_path.parent.parent)!r}), device="auto")
 asyncio.run(runner.warmup([1, 2]))
 print(runner.provider)

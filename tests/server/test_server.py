@@ -34,7 +34,7 @@ from tritonclient.utils import InferenceServerException
 
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
-from server.runtime import devices
+from cnnserve.server.runtime import devices
 
 LIMIT = 4 * 1024 * 1024  # this module's servers take messages up to 4 MiB
 

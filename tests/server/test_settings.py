@@ -1,4 +1,4 @@
-"""server.settings: defaults, CNNSERVE_* variables, flags, precedence, and the error messages."""
+"""cnnserve.server.settings: defaults, CNNSERVE_* variables, flags, precedence, and the error messages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from server.settings import MIB, OPTIONS, Settings, SettingsError, add_arguments
+from cnnserve.server.settings import MIB, OPTIONS, Settings, SettingsError, add_arguments
 
 
 def parser() -> argparse.ArgumentParser:

@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 import pytest
 
-from server import errors
-from server.grpc.status import handle_errors
+from cnnserve.server import errors
+from cnnserve.server.grpc.status import handle_errors
 
 SERVICE = "cnnserve.test.Errors"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from server.parallel.gpu_memory import ARENA_FACTOR, CONTEXT_BYTES, estimate, fitting_workers, free_bytes
-from server.runtime import devices
-from server.settings import GIB, Settings
+from cnnserve.server.parallel.gpu_memory import ARENA_FACTOR, CONTEXT_BYTES, estimate, fitting_workers, free_bytes
+from cnnserve.server.runtime import devices
+from cnnserve.server.settings import GIB, Settings
 
 
 def onnx_bytes(repo: Path, name: str) -> int:

@@ -35,10 +35,10 @@ from harness import (
 )
 from tritonclient.utils import InferenceServerException
 
-from server.parallel.supervisor import CRASH_LIMIT, reserve_port, worker_count, worker_settings
-from server.parallel.worker import settings_from_json, settings_json
-from server.runtime import devices
-from server.settings import Settings
+from cnnserve.server.parallel.supervisor import CRASH_LIMIT, reserve_port, worker_count, worker_settings
+from cnnserve.server.parallel.worker import settings_from_json, settings_json
+from cnnserve.server.runtime import devices
+from cnnserve.server.settings import Settings
 
 STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 

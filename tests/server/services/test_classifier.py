@@ -34,7 +34,7 @@ from PIL import Image
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
-from server.services.classifier import softmax_top_k
+from cnnserve.server.services.classifier import softmax_top_k
 
 MAX_IMAGES = 8
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
@@ -59,7 +59,7 @@ def test_softmax_top_k_orders_by_probability_with_ties_in_index_order() -> None:
 @pytest.fixture(scope="module")
 def repo(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small repository plus cifar_resnet20 exported with --uint8-input as ``cifar_u8``."""
-    from builders.export import export
+    from cnnserve.builders.export import export
 
     repo = copy_repository(small_repo, tmp_path_factory.mktemp("repo_classify"))
     export("cifar_resnet20", repo, uint8_input=True, entry_name="cifar_u8")
@@ -134,7 +134,7 @@ def test_v2_callers_send_uint8_pixels_to_a_uint8_export(server: ServerProcess, r
 def test_held_out_digits_through_the_server_score_what_export_measured(
     stub: pb_grpc.CnnServeStub, repo: Path, tmp_path: Path
 ) -> None:
-    from builders import digits
+    from cnnserve.builders import digits
 
     split = digits.load_split()
     # Written as PNG files first, as a user would have them.

@@ -24,7 +24,7 @@ from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go import features, position
 from cnnserve.go.board import BLACK, WHITE
 from cnnserve.go.coords import POINTS, to_gtp
-from server.services.policy import legal_probabilities, top_moves
+from cnnserve.server.services.policy import legal_probabilities, top_moves
 
 GAME = Path(__file__).resolve().parents[2] / "data" / "gnugo-selfplay.sgf"
 RECORD = GAME.read_text()

@@ -27,13 +27,13 @@ import onnxruntime as ort
 import pytest
 from harness import ServerProcess, model_total, scrape
 
-from client.scrape import Samples
+from cnnserve.client.scrape import Samples
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
 from cnnserve.go import features, sgf
 from cnnserve.go.board import BLACK, EMPTY, WHITE, Board, opponent
 from cnnserve.go.coords import POINTS
-from server.services.policy import legal_probabilities
+from cnnserve.server.services.policy import legal_probabilities
 
 MODEL = "alphago_policy"
 GAMES = 64
