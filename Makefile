@@ -53,7 +53,7 @@ system-packages:
 	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; }
 
 test: install system-packages
-	$(PY) -m pytest
+	$(VENV)/bin/pytest
 
 # mypy cannot follow setup.py's folder map (server/ is cnnserve.server): it checks a tree of links
 # laid out as the wheel installs the package.

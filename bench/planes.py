@@ -5,7 +5,7 @@
 Positions of ``--moves`` random legal moves (the issue's yardstick: 150), each measured side by
 side in one run:
 
-1. the pure-Python reference (tests/goreference/, what the server ran before the C code);
+1. the pure-Python reference (tests/support/goreference/, what the server ran before the C code);
 2. the C planes (``cnnserve.go.features.planes``), one thread;
 3. the C planes from ``--threads`` threads at once (the GIL is released while they run);
 4. what a Policy call does before the network: parse the SGF record, replay it, compute the
@@ -27,7 +27,7 @@ from bench.common import ROOT, progress
 from cnnserve.client.bench import sample_record
 from cnnserve.go import features, position
 
-sys.path.append(str(ROOT / "tests"))  # the reference implementation lives with the tests
+sys.path.append(str(ROOT / "tests" / "support"))  # the reference implementation lives with the tests
 from goreference import planes as reference
 
 

@@ -10,7 +10,7 @@ DIGITS = tuple(str(d) for d in range(10))
 
 def imagenet() -> list[str]:
     """The 1000 ImageNet-1k class names in the usual index order (torchvision's list)."""
-    text = resources.files("builders").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("cnnserve.builders").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
     return text.splitlines()
 
 

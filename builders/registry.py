@@ -120,13 +120,14 @@ def _load_families() -> None:
     # Importing a family module registers its architectures; lazily, so that the family
     # modules can import this one.
     for family in FAMILIES:
-        importlib.import_module(f"builders.{family}")
+        importlib.import_module(f"cnnserve.builders.{family}")
 
 
 def names() -> list[str]:
-    """Canonical names, in registration (i.e. the notes') order."""
+    """Canonical names in the notes' order: by family, then as each family registers them (so
+    whichever family module a caller imported first)."""
     _load_families()
-    return list(_REGISTRY)
+    return sorted(_REGISTRY, key=lambda name: FAMILIES.index(_REGISTRY[name].builder.__module__.rpartition(".")[2]))
 
 
 def get(name: str) -> ArchSpec:
@@ -135,7 +136,7 @@ def get(name: str) -> ArchSpec:
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
         raise UnknownArchitectureError(
-            f"unknown architecture {name!r}; valid names: {', '.join(_REGISTRY)}"
+            f"unknown architecture {name!r}; valid names: {', '.join(names())}"
             f" (aliases: {', '.join(sorted(_ALIASES))})"
         )
     return _REGISTRY[key]

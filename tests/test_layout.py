@@ -81,6 +81,33 @@ def test_every_import_uses_the_one_namespace() -> None:
     assert len(found) > 500
     wrong = sorted(f"{p.relative_to(ROOT)}: {n}" for p, n in found if within(n, old))
     assert not wrong
+    # Nor by a module path in a string (importlib, ``-m`` targets, the CLI's table, resources): a
+    # checkout's folders still answer to the old names, which would hide the mistake until installed.
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+               for top in old for p in (ROOT / top).rglob("*.py")}  # fmt: skip
+    assert len(modules) > 40  # the check sees every module of the three folders
+    path_like = re.compile(r"((?:server|client|builders)(?:\.\w+)*)(\.|:\w+)?")
+    named = []
+    for path in [*sources(*PACKAGES), *sorted((ROOT / "tests").rglob("*.py"))]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        module_arguments = {
+            id(call.args[0])
+            for call in ast.walk(tree)
+            if isinstance(call, ast.Call)
+            and call.args
+            and getattr(call.func, "attr", getattr(call.func, "id", "")) in ("import_module", "files")
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                match = path_like.fullmatch(node.value)
+                # A bare "server" is a word (a JSON key, a certificate's name) except as a module argument.
+                if (
+                    match
+                    and match[1] in modules
+                    and ("." in node.value or ":" in node.value or id(node) in module_arguments)
+                ):
+                    named.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not named
 
 
 def test_a_started_server_loads_no_torch_matplotlib_builders_or_client(small_repo: Path) -> None:

@@ -7,7 +7,7 @@ is: GTP lets either colour play, and a position's side to move belongs to
 
 Legality and playing a move run in C (cnnserve/go/_fastgo.c) on the board's buffers: ``stones``
 a bytearray of 361 colours, ``placed`` an int32 array; replaying a game's record costs about a
-microsecond a move. The pure-Python rules they replace are the reference in tests/goreference/.
+microsecond a move. The pure-Python rules they replace are the reference in tests/support/goreference/.
 """
 
 from __future__ import annotations

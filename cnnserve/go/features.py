@@ -11,7 +11,7 @@ microseconds a position, ladders included: chains and their liberties are found 
 what a move would do (capture, liberties, self-atari, legality) is worked out from its
 neighbouring chains without playing it; only the ladder planes play moves out, on one board with
 an undo stack, and only at the few points where a ladder can start. The pure-Python reference in
-tests/goreference/ defines the same planes plainly and the tests compare the two bit for bit.
+tests/support/goreference/ defines the same planes plainly and the tests compare the two bit for bit.
 
 Ladder reading (planes 44 and 45): the *defender*, whose group (the prey) is in atari, either
 extends at its last liberty or captures an attacker group in atari that touches the prey (in

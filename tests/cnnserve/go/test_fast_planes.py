@@ -1,5 +1,5 @@
 """The C rules and planes (cnnserve/go/_fastgo.c) against the pure-Python reference
-(tests/goreference/), bit for bit: every move of many games played by both, and the 48 planes of
+(tests/support/goreference/), bit for bit: every move of many games played by both, and the 48 planes of
 thousands of positions (random play, fights made to produce ataris, ladders and kos, a GNU Go
 self-play game, hand-made ladder and ko cases), for both colours to move."""
 

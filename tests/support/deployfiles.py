@@ -16,7 +16,7 @@ import yaml
 
 from cnnserve.server.settings import Settings, add_arguments
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 
 
