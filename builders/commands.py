@@ -17,7 +17,7 @@ from cnnserve.builders.export import export as export_entry
 from cnnserve.builders.summary import summary as layer_summary
 from cnnserve.builders.summary import volume
 from cnnserve.builders.weights import CheckpointError
-from cnnserve.cli import CommandError
+from cnnserve.errors import CommandError
 from cnnserve.repo_listing import print_repository
 from cnnserve.tables import human, render_table
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from cnnserve.cli import CommandError
+from cnnserve.errors import CommandError
 
 MIB = 1024 * 1024
 # gRPC's default 4 MiB receive limit holds fewer than seven float32 224x224x3 images; the server's

@@ -18,11 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnserve import __version__
-
-
-class CommandError(Exception):
-    """A failure a subcommand reports in one line (exit status 1); each side turns its own errors
-    into this (or a subclass, like the clients' ``ClientError``)."""
+from cnnserve.errors import CommandError
 
 
 @dataclass(frozen=True)
@@ -41,7 +37,7 @@ COMMANDS: tuple[Command, ...] = (
             "the per-layer table of one architecture", extra="export"),
     Command("export", "cnnserve.builders.commands:add_export_arguments", "cnnserve.builders.commands:export",
             "export architectures to the model repository, checked against PyTorch", extra="export"),
-    Command("serve", "cnnserve.server.settings:add_arguments", "cnnserve.server.app:main",
+    Command("serve", "cnnserve.server.settings:add_arguments", "cnnserve.server.command:main",
             "run the gRPC inference server over a model repository"),
     Command("classify", "cnnserve.client.classify:add_arguments", "cnnserve.client.classify:main",
             "classify PNG or JPEG files with a model of a running server"),

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnserve.cli import CommandError
+from cnnserve.errors import CommandError
 from cnnserve.repository import RepositoryError, scan, versions
 from cnnserve.tables import human, render_table
 

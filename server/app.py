@@ -1,14 +1,14 @@
 """The server's lifecycle: listen, load, serve, and on SIGTERM/SIGINT drain and exit 0.
 
 Order on start: metrics endpoint, gRPC port (live, NOT_SERVING), load and warm every model,
-then SERVING. Order on stop: health NOT_SERVING and the data plane refuses new work, gRPC stops
-taking calls and gives the accepted ones ``grace_seconds``, batchers drain, sessions close,
-metrics endpoint closes. Each step is logged.
+then SERVING. A worker of several loads first and listens after: its port is shared, and the
+kernel would hand it connections while it loads. Order on stop: health NOT_SERVING and the data
+plane refuses new work, gRPC stops taking calls and gives the accepted ones ``grace_seconds``,
+batchers drain, sessions close, metrics endpoint closes. Each step is logged.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -22,7 +22,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2
 
-from cnnserve.cli import CommandError
 from cnnserve.repository import RepositoryError
 from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.grpc import server as grpc_server
@@ -34,7 +33,7 @@ from cnnserve.server.runtime.devices import CUDA, RuntimeUnavailable, cuda_probl
 from cnnserve.server.security.tls import CertificateStore, TlsError
 from cnnserve.server.services.classifier import Classifier
 from cnnserve.server.services.policy import PolicyService
-from cnnserve.server.settings import Settings, SettingsError
+from cnnserve.server.settings import Settings
 
 log = logging.getLogger("cnnserve.server")
 
@@ -73,6 +72,7 @@ class Server:
         self.http: HttpServer | None = None
         self.grpc_port = 0
         self.tls: CertificateStore | None = None
+        self.failure = ""  # why the start failed, for a supervisor to read
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
@@ -83,34 +83,19 @@ class Server:
             check_cuda_graphs(s)
         # TLS files checked before anything listens: a bad one is a refusal to start, naming it.
         self.tls = CertificateStore(s) if s.tls_cert else None
-        metrics_address = "off"
         if s.metrics_port >= 0:
-            metrics_host = s.metrics_host or s.host
-            self.metrics_server = self.metrics.start_http_server(s.metrics_port, metrics_host)
-            metrics_address = f"{metrics_host}:{self.metrics_server.port}"
-        shared = self.worker is not None  # one worker of several: the port is shared
-        self.grpc, self.grpc_port = grpc_server.build(
-            s, self.plane, self.classifier, self.policies, self.metrics, self.health, reuse_port=shared, tls=self.tls
-        )
+            self.metrics_server = self.metrics.start_http_server(s.metrics_port, s.metrics_host or s.host)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.grpc.start()
-        http_address = "off"
-        if s.http_port >= 0:
-            self.http = HttpServer(
-                rest_server.build(s, self.plane, self.metrics, self.classifier, self.policies),
-                grace_seconds=s.grace_seconds,
-            )
-            http_port = await self.http.start(s.host, s.http_port, reuse_port=shared, tls=self.tls)
-            http_address = f"{s.host}:{http_port}"
-        # Tests and scripts read this line to learn the ports (port 0 picks free ones).
-        print(f"cnnserve listening: grpc={s.host}:{self.grpc_port} metrics={metrics_address} http={http_address}",
-              flush=True)  # fmt: skip
-        log.info("gRPC on %s:%d, HTTP on %s, metrics on %s; loading %s", s.host, self.grpc_port, http_address,
-                 metrics_address, s.repo)  # fmt: skip
         started = time.perf_counter()
+        if self.worker is None:
+            await self._listen()
+        else:
+            log.info("loading %s; listening once ready (the port is shared)", s.repo)
         self.models.on_change = self._publish_health
         await self.models.start()
         self.plane.loaded = True
+        if self.worker is not None:
+            await self._listen()
         await self._publish_health()
         ready = sorted(m.name for m in self.models.models.values() if m.ready)
         failed = sorted(m.name for m in self.models.models.values() if not m.ready)
@@ -122,6 +107,32 @@ class Server:
             f"; failed: {', '.join(failed)}" if failed else "",
         )
         print(f"cnnserve ready: {', '.join(ready) or 'no models'}", flush=True)
+
+    async def _listen(self) -> None:
+        """Take connections on the gRPC and HTTP ports (health says NOT_SERVING until the models
+        are ready), and say where on stdout."""
+        s = self.settings
+        shared = self.worker is not None  # one worker of several: the port is shared
+        self.grpc, self.grpc_port = grpc_server.build(
+            s, self.plane, self.classifier, self.policies, self.metrics, self.health, reuse_port=shared, tls=self.tls
+        )
+        await self.grpc.start()
+        http_address = "off"
+        if s.http_port >= 0:
+            self.http = HttpServer(
+                rest_server.build(s, self.plane, self.metrics, self.classifier, self.policies),
+                grace_seconds=s.grace_seconds,
+            )
+            http_port = await self.http.start(s.host, s.http_port, reuse_port=shared, tls=self.tls)
+            http_address = f"{s.host}:{http_port}"
+        metrics_address = "off"
+        if self.metrics_server is not None:
+            metrics_address = f"{s.metrics_host or s.host}:{self.metrics_server.port}"
+        # Tests and scripts read this line to learn the ports (port 0 picks free ones).
+        print(f"cnnserve listening: grpc={s.host}:{self.grpc_port} metrics={metrics_address} http={http_address}",
+              flush=True)  # fmt: skip
+        log.info("gRPC on %s:%d, HTTP on %s, metrics on %s; serving %s", s.host, self.grpc_port, http_address,
+                 metrics_address, s.repo)  # fmt: skip
 
     async def _publish_health(self) -> None:
         """The health service's statuses, the server's ("") and each model's, from the data plane."""
@@ -214,6 +225,7 @@ async def _serve(server: Server) -> int:
             await asyncio.gather(startup, return_exceptions=True)
     except (RepositoryError, RuntimeUnavailable, OSError, TlsError) as exc:
         log.error("%s", exc)
+        server.failure = str(exc)
         await server.stop()
         return 1
     await server.stop()
@@ -231,17 +243,3 @@ def run(settings: Settings, *, worker: int | None = None, companion: Companion |
         force=True,  # `--workers auto` may have set up the supervisor's first
     )
     return asyncio.run(serve(settings, worker=worker, companion=companion))
-
-
-def main(args: argparse.Namespace) -> int:
-    """``cnnserve serve``: the settings from the flags (those of ``settings.add_arguments``) and
-    the environment, then :func:`run`."""
-    try:
-        settings = Settings.from_args(args)
-    except SettingsError as exc:
-        raise CommandError(str(exc)) from None
-    if settings.workers != 1:
-        from cnnserve.server.parallel.supervisor import supervise  # only a multi-worker server needs it
-
-        return supervise(settings)
-    return run(settings)

@@ -110,6 +110,12 @@ class Settings:
     same gRPC port (``SO_REUSEPORT``), under a supervisor that serves the summed metrics and
     replaces a worker that dies; 1 = one process, no supervisor; None (``auto``) = one per two
     cores on the CPU, and on CUDA one per core up to 4 (CNNSERVE_WORKERS, --workers)."""
+    worker_timeout: float = 30.0
+    """Seconds a worker of several may go without a heartbeat (its event loop touches a file every
+    second) before the supervisor kills it with SIGKILL and starts a replacement, as gunicorn's
+    ``--timeout``: a worker that hangs (a deadlock, a stuck native call on its event loop, SIGSTOP)
+    would otherwise keep its connections and answer nothing; 0 = never (CNNSERVE_WORKER_TIMEOUT,
+    --worker-timeout)."""
     instances: int | None = None
     """Model instances, each with its session(s) and a thread of its own; None (``auto``) = 2 on
     CUDA, so that one batch is copied in while another computes, and 1 on the CPU, where the
@@ -439,6 +445,9 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("workers", "--workers", "N", _parse_count_or_auto, _at_least(1, optional=True),
             "an integer, 1 or more, or auto",
             "worker processes sharing the gRPC port under a supervisor; auto: from the cores and device"),
+    _Option("worker_timeout", "--worker-timeout", "SECONDS", float,
+            lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a number of seconds, 0 or more",
+            "kill and replace a worker of several silent this long; 0: never"),
     _Option("instances", "--instances", "N", _parse_count_or_auto, _at_least(1, optional=True),
             "an integer, 1 or more, or auto", "model instances, each on its own thread; auto: 2 on CUDA, 1 on the CPU",
             "auto"),

@@ -6,9 +6,15 @@ metrics on the metrics port, and watches them.
 - Ready: it prints ``cnnserve ready:`` once every worker is, and tells each worker whether all the
   others are ready (a worker's health and readiness say so too: they speak for the whole server).
 - A worker that dies is logged with its exit status and replaced; the port stays open, its calls in
-  flight fail with UNAVAILABLE (their connections close), the others serve on. A worker that exits
-  before it is ready at start-up stops the server (its log above says why), and so do
-  ``CRASH_LIMIT`` replacements in a row that die before they are ready.
+  flight fail with UNAVAILABLE (their connections close), the others serve on. A replacement
+  listens only once its models are ready, so no caller's new connection lands on a worker that
+  cannot answer yet.
+- A worker whose heartbeat stops (a deadlock, a stuck native call on its event loop, SIGSTOP)
+  for longer than ``--worker-timeout`` is killed with SIGKILL, logged with the reason, and
+  replaced: its connections close, so its callers' calls fail and they connect again elsewhere.
+- A worker that cannot start exits with :data:`~cnnserve.server.parallel.protocol.BOOT_FAILED`
+  and leaves its reason in its heartbeat file: at start-up that stops the server, naming the
+  reason; so do ``CRASH_LIMIT`` replacements in a row that die before they are ready.
 - SIGTERM or SIGINT: every worker is told to stop (each drains what it accepted, within
   ``--grace-seconds``), then the supervisor exits 0; a second signal kills them at once (exit 1).
 """
@@ -30,11 +36,15 @@ from dataclasses import dataclass
 from cnnserve.repository import RepositoryError
 from cnnserve.server.metrics import MetricsServer, forget_worker, serve_registry, workers_registry
 from cnnserve.server.parallel import gpu_memory
-from cnnserve.server.parallel.worker import (
+from cnnserve.server.parallel.protocol import (
+    BOOT_FAILED,
+    HEARTBEAT_VARIABLE,
     NUMBER_VARIABLE,
     PEERS_NOT_READY,
     PEERS_READY,
     SETTINGS_VARIABLE,
+    Heartbeat,
+    beat_interval,
     settings_json,
 )
 from cnnserve.server.runtime.devices import CUDA, RuntimeUnavailable, providers_for
@@ -99,8 +109,10 @@ def reserve_port(host: str, port: int) -> socket.socket:
 class _Worker:
     number: int
     process: asyncio.subprocess.Process
+    heartbeat: Heartbeat
     ready: bool = False
     models: str = ""  # what its "cnnserve ready:" line named
+    killed: str = ""  # why the supervisor killed it, if it did
 
     @property
     def pid(self) -> int:
@@ -121,6 +133,7 @@ class Supervisor:
         self.port = 0
         self.http_port = -1  # off
         self.metrics_dir = ""
+        self.heartbeat_dir = ""
         self._watchers: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._stopping = False
@@ -146,7 +159,9 @@ class Supervisor:
         self.port = held[0].getsockname()[1]
         self.http_port = held[1].getsockname()[1] if len(held) > 1 else -1
         self.metrics_dir = tempfile.mkdtemp(prefix="cnnserve-metrics-")
+        self.heartbeat_dir = tempfile.mkdtemp(prefix="cnnserve-heartbeats-")
         metrics: MetricsServer | None = None
+        listening = asyncio.get_running_loop().create_task(self._listen_for_heartbeats(), name="heartbeats")
         try:
             if s.metrics_enabled:
                 metrics_host = s.metrics_host or s.host
@@ -169,9 +184,11 @@ class Supervisor:
             self._failed = True
             await self._stop_workers()
         finally:
+            listening.cancel()
             if metrics is not None:
                 metrics.close()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            shutil.rmtree(self.heartbeat_dir, ignore_errors=True)
             for sock in held:
                 sock.close()
         log.info("stopped")
@@ -223,10 +240,13 @@ class Supervisor:
     async def _start(self, number: int) -> None:
         if self._stopping:
             return  # a replacement asked for just before the stop
+        handle, path = tempfile.mkstemp(prefix=f"worker-{number}-", dir=self.heartbeat_dir)
+        os.close(handle)  # made now: its time is the first beat, so a worker that never starts is silent too
         env = {
             **os.environ,
             SETTINGS_VARIABLE: settings_json(worker_settings(self.settings, self.count, self.port, self.http_port)),
             NUMBER_VARIABLE: str(number),
+            HEARTBEAT_VARIABLE: path,
             "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
         }
         process = await asyncio.create_subprocess_exec(
@@ -235,7 +255,7 @@ class Supervisor:
             # Its own session: a terminal's Ctrl-C reaches the supervisor, which stops the workers in order.
             start_new_session=True,
         )  # fmt: skip
-        worker = self.workers[number] = _Worker(number, process)
+        worker = self.workers[number] = _Worker(number, process, Heartbeat(path))
         log.info("worker %d started (pid %d)", number, worker.pid)
         if self._stopping:  # the stop began while it was being started: it stops too
             process.terminate()
@@ -259,6 +279,9 @@ class Supervisor:
 
     def _exited(self, worker: _Worker, code: int) -> None:
         forget_worker(self.metrics_dir, worker.pid)
+        failure = worker.heartbeat.failure() if code == BOOT_FAILED else ""
+        with contextlib.suppress(OSError):
+            worker.heartbeat.path.unlink()
         if self.workers.get(worker.number) is worker:
             del self.workers[worker.number]
         if self._stopping:
@@ -266,9 +289,15 @@ class Supervisor:
                 log.warning("worker %d (pid %d) exited with %s", worker.number, worker.pid, _status(code))
                 self._failed = True
             return
-        what = f"worker {worker.number} (pid {worker.pid}) exited with {_status(code)}"
+        who = f"worker {worker.number} (pid {worker.pid})"
+        if code == BOOT_FAILED:
+            what = f"{who} could not start (exit status {code}): {failure or 'its log above says why'}"
+        else:
+            what = f"{who} exited with {_status(code)}" + (f" ({worker.killed})" if worker.killed else "")
+            if not self._all_ready_once:
+                what += " before the server was ready (its log above says why)"
         if not self._all_ready_once:
-            self._give_up(f"{what} before the server was ready (its log above says why)")
+            self._give_up(what)
             return
         self._early_deaths = 0 if worker.ready else self._early_deaths + 1
         if self._early_deaths >= CRASH_LIMIT:
@@ -285,6 +314,26 @@ class Supervisor:
             await self._start(number)
         except OSError as exc:
             self._give_up(f"cannot start a replacement for worker {number}: {exc}")
+
+    async def _listen_for_heartbeats(self) -> None:
+        """Kill every worker silent for longer than ``--worker-timeout`` (0: never)."""
+        timeout = self.settings.worker_timeout
+        if timeout <= 0:
+            return
+        while True:
+            await asyncio.sleep(beat_interval(timeout))
+            for worker in list(self.workers.values()):
+                if worker.killed or worker.process.returncode is not None:
+                    continue
+                try:
+                    silence = worker.heartbeat.silence()
+                except OSError:
+                    continue  # it is exiting: its watcher deals with it
+                if silence > timeout:
+                    worker.killed = f"no heartbeat for {silence:.1f}s, more than --worker-timeout {timeout:g}s"
+                    log.error("worker %d (pid %d): %s; killing it (SIGKILL)", worker.number, worker.pid, worker.killed)
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.process.kill()
 
     def _tell_readiness(self) -> None:
         """Tell every worker whether all are ready; the first time they are, say so on stdout."""
@@ -319,29 +368,26 @@ def fit_on_gpu(settings: Settings, workers: int) -> int | None:
     return count
 
 
-def supervise(settings: Settings) -> int:
-    """``cnnserve serve`` with ``--workers`` other than 1: a supervisor and its workers (or, when
-    ``auto`` comes to one, the single server itself)."""
+def plan(settings: Settings) -> int | None:
+    """How many workers ``--workers`` comes to here (``auto`` resolved, fitted to the GPU's
+    memory on CUDA); None, with the reason logged, when the server cannot start so."""
     _log_as_supervisor(settings)
     try:
         if settings.tls_cert:
             read_files(settings)  # a bad file refused once, not by every worker in turn
-        workers = worker_count(settings)
-        if CUDA in providers_for(settings.device):
-            fitted = fit_on_gpu(settings, workers)
-            if fitted is None:
-                return 1
-            workers = fitted
+        count = worker_count(settings)
+        workers = fit_on_gpu(settings, count) if CUDA in providers_for(settings.device) else count
     except (RuntimeUnavailable, RepositoryError, TlsError) as exc:  # as the single server says them
         log.error("%s", exc)
-        return 1
-    if workers == 1:
-        from cnnserve.server.app import run
-
-        return run(dataclasses.replace(settings, workers=1))
-    if settings.model_control_mode == "explicit":  # --workers auto came to several
+        return None
+    if workers is not None and workers > 1 and settings.model_control_mode == "explicit":  # auto came to several
         log.error("%s", EXPLICIT_WORKERS.format(workers=workers))
-        return 1
+        return None
+    return workers
+
+
+def supervise(settings: Settings, workers: int) -> int:
+    """A supervisor and ``workers`` worker processes until SIGTERM or SIGINT; its exit status."""
     return asyncio.run(Supervisor(settings, workers).run())
 
 

@@ -45,6 +45,8 @@ ENV = [
     ("CNNSERVE_HTTP_PORT", "-1", "http_port", -1),
     ("CNNSERVE_WORKERS", "3", "workers", 3),
     ("CNNSERVE_WORKERS", "auto", "workers", None),
+    ("CNNSERVE_WORKER_TIMEOUT", "2.5", "worker_timeout", 2.5),
+    ("CNNSERVE_WORKER_TIMEOUT", "0", "worker_timeout", 0.0),
     ("CNNSERVE_INSTANCES", "4", "instances", 4),
     ("CNNSERVE_INSTANCES", "Auto", "instances", None),
     ("CNNSERVE_BATCH_SHAPES", "Padded", "batch_shapes", "padded"),
@@ -260,6 +262,18 @@ def test_drain_seconds_default_variable_flag_and_range(capsys: pytest.CaptureFix
         parser().parse_args(["--drain-seconds", "nan"])
     assert capsys.readouterr().err.splitlines()[-1] == (
         "cnnserve serve: error: argument --drain-seconds: expected a number of seconds, 0 or more, got 'nan'"
+    )
+
+
+def test_worker_timeout_default_flag_and_range(capsys: pytest.CaptureFixture[str]) -> None:
+    assert Settings().worker_timeout == 30.0  # gunicorn's --timeout default
+    assert load("--worker-timeout", "5", CNNSERVE_WORKER_TIMEOUT="2").worker_timeout == 5.0  # the flag wins
+    with pytest.raises(SettingsError, match=r"CNNSERVE_WORKER_TIMEOUT='soon': expected a number of seconds, 0 or more"):
+        Settings.from_env({"CNNSERVE_WORKER_TIMEOUT": "soon"})
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--worker-timeout", "-1"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "cnnserve serve: error: argument --worker-timeout: expected a number of seconds, 0 or more, got '-1'"
     )
 
 

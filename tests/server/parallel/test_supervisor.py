@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,8 @@ from harness import (
 )
 from tritonclient.utils import InferenceServerException
 
+from cnnserve.server.parallel.protocol import settings_from_json, settings_json
 from cnnserve.server.parallel.supervisor import CRASH_LIMIT, reserve_port, worker_count, worker_settings
-from cnnserve.server.parallel.worker import settings_from_json, settings_json
 from cnnserve.server.runtime import devices
 from cnnserve.server.settings import Settings
 
@@ -146,62 +147,131 @@ def test_bench_and_compare_read_the_summed_metrics_of_every_worker(small_repo: P
         assert report["models"]["lenet5"]["weight_layers"] == 5  # from the one summed model_info
 
 
-def test_a_killed_worker_is_replaced_and_only_its_calls_fail(small_repo: Path) -> None:
-    with serving(small_repo, "--workers", "2", "--model", "cifar_resnet20") as proc:
-        victim = started_pids(proc)[0][0]
+Outcomes = list[tuple[float, str]]  # (time.monotonic() at the answer, "OK" or the status and message)
+# What a call sees when the connection under it goes away (the worker died, or a reconnection
+# reached its listening socket as it closed): the transport's words, not a server's answer.
+CONNECTION_LOST = re.compile(r"\[StatusCode.UNAVAILABLE\] (Stream removed|failed to connect to all addresses)")
 
-        async def load() -> list[str]:
-            """16 callers on 8 connections, for a while; the first worker is killed meanwhile."""
-            clients = [tc_aio.InferenceServerClient(proc.grpc_address) for _ in range(8)]
-            x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
-            outcomes: list[str] = []
 
-            async def caller(client: tc_aio.InferenceServerClient) -> None:
-                failed = 0
-                for _ in range(25):
-                    try:
-                        await client.infer("cifar_resnet20", [triton_input("input", x)], client_timeout=60)
-                        outcomes.append("OK")
-                    except InferenceServerException as exc:
-                        outcomes.append(str(exc.status()))
-                        failed += 1
-                # A caller on the killed worker's connection loses the call it had there, and
-                # those it sends while its channel connects again; its channel may land on the
-                # replacement while that loads, which refuses as UNAVAILABLE too (not ready).
-                assert failed < 25, "a caller never got through again"
+def calls_around(
+    proc: ServerProcess,
+    model: str,
+    x: np.ndarray,
+    act: Callable[[], None],
+    until: Callable[[], bool],
+    callers: int = 16,
+) -> list[Outcomes]:
+    """``callers`` closed-loop callers, each on a connection of its own, call ``model`` before
+    ``act()``, after it until ``until()`` holds, and a second beyond; each caller's outcomes. A
+    caller whose call fails waits a little before the next, as a client backs off."""
 
-            callers = [asyncio.create_task(caller(c)) for c in clients for _ in range(2)]
-            while len(outcomes) < 20:
-                await asyncio.sleep(0.01)
-            os.kill(victim, signal.SIGKILL)
-            await asyncio.gather(*callers)
-            for client in clients:
-                await client.close()
-            return outcomes
+    async def load() -> list[Outcomes]:
+        # A channel of its own per caller: gRPC would otherwise share one connection between them.
+        clients = [tc_aio.InferenceServerClient(proc.grpc_address, channel_args=[("grpc.use_local_subchannel_pool", 1)])
+                   for _ in range(callers)]  # fmt: skip
+        outcomes: list[Outcomes] = [[] for _ in range(callers)]
+        stop = asyncio.Event()
 
-        outcomes = asyncio.run(load())
-        # Its calls in flight failed as UNAVAILABLE (none hung into the 60 s deadline); the rest
-        # were answered, by the other worker or, once its connections were re-made, by either.
-        assert set(outcomes) <= {"OK", "StatusCode.UNAVAILABLE"}, set(outcomes)
-        assert len(outcomes) == 400 and outcomes.count("OK") >= 400 - 40, outcomes.count("OK")
+        async def caller(number: int) -> None:
+            while not stop.is_set():
+                try:
+                    await clients[number].infer(model, [triton_input("input", x)], client_timeout=60)
+                    outcomes[number].append((time.monotonic(), "OK"))
+                except InferenceServerException as exc:
+                    outcomes[number].append((time.monotonic(), str(exc)))
+                    await asyncio.sleep(0.05)
+
+        tasks = [asyncio.create_task(caller(n)) for n in range(callers)]
+        while min(map(len, outcomes)) < 3:  # every caller connected and answered
+            await asyncio.sleep(0.01)
+        act()
         deadline = time.monotonic() + 120
-        while len(started_pids(proc)[0]) < 2 or "all 2 workers ready" not in proc.output:
+        while not until():
             assert time.monotonic() < deadline, proc.output
-            time.sleep(0.1)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # calls after it too: reconnections land wherever the kernel puts them
+        stop.set()
+        await asyncio.gather(*tasks)
+        for client in clients:
+            await client.close()
+        return outcomes
+
+    return asyncio.run(load())
+
+
+def check_only_lost_connections_failed(outcomes: list[Outcomes]) -> list[list[str]]:
+    """Each caller's failures: only connections lost under it, in one burst (once a call got
+    through after them, no other failed), and it got through in the end. Returns the failures."""
+    failed = []
+    for caller in outcomes:
+        said = [what for _, what in caller]
+        failures = [what for what in said if what != "OK"]
+        assert all(CONNECTION_LOST.match(what) for what in failures), failures  # no server refused a call
+        if failures:
+            first = said.index(failures[0])
+            assert "OK" not in said[first : first + len(failures)], said  # one burst
+        assert said[-1] == "OK"
+        failed.append(failures)
+    assert any(failed) and not all(failed), failed  # 16 connections: p(all on one worker) = 2^-15
+    return failed
+
+
+def replaced_and_ready(proc: ServerProcess, number: int) -> bool:
+    pids = started_pids(proc).get(number, [])
+    return len(pids) > 1 and f"worker {number} (pid {pids[-1]}) is ready" in proc.output
+
+
+def test_a_killed_worker_is_replaced_and_only_its_calls_in_flight_fail(small_repo: Path) -> None:
+    """Callers on their own connections lose only calls whose connection died with the worker (the
+    one in flight, or one sent as it closed): the replacement listens only once its models are
+    ready, so no reconnection lands on a worker that refuses it while it loads, however the kernel
+    spreads them."""
+    # Connections that age out every half second: callers reconnect all the while, while the
+    # replacement starts and loads too (every model of the repository, which takes a while).
+    with serving(small_repo, "--workers", "2", "--grpc-max-connection-age", "500") as proc:
+        victim = started_pids(proc)[0][0]
+        x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+        outcomes = calls_around(proc, "cifar_resnet20", x, lambda: os.kill(victim, signal.SIGKILL),
+                                lambda: replaced_and_ready(proc, 0))  # fmt: skip
+        check_only_lost_connections_failed(outcomes)
         replacement = started_pids(proc)[0][1]
         assert f"worker 0 (pid {victim}) exited with signal SIGKILL; starting a replacement" in proc.output
-        while f"worker 0 (pid {replacement}) is ready" not in proc.output:
-            assert time.monotonic() < deadline, proc.output
-            time.sleep(0.1)
+        # The replacement said where it listens only after its models were ready.
+        lines = [line for line in proc.output.splitlines() if f"pid {replacement} " in line]
+        loaded = [i for i, line in enumerate(lines) if "model cifar_resnet20 version 1 ready on" in line]
+        listening = [i for i, line in enumerate(lines) if "gRPC on" in line]
+        assert len(loaded) == len(listening) == 1 and loaded < listening, lines
         wait_ready(proc.grpc_address)
-        for _ in range(8):  # every new connection is answered again
-            with tc.InferenceServerClient(proc.grpc_address) as client:
-                client.infer("cifar_resnet20", [triton_input("input", np.zeros((1, 3, 32, 32), np.float32))])
         samples = scrape(proc.metrics_address)
         assert {lab["pid"] for lab, _ in samples["cnnserve_worker_requests"]} == {
             str(p) for p in (started_pids(proc)[1][0], replacement)
         }  # the dead worker's live series is gone; its counts stay in the sums
         assert model_total(samples, "cifar_resnet20", "cnnserve_inflight_requests") == 0
+
+
+def test_a_hung_worker_is_killed_after_the_timeout_and_the_others_callers_never_notice(small_repo: Path) -> None:
+    with serving(small_repo, "--workers", "2", "--model", "lenet5", "--worker-timeout", "2") as proc:
+        assert "--worker-timeout 2" not in proc.output  # not yet: nobody is silent
+        hung = started_pids(proc)[0][0]
+        stopped_at: list[float] = []
+
+        def hang() -> None:
+            os.kill(hung, signal.SIGSTOP)  # alive, its connections open, answering nothing
+            stopped_at.append(time.monotonic())
+
+        outcomes = calls_around(proc, "lenet5", lenet5_input(0), hang, lambda: replaced_and_ready(proc, 0))
+        said = re.search(rf"worker 0 \(pid {hung}\): no heartbeat for ([0-9.]+)s, more than --worker-timeout 2s; "
+                         r"killing it \(SIGKILL\)", proc.output)  # fmt: skip
+        assert said, proc.output
+        assert float(said[1]) >= 2.0
+        assert f"worker 0 (pid {hung}) exited with signal SIGKILL (no heartbeat for" in proc.output
+        with pytest.raises(ProcessLookupError):
+            os.kill(hung, 0)  # killed and reaped, though stopped
+        failed = check_only_lost_connections_failed(outcomes)
+        # The callers on the other worker went on being answered while this one hung: not one failure.
+        untouched = [caller for caller, f in zip(outcomes, failed, strict=True) if not f]
+        assert any(when > stopped_at[0] for caller in untouched for when, _ in caller)
+        wait_ready(proc.grpc_address)
 
 
 def test_workers_that_keep_dying_stop_the_server_and_readiness_falls_meanwhile(
@@ -278,9 +348,12 @@ def test_a_worker_that_cannot_start_stops_the_supervisor_with_the_reason(small_r
     code = proc.process.wait(timeout=120)
     proc.close()
     assert code == 1, proc.output
-    assert f"model repository {missing} does not exist" in proc.output  # the worker's own reason
-    assert re.search(r"worker \d \(pid \d+\) exited with status 1 before the server was ready", proc.output)
-    assert "stopping the server" in proc.output and "cnnserve ready" not in proc.output
+    # The worker says why by its exit status and its heartbeat file; the supervisor's line names it.
+    said = re.search(r"supervisor pid \d+ cnnserve.supervisor: worker \d \(pid \d+\) could not start "
+                     r"\(exit status 3\): (.*); stopping the server", proc.output)  # fmt: skip
+    assert said, proc.output
+    assert said[1].startswith(f"model repository {missing} does not exist")
+    assert "cnnserve ready" not in proc.output
 
 
 def test_the_supervisor_refuses_what_the_single_server_refuses_in_one_line(small_repo: Path) -> None:
