@@ -216,8 +216,13 @@ def test_queued_bytes_and_concurrent_rpcs_are_bounded(small_repo: Path) -> None:
         request = pb.ModelInferRequest(model_name="lenet5")
         request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 32, 32])
         request.raw_input_contents.append(b"\x00" * 4096)
-        with pytest.raises(grpc.RpcError) as info:
-            stub.ModelInfer(request, timeout=30)
+        for _ in range(100):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ModelInfer(request, timeout=30)
+            # The readiness probe's call may hold the one RPC slot a moment after its answer left.
+            if info.value.details() != "Concurrent RPC limit exceeded!":
+                break
+            time.sleep(0.1)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert info.value.details() == (
             "model 'lenet5': queue full (0 bytes waiting, this request 4,096 bytes, max_queue_bytes 1,024); retry later"
