@@ -71,6 +71,7 @@ class Server:
         self.metrics_server: MetricsServer | None = None
         self.http: HttpServer | None = None
         self.grpc_port = 0
+        self.http_port = -1  # off
         self.tls: CertificateStore | None = None
         self.failure = ""  # why the start failed, for a supervisor to read
         self._stop = asyncio.Event()
@@ -123,8 +124,8 @@ class Server:
                 rest_server.build(s, self.plane, self.metrics, self.classifier, self.policies),
                 grace_seconds=s.grace_seconds,
             )
-            http_port = await self.http.start(s.host, s.http_port, reuse_port=shared, tls=self.tls)
-            http_address = f"{s.host}:{http_port}"
+            self.http_port = await self.http.start(s.host, s.http_port, reuse_port=shared, tls=self.tls)
+            http_address = f"{s.host}:{self.http_port}"
         metrics_address = "off"
         if self.metrics_server is not None:
             metrics_address = f"{s.metrics_host or s.host}:{self.metrics_server.port}"

@@ -1,7 +1,11 @@
 """The protocol-agnostic data plane: what every front end (KServe V2, cnnserve.v1) calls.
 
-It checks a request against the model's config before it reaches the batcher, so that a bad
-request fails alone, with a message that names the field and the expectation.
+One pass: a front end looks the request's model up once (:meth:`DataPlane.find`, which its
+metrics wrapper does, so the request is counted under its model), resolves the version it runs on
+from that (:meth:`DataPlane.resolve`), checks the tensors' names, datatypes and shapes against it
+before decoding them (:meth:`DataPlane.check_tensors`, which gives the item count), and hands the
+decoded tensors with that model to :meth:`DataPlane.infer`. A bad request fails alone, with a
+message that names the field and the expectation.
 """
 
 from __future__ import annotations
@@ -9,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 import cnnserve
-from cnnserve.datatypes import v2_datatype
 from cnnserve.repository import ModelConfig
 from cnnserve.server import errors
 from cnnserve.server.model_manager import ModelManager, ServedModel, State
@@ -23,19 +25,6 @@ SERVER_NAME = "cnnserve"
 SERVER_VERSION = cnnserve.__version__
 # What ServerMetadata advertises (Triton's names for the extensions cnnserve implements).
 EXTENSIONS = ("classification", "model_repository", "statistics")
-
-
-def _datatype(dtype: np.dtype) -> str:
-    try:
-        return v2_datatype(dtype)
-    except ValueError:  # no V2 datatype at all: named as numpy names it, and refused as a mismatch
-        return str(dtype)
-
-
-@dataclass
-class InferResult:
-    model: ServedModel
-    outputs: dict[str, np.ndarray]
 
 
 class _Handling:
@@ -67,10 +56,26 @@ class DataPlane:
         # health and readiness speak for the whole server, whichever worker a probe reaches.
         self.peers_ready = True
 
-    def handling(self, name: str) -> _Handling:
-        """Count a request for model ``name`` while a front end handles it (unknown names aside):
-        the batcher runs a request inline only while it is its model's only one."""
-        return _Handling(self.models.models.get(name))
+    def find(self, name: str) -> ServedModel | None:
+        """A request's one lookup of its model by name: the served version, None when unknown."""
+        return self.models.find(name)
+
+    def handling(self, found: ServedModel | None) -> _Handling:
+        """Count a request for the model ``find`` gave while a front end handles it: the batcher
+        runs a request inline only while it is its model's only one."""
+        return _Handling(found)
+
+    def resolve(
+        self, found: ServedModel | None, name: str, version: str = "", *, admitted: bool = False
+    ) -> ServedModel:
+        """The ready version a request for ``name`` runs on, from what ``find`` gave (no second
+        lookup): NOT_FOUND for an unknown name or version, UNAVAILABLE while it is not ready or the
+        server is draining. ``admitted``: the caller accepted the request before draining began
+        (Classify and Policy admit first, then decode), so it is let through: an accepted request
+        must be answered."""
+        if self.draining and not admitted:
+            raise errors.Unavailable("server is shutting down and takes no new requests")
+        return self.models.ready_version(found, name, version)
 
     def live(self) -> bool:
         return True
@@ -94,10 +99,6 @@ class DataPlane:
         if model.config is None:
             raise errors.Unavailable(f"model {name!r} failed to load: {model.reason}")
         return model.config
-
-    def validate(self, config: ModelConfig, inputs: dict[str, np.ndarray]) -> int:
-        """Check names, datatypes and shapes against config.json; return the batch size."""
-        return self.check_tensors(config, {name: (_datatype(a.dtype), a.shape) for name, a in inputs.items()})
 
     def check_tensors(self, config: ModelConfig, inputs: Mapping[str, tuple[str, Sequence[int]]]) -> int:
         """Check each input's name, V2 datatype and shape (with the batch axis) against
@@ -143,32 +144,15 @@ class DataPlane:
         return batch
 
     async def infer(
-        self,
-        name: str,
-        version: str,
-        inputs: dict[str, np.ndarray],
-        *,
-        timeout: float | None = None,
-        admitted: bool = False,
-        checked: bool = False,
-    ) -> InferResult:
-        """Validate, queue in the model's batcher, and return the outputs for these items.
-
-        ``checked``: the caller checked ``inputs`` against this model already (``check_tensors``).
-        ``admitted``: the caller accepted this request before the server began draining and did
-        other work since (Classify decodes images first); it is let through while draining, since
-        an accepted request must be answered.
-        """
-        if self.draining and not admitted:
-            raise errors.Unavailable("server is shutting down and takes no new requests")
-        model = self.models.get_ready(name, version)
-        assert model.config is not None and model.batcher is not None
-        if not checked:  # a V2 request's tensors were checked from their headers before decoding
-            self.validate(model.config, inputs)
+        self, model: ServedModel, inputs: dict[str, np.ndarray], items: int, *, timeout: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Queue ``inputs`` (checked against ``model``: ``items`` on their leading axis) in the
+        model's batcher and return the outputs of exactly those items."""
+        assert model.batcher is not None
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        outputs = await model.batcher.infer(inputs, deadline=deadline)
+        outputs = await model.batcher.infer(inputs, items=items, deadline=deadline)
         model.last_inference_ms = int(time.time() * 1000)
-        return InferResult(model, outputs)
+        return outputs
 
     def index(self, ready_only: bool = False) -> list[ServedModel]:
         return [m for m in self.models.index() if m.ready or not ready_only]

@@ -97,23 +97,32 @@ class ModelManager:
 
     # -- finding a model ---------------------------------------------------------------------------
 
+    def find(self, name: str) -> ServedModel | None:
+        """The served version of ``name``, or None: a request's one lookup of its model by name
+        (what it then runs on is :meth:`ready_version` of this)."""
+        return self.models.get(name)
+
     def get(self, name: str, version: str = "") -> ServedModel:
         """The model ``name`` at ``version`` ("" = the one served), or NOT_FOUND."""
-        model = self.models.get(name)
-        if model is None:
+        return self.version_of(self.find(name), name, version)
+
+    def version_of(self, found: ServedModel | None, name: str, version: str) -> ServedModel:
+        """``version`` of the model ``find(name)`` gave (``found``), or NOT_FOUND."""
+        if found is None:
             known = ", ".join(sorted(self.models)) or "none"
             raise errors.NotFound(f"model_name: unknown model {name!r}; this server has: {known}")
-        if version and version != str(model.version):
+        if version and version != str(found.version):
             other = self.versions.get(name, {}).get(int(version)) if version.isdigit() else None
             if other is None:
                 raise errors.NotFound(
-                    f"model_version: {name!r} has no version {version!r}; version {model.version} is served"
+                    f"model_version: {name!r} has no version {version!r}; version {found.version} is served"
                 )
             return other
-        return model
+        return found
 
-    def get_ready(self, name: str, version: str = "") -> ServedModel:
-        model = self.get(name, version)
+    def ready_version(self, found: ServedModel | None, name: str, version: str = "") -> ServedModel:
+        """As :meth:`version_of`, and ready to run (else UNAVAILABLE, with its state and reason)."""
+        model = self.version_of(found, name, version)
         if not model.ready or model.batcher is None:
             why = f": {model.reason}" if model.reason and model.reason != model.state.value else ""
             which = f"model {name!r} version {version}" if version else f"model {name!r}"
@@ -295,7 +304,6 @@ class ModelManager:
             max_queue_bytes=s.max_queue_bytes,
             concurrency=runner.instances,
             observer=self.metrics.observer(str(config.version)),
-            run_parts=runner.run_parts,
             run_inline=runner.run_inline if inline else None,
             alone=lambda: model.inflight <= 1,
         )

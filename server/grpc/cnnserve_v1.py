@@ -18,6 +18,7 @@ from cnnserve.server import errors
 from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.grpc.status import observed
 from cnnserve.server.metrics import Metrics
+from cnnserve.server.model_manager import ServedModel
 from cnnserve.server.services.classifier import Classifier
 from cnnserve.server.services.policy import PolicyService, PositionQuery
 
@@ -49,8 +50,11 @@ class CnnServeServicer(pb_grpc.CnnServeServicer):
         self.metrics = metrics
 
     @observed("Classify")
-    async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
+    async def Classify(
+        self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext, found: ServedModel | None
+    ) -> pb.ClassifyResponse:
         classified = await self.classifier.classify(
+            found,
             request.model_name,
             request.model_version,
             list(request.images),
@@ -71,8 +75,11 @@ class CnnServeServicer(pb_grpc.CnnServeServicer):
         )
 
     @observed("Policy")
-    async def Policy(self, request: pb.PolicyRequest, context: grpc.aio.ServicerContext) -> pb.PolicyResponse:
+    async def Policy(
+        self, request: pb.PolicyRequest, context: grpc.aio.ServicerContext, found: ServedModel | None
+    ) -> pb.PolicyResponse:
         result = await self.policies.policy(
+            found,
             request.model_name,
             request.model_version,
             position_query(request),

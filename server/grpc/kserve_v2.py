@@ -114,24 +114,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @observed("ModelInfer")
     async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext, found: ServedModel | None
     ) -> pb.ModelInferResponse:
+        model = self.plane.resolve(found, request.model_name, request.model_version)
+        config = model.config
+        assert config is not None
         # Names, datatypes and shapes first, from the tensors' headers: a request is bounded by
         # the model's own sizes before a byte of it is decoded.
-        self.plane.check_tensors(
-            self.plane.config(request.model_name, request.model_version),
-            {t.name: (t.datatype, t.shape) for t in request.inputs},
-        )
+        items = self.plane.check_tensors(config, {t.name: (t.datatype, t.shape) for t in request.inputs})
         # The codec gives each tensor exactly the datatype and shape its header names: checked.
         inputs = await _decoded(request)
-        result = await self.plane.infer(
-            request.model_name, request.model_version, inputs, timeout=context.time_remaining(), checked=True
-        )
-        config = result.model.config
-        assert config is not None
+        results = await self.plane.infer(model, inputs, items, timeout=context.time_remaining())
         response = pb.ModelInferResponse(model_name=config.name, model_version=str(config.version), id=request.id)
         # No outputs named: all of them as they are, in the model's order (the runner's).
-        outputs = [_requested(o, result.outputs, config) for o in request.outputs] or result.outputs.items()
+        outputs = [_requested(o, results, config) for o in request.outputs] or results.items()
         for name, array in outputs:
             try:
                 tensor, raw = codec.encode_output(name, np.asarray(array))

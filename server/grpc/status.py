@@ -1,6 +1,7 @@
 """Exceptions become gRPC statuses here: :func:`handle_errors` for every unary RPC, and
-:func:`observed` for the RPCs that run a model (ModelInfer, Classify, Policy), which also counts
-each call in the request metrics under its final status code.
+:func:`observed` for the RPCs that run a model (ModelInfer, Classify, Policy), which also looks
+the request's model up (the request's one lookup: the method gets what it found) and counts each
+call in the request metrics under its final status code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import grpc
 from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.errors import to_status
 from cnnserve.server.metrics import Metrics
+from cnnserve.server.model_manager import ServedModel
 
 
 class _Observed(Protocol):
@@ -32,6 +34,8 @@ Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Method = Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+# A model RPC's method: also given the model its request named, as the data plane found it.
+ModelMethod = Callable[[Servicer, Request, grpc.aio.ServicerContext, ServedModel | None], Awaitable[Response]]
 Wrapped = Callable[[Servicer, Request, grpc.aio.ServicerContext], Coroutine[Any, Any, Response]]
 ObservedServicer = TypeVar("ObservedServicer", bound=_Observed)
 ModelRequest = TypeVar("ModelRequest", bound=_ModelRequest)
@@ -65,22 +69,25 @@ def handle_errors(method: Method[Servicer, Request, Response]) -> Wrapped[Servic
 
 def observed(
     rpc: str,
-) -> Callable[[Method[ObservedServicer, ModelRequest, Response]], Wrapped[ObservedServicer, ModelRequest, Response]]:
-    """Count the call in flight, then its duration and status code under ``rpc``; errors become
-    statuses as in ``handle_errors``."""
+) -> Callable[
+    [ModelMethod[ObservedServicer, ModelRequest, Response]], Wrapped[ObservedServicer, ModelRequest, Response]
+]:
+    """Find the request's model, count the call in flight, then its duration and status code
+    under ``rpc``; errors become statuses as in ``handle_errors``."""
 
     def decorate(
-        method: Method[ObservedServicer, ModelRequest, Response],
+        method: ModelMethod[ObservedServicer, ModelRequest, Response],
     ) -> Wrapped[ObservedServicer, ModelRequest, Response]:
         @functools.wraps(method)
         async def wrapper(self: ObservedServicer, request: ModelRequest, context: grpc.aio.ServicerContext) -> Response:
             started = time.perf_counter()
+            found = self.plane.find(request.model_name)
             # Unknown names share one label value, so a client cannot grow the metrics without end.
-            model = request.model_name if request.model_name in self.plane.models.models else ""
+            model = found.name if found is not None else ""
             code = grpc.StatusCode.CANCELLED  # unless the call ends another way below
-            with self.metrics.inflight(model), self.plane.handling(model):
+            with self.metrics.inflight(model), self.plane.handling(found):
                 try:
-                    response = await method(self, request, context)
+                    response = await method(self, request, context, found)
                     code = grpc.StatusCode.OK
                     return response
                 except Exception as exc:

@@ -16,6 +16,7 @@ from aiohttp import BodyPartReader, web
 from cnnserve.go.board import BLACK, WHITE
 from cnnserve.go.coords import to_gtp
 from cnnserve.server import errors
+from cnnserve.server.rest import FOUND
 from cnnserve.server.services.classifier import Classifier
 from cnnserve.server.services.policy import PolicyService, PositionQuery
 
@@ -66,7 +67,7 @@ class _V1:
         top_k = _integer(request, "top_k", 5)
         assert top_k is not None
         classified = await self.classifier.classify(
-            request.match_info["name"], request.query.get("version", ""), await _images(request), top_k
+            request[FOUND], request.match_info["name"], request.query.get("version", ""), await _images(request), top_k
         )
         model = classified.model
         return web.json_response({
@@ -91,7 +92,9 @@ class _V1:
         )
         top_k = _integer(request, "top_k", 5)
         assert top_k is not None
-        result = await self.policies.policy(request.match_info["name"], request.query.get("version", ""), query, top_k)
+        result = await self.policies.policy(
+            request[FOUND], request.match_info["name"], request.query.get("version", ""), query, top_k
+        )
         model, where = result.model, result.position
         return web.json_response({
             "model_name": model.name, "model_version": str(model.version),

@@ -14,6 +14,7 @@ from cnnserve.repository import triton_config
 from cnnserve.server import errors, reports
 from cnnserve.server.classification import top_classes
 from cnnserve.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
+from cnnserve.server.rest import FOUND
 from cnnserve.server.rest.tensors import HEADER_LENGTH, decode, encode_reply, parse_request
 
 MODEL = "/v2/models/{name}"
@@ -100,18 +101,18 @@ class _V2:
         return web.Response(status=200)
 
     async def infer(self, request: web.Request) -> web.Response:
-        name, version = _model(request)
+        model = self.plane.resolve(request[FOUND], *_model(request))
+        config = model.config
+        assert config is not None
         document, tensors = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
         # Names, datatypes and shapes first, from the JSON: bounded by the model's sizes before decoding.
-        self.plane.check_tensors(self.plane.config(name, version), {t.name: (t.datatype, t.shape) for t in tensors})
+        items = self.plane.check_tensors(config, {t.name: (t.datatype, t.shape) for t in tensors})
         inputs = {t.name: decode(t) for t in tensors}
-        result = await self.plane.infer(name, version, inputs, checked=True)
-        config = result.model.config
-        assert config is not None
+        results = await self.plane.infer(model, inputs, items)
         binary_default = bool((document.get("parameters") or {}).get("binary_data_output", False))
         outputs = []
         for output in document.get("outputs") or [{"name": o.name} for o in config.outputs]:
-            outputs.append(_output(output, result.outputs, config, binary_default))
+            outputs.append(_output(output, results, config, binary_default))
         reply = {"model_name": config.name, "model_version": str(config.version)}
         if "id" in document:
             reply["id"] = document["id"]

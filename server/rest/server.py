@@ -19,7 +19,7 @@ from cnnserve.server import errors
 from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.errors import to_status
 from cnnserve.server.metrics import Metrics
-from cnnserve.server.rest import cnnserve_v1, kserve_v2
+from cnnserve.server.rest import FOUND, cnnserve_v1, kserve_v2
 from cnnserve.server.security.restrictions import http_group, http_message, restrictions
 from cnnserve.server.security.tls import CertificateStore
 from cnnserve.server.services.classifier import Classifier
@@ -53,11 +53,14 @@ def build(
         and any error turned into its status and ``{"error": message}``."""
         started = time.perf_counter()
         name = request.match_info.get("name", "")
-        model = name if name in plane.models.models else ""
+        # The request's one lookup of its model; its handler reads what was found.
+        found = plane.find(name) if name else None
+        request[FOUND] = found
+        model = found.name if found is not None else ""
         route = request.match_info.route.resource
         rpc = route.canonical if route is not None else "unmatched"
         code = grpc.StatusCode.CANCELLED
-        with metrics.inflight(model), plane.handling(model), limit.slot(request):
+        with metrics.inflight(model), plane.handling(found), limit.slot(request):
             try:
                 # Only when groups are restricted: the path is not classified on every request.
                 restriction = restricted.get(http_group(request.method, request.path)) if restricted else None

@@ -36,7 +36,7 @@ CUDA_INSTANCES = 2
 another computes; on the CPU one instance, whose session already uses every core."""
 
 
-@dataclass  # not frozen: batching.BatchResult is a protocol with plain (settable) attributes
+@dataclass  # not frozen: the CUDA-graph path sets copy_seconds after the run
 class RunResult:
     outputs: dict[str, np.ndarray]
     compute_seconds: float  # one ONNX Runtime run of the batch, measured in the worker thread
@@ -187,7 +187,7 @@ class ModelRunner:
         """Run a one-item batch on the calling thread (the event loop's, for a model cheaper to
         run than to hand to a worker thread): on the session of ``prepare_inline`` when there is
         one, else on an instance if one is free; None, and nothing done, for a larger batch or
-        when no instance is free. Like ``run_parts``, the batcher's entry: not checked again."""
+        when no instance is free. Like ``run``, the batcher's entry: not checked again."""
         if self._closed:
             raise errors.Unavailable(f"model {self.config.name!r} is shut down")
         if len(parts) > 1 or next(iter(parts[0].values())).shape[0] > 1:
@@ -268,28 +268,12 @@ class ModelRunner:
         seconds = time.perf_counter() - started
         return RunResult(dict(zip(self._output_names, values, strict=True)), seconds)
 
-    async def run(self, inputs: Mapping[str, np.ndarray]) -> RunResult:
-        """Run one batch (every input with the same leading batch size) on the next idle instance,
-        after checking it against the model (a malformed batch is INVALID_ARGUMENT here rather
-        than an ONNX Runtime error in a worker thread)."""
-        self._check_parts([inputs])
-        return await self._submit(self._run_sync, [inputs])
-
-    async def run_parts(self, parts: Sequence[Mapping[str, np.ndarray]]) -> RunResult:
+    async def run(self, parts: Sequence[Mapping[str, np.ndarray]]) -> RunResult:
         """Run several requests' inputs as one batch, in their order, on the next idle instance:
         they are joined in its worker thread, never on the event loop. The batcher's entry: the
         data plane checked every part against the model and the batcher formed the batch within
         max_batch_size, so nothing is checked again."""
         return await self._submit(self._run_sync, parts)
-
-    def _check_parts(self, parts: Sequence[Mapping[str, np.ndarray]]) -> None:
-        total = 0
-        for part in parts:
-            total += self._check_inputs(part)
-        if total > self.config.max_batch_size:
-            raise errors.InvalidArgument(
-                f"model {self.config.name!r}: batch size must be 1 to {self.config.max_batch_size}, got {total}"
-            )
 
     async def _submit(self, fn: Callable[..., RunResult], *args: Any) -> RunResult:
         if self._closed:
@@ -301,32 +285,6 @@ class ModelRunner:
                 raise errors.Unavailable(f"model {self.config.name!r} is shut down") from exc
             raise
         return result
-
-    def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> int:
-        """A cheap guard that turns a malformed batch into INVALID_ARGUMENT instead of an ONNX
-        Runtime exception deep in a worker thread; returns its batch size."""
-        name = self.config.name
-        expected = [t.name for t in self.config.inputs]
-        if sorted(inputs) != sorted(expected):
-            raise errors.InvalidArgument(f"model {name!r}: expected inputs {expected}, got {sorted(inputs)}")
-        sizes = set()
-        for spec in self.config.inputs:
-            array = inputs[spec.name]
-            dtype = numpy_dtype(spec.datatype)
-            if array.dtype != dtype or tuple(array.shape[1:]) != spec.shape or array.ndim != len(spec.shape) + 1:
-                raise errors.InvalidArgument(
-                    f"model {name!r}: input {spec.name!r} must be {np.dtype(dtype).name} [batch, "
-                    f"{', '.join(map(str, spec.shape))}], got {array.dtype.name} {list(array.shape)}"
-                )
-            sizes.add(array.shape[0])
-        if len(sizes) > 1:
-            raise errors.InvalidArgument(f"model {name!r}: inputs disagree on the batch size: {sorted(sizes)}")
-        batch = sizes.pop()
-        if not 1 <= batch <= self.config.max_batch_size:
-            raise errors.InvalidArgument(
-                f"model {name!r}: batch size must be 1 to {self.config.max_batch_size}, got {batch}"
-            )
-        return int(batch)
 
     async def warmup(self, batch_sizes: Iterable[int]) -> dict[int, float]:
         """Run zeros through every session, so that no real request pays for ONNX Runtime's first

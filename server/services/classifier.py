@@ -21,7 +21,7 @@ import numpy as np
 from cnnserve.images import ImageError, ImagePipeline
 from cnnserve.repository import ModelConfig
 from cnnserve.server import errors
-from cnnserve.server.dataplane import DataPlane, InferResult
+from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.model_manager import ServedModel
 from cnnserve.server.services.admission import Admission, queued
 
@@ -85,14 +85,22 @@ class Classifier:
         return self._pipelines[key]
 
     async def classify(
-        self, name: str, version: str, images: Sequence[bytes], top_k: int, *, timeout: float | None = None
+        self,
+        found: ServedModel | None,
+        name: str,
+        version: str,
+        images: Sequence[bytes],
+        top_k: int,
+        *,
+        timeout: float | None = None,
     ) -> Classified:
-        """The top ``top_k`` classes of each image, with the model's labels."""
+        """The top ``top_k`` classes of each image, with the model's labels; ``found``: what the
+        data plane's ``find(name)`` gave."""
         started = time.monotonic()
         with self.admission.admit():
-            model, config, parts = await self._admit(name, version, images, top_k, started, timeout)
+            model, config, parts = await self._admit(found, name, version, images, top_k, started, timeout)
         outputs = await asyncio.gather(*parts)
-        logits = np.concatenate([part.outputs[config.outputs[0].name] for part in outputs])
+        logits = np.concatenate([part[config.outputs[0].name] for part in outputs])
         indices, probabilities = softmax_top_k(logits, top_k)
         labels = config.labels
         results = [
@@ -105,10 +113,17 @@ class Classifier:
         await self.admission.drain()
 
     async def _admit(
-        self, name: str, version: str, images: Sequence[bytes], top_k: int, started: float, timeout: float | None
-    ) -> tuple[ServedModel, ModelConfig, list[asyncio.Task[InferResult]]]:
+        self,
+        found: ServedModel | None,
+        name: str,
+        version: str,
+        images: Sequence[bytes],
+        top_k: int,
+        started: float,
+        timeout: float | None,
+    ) -> tuple[ServedModel, ModelConfig, list[asyncio.Task[dict[str, np.ndarray]]]]:
         """Check, decode and queue the request; return the futures of its batcher requests."""
-        model = self.plane.models.get_ready(name, version)
+        model = self.plane.resolve(found, name, version, admitted=True)
         config = model.config
         assert config is not None
         pipeline = self.pipeline(config)
@@ -127,10 +142,10 @@ class Classifier:
             timeout = max(timeout - (time.monotonic() - started), 0.0)
         # Requests of more images than max_batch_size go as several batcher requests.
         size, input_name = config.max_batch_size, config.inputs[0].name
-        version = str(config.version)
+        # The pipeline made each image the input's item shape and datatype: checked by construction.
         parts = await queued(
             [
-                self.plane.infer(name, version, {input_name: batch[i : i + size]}, timeout=timeout, admitted=True)
+                self.plane.infer(model, {input_name: batch[i : i + size]}, len(batch[i : i + size]), timeout=timeout)
                 for i in range(0, len(batch), size)
             ]
         )

@@ -125,11 +125,20 @@ class PolicyService:
             )
 
     async def policy(
-        self, name: str, version: str, query: PositionQuery, top_k: int, *, timeout: float | None = None
+        self,
+        found: ServedModel | None,
+        name: str,
+        version: str,
+        query: PositionQuery,
+        top_k: int,
+        *,
+        timeout: float | None = None,
     ) -> PolicyResult:
+        """Move probabilities for the position ``query`` reads; ``found``: what the data plane's
+        ``find(name)`` gave."""
         started = time.monotonic()
         with self.admission.admit():
-            model = self.plane.models.get_ready(name, version)
+            model = self.plane.resolve(found, name, version, admitted=True)
             config = model.config
             assert config is not None
             self.check_model(config)
@@ -139,9 +148,9 @@ class PolicyService:
             where, planes, legal = await loop.run_in_executor(self._executor, read_position, query)
             if timeout is not None:
                 timeout = max(timeout - (time.monotonic() - started), 0.0)
+            # check_model made sure the planes are the input's item shape and datatype.
             inputs = {config.inputs[0].name: planes[None]}
-            infer = self.plane.infer(name, str(config.version), inputs, timeout=timeout, admitted=True)
-            (part,) = await queued([infer])
-        result = await part
-        probabilities = legal_probabilities(result.outputs[config.outputs[0].name][0], legal)
+            (part,) = await queued([self.plane.infer(model, inputs, 1, timeout=timeout)])
+        outputs = await part
+        probabilities = legal_probabilities(outputs[config.outputs[0].name][0], legal)
         return PolicyResult(model, where, probabilities, top_moves(probabilities, top_k), int(legal.sum()))
