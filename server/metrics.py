@@ -23,9 +23,9 @@ cannot grow the label set without end):
 - ``cnnserve_worker_requests{worker,pid}``: with several workers only, the RPCs each live worker
   answered (a gauge in prometheus_client's ``liveall`` mode), to see how connections spread.
 - ``cnnserve_model_info{model,version,architecture,weight_layers,parameters,macs,provider,trained,
-  state,reason,batch_shapes,provider_options}``: 1 per loaded version of each entry, failed ones
-  included, so a dashboard can put latency beside depth and show why a model is missing; an
-  unloaded version's series goes.
+  state,batch_shapes}``: 1 per loaded version of each entry, failed ones included, so a dashboard
+  can put latency beside depth and show which model is missing (why: the log and RepositoryIndex);
+  an unloaded version's series goes.
 
 The series of the batcher's side carry the ``version`` whose batcher (and session) did the work:
 while a new version rolls out, both versions' series show the traffic moving. A request addresses
@@ -60,8 +60,11 @@ DURATION_BUCKETS: tuple[float, ...] = (
 # Powers of two, as batch sizes are usually chosen; 512 leaves room above the usual 256 maximum.
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
+# Every value comes from a small set (the repository's entries and their facts, the providers, the
+# states, the padded sizes): no free text, such as a load failure's reason or the provider options
+# a session reports, which go to the log and to RepositoryIndex instead.
 INFO_LABELS = ("model", "version", "architecture", "weight_layers", "parameters", "macs", "provider", "trained",
-               "state", "reason", "batch_shapes", "provider_options")  # fmt: skip
+               "state", "batch_shapes")  # fmt: skip
 
 
 class Metrics:
@@ -199,19 +202,16 @@ class Metrics:
         provider: str,
         trained: bool,
         state: str,
-        reason: str = "",
         batch_shapes: str = "",
-        provider_options: str = "",
     ) -> None:
         """Publish (or replace) the one ``cnnserve_model_info`` series of ``model`` at ``version``.
 
         ``provider`` is the execution provider the session actually uses (e.g.
-        "CUDAExecutionProvider"), ``state`` "ready" or "failed", ``reason`` empty when ready,
-        ``batch_shapes`` "exact" or the padded sizes ("1,8,32"), ``provider_options`` what the
-        session reports for the options the server set ("k=v,k=v"; "" on the CPU).
+        "CUDAExecutionProvider"), ``state`` "ready" or "failed", ``batch_shapes`` "exact" or the
+        padded sizes ("1,8,32").
         """
         labels = (model, version, architecture, str(weight_layers), str(parameters), str(macs), provider,
-                  "true" if trained else "false", state, reason, batch_shapes, provider_options)  # fmt: skip
+                  "true" if trained else "false", state, batch_shapes)  # fmt: skip
         with self._info_lock:
             # Labels change with the state, and a stale "failed" series beside a "ready" one
             # would count the model twice.

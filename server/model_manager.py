@@ -408,8 +408,6 @@ class ModelManager:
             macs=int(facts.get("macs", 0)),
             provider=model.runner.provider if model.runner else "",
             batch_shapes=model.runner.shapes.label() if model.runner else "",
-            provider_options=model.runner.provider_options_label() if model.runner else "",
             trained=bool(config.trained) if config else False,
             state=model.state.value,
-            reason=model.reason,
         )

@@ -130,7 +130,7 @@ def test_inflight_counts_while_inside_also_on_error(metrics: Metrics) -> None:
     assert value(exposed(metrics), "cnnserve_inflight_requests", model="lenet5") == 0
 
 
-def publish_lenet(metrics: Metrics, model: str = "lenet5", state: str = "ready", reason: str = "") -> None:
+def publish_lenet(metrics: Metrics, model: str = "lenet5", state: str = "ready") -> None:
     metrics.set_model_info(
         model=model,
         version="1",
@@ -141,7 +141,6 @@ def publish_lenet(metrics: Metrics, model: str = "lenet5", state: str = "ready",
         provider="CPUExecutionProvider",
         trained=True,
         state=state,
-        reason=reason,
         batch_shapes="exact",
     )
 
@@ -153,21 +152,20 @@ def info(metrics: Metrics) -> list[tuple[dict[str, str], float]]:
 def test_model_info_labels(metrics: Metrics) -> None:
     publish_lenet(metrics)
     metrics.set_model_info(model="broken", version="", architecture="", weight_layers=0, parameters=0, macs=0,
-                           provider="", trained=False, state="failed", reason="config.json: no 'inputs'")  # fmt: skip
+                           provider="", trained=False, state="failed")  # fmt: skip
     assert sorted(info(metrics), key=lambda s: s[0]["model"]) == [
         ({"model": "broken", "version": "", "architecture": "", "weight_layers": "0", "parameters": "0", "macs": "0",
-          "provider": "", "trained": "false", "state": "failed", "reason": "config.json: no 'inputs'",
-          "batch_shapes": "", "provider_options": ""}, 1.0),
+          "provider": "", "trained": "false", "state": "failed", "batch_shapes": ""}, 1.0),
         ({"model": "lenet5", "version": "1", "architecture": "lenet5", "weight_layers": "5", "parameters": "61706",
-          "macs": "416520", "provider": "CPUExecutionProvider", "trained": "true", "state": "ready", "reason": "",
-          "batch_shapes": "exact", "provider_options": ""}, 1.0),
+          "macs": "416520", "provider": "CPUExecutionProvider", "trained": "true", "state": "ready",
+          "batch_shapes": "exact"}, 1.0),
     ]  # fmt: skip
 
 
 def test_model_info_keeps_one_series_per_model(metrics: Metrics) -> None:
-    publish_lenet(metrics, state="failed", reason="CUDA out of memory")
+    publish_lenet(metrics, state="failed")
     publish_lenet(metrics, state="ready")
-    assert [(lab["state"], lab["reason"]) for lab, _ in info(metrics)] == [("ready", "")]
+    assert [lab["state"] for lab, _ in info(metrics)] == ["ready"]
 
 
 def test_remove_model_forgets_every_series_of_that_model_only(metrics: Metrics) -> None:
