@@ -1,6 +1,8 @@
 """Property-based fuzzing (Hypothesis) of the parsers a request reaches: for any input they either
 succeed or raise the project's own error for that input, never an IndexError, KeyError,
-struct.error, OverflowError, MemoryError or anything else a server would turn into INTERNAL.
+struct.error, OverflowError, MemoryError or anything else a server would turn into INTERNAL; and
+what a success returns is what was asked for (the declared shape and datatype, the same bytes back,
+a coordinate that writes back as it was read, a setting that reads back as its text says).
 
 Fuzz tests live in this folder of their own rather than mirroring the packages (as the other test
 folders do): each file crosses several packages, and CI can run or skip them as one.
@@ -12,14 +14,14 @@ leaves no ``.hypothesis/`` folder behind; the example counts keep the whole file
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,14 +54,38 @@ def fuzz(examples: int) -> Callable[[Any], Any]:
     )
 
 
-def only(expected: type[BaseException] | tuple[type[BaseException], ...], call: Callable[[], object]) -> None:
-    """Run ``call``; it may succeed or raise ``expected``, nothing else. Numpy's RuntimeWarnings
-    (a float cast overflowing to inf) are warnings, not errors, for a server; pytest's
-    ``filterwarnings = error`` must not turn them into failures here."""
+REFUSED = object()
+"""What :func:`only` returns when the call raised the error it may raise."""
+
+
+def only(expected: type[BaseException] | tuple[type[BaseException], ...], call: Callable[[], Any]) -> Any:
+    """Run ``call``; it may succeed (its result is returned, for the property to check) or raise
+    ``expected`` (:data:`REFUSED` is returned), nothing else. Numpy's RuntimeWarnings (a float
+    cast overflowing to inf) are warnings, not errors, for a server; pytest's ``filterwarnings =
+    error`` must not turn them into failures here."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        with contextlib.suppress(expected):
-            call()
+        try:
+            return call()
+        except expected:
+            return REFUSED
+
+
+def assert_same_bytes(array: np.ndarray, datatype: str, raw: bytes) -> None:
+    """The bytes a tensor was decoded from, back: raw numbers as they came, BYTES elements packed
+    as they came, BOOL bytes as true where they were not zero."""
+    if datatype == "BYTES":
+        assert codec.pack_bytes(array) == raw
+    elif datatype == "BOOL":
+        assert array.reshape(-1).tolist() == [byte != 0 for byte in raw]
+    else:
+        assert array.tobytes() == raw
+
+
+def check_decoded(array: np.ndarray, datatype: str, shape: Sequence[int]) -> None:
+    """A decoded tensor is what its header declared: that shape, that datatype's numpy type."""
+    assert array.shape == tuple(shape)
+    assert array.dtype == DATATYPES[datatype].dtype
 
 
 # -- strategies ------------------------------------------------------------------------------------
@@ -104,13 +130,18 @@ def raw_for(draw: st.DrawFn, datatype: str, shape: list[int]) -> bytes:
 @given(st.data(), datatypes, shapes)
 def test_decode_binary_raises_only_tensor_error(data: st.DataObject, datatype: str, shape: list[int]) -> None:
     raw = data.draw(raw_for(datatype, shape))
-    only(codec.TensorError, lambda: codec.decode_binary("x", datatype, shape, raw, "binary data"))
+    decoded = only(codec.TensorError, lambda: codec.decode_binary("x", datatype, shape, raw, "binary data"))
+    if decoded is not REFUSED:
+        check_decoded(decoded, datatype, shape)
+        assert_same_bytes(decoded, datatype, raw)
 
 
 @fuzz(600)
 @given(datatypes, shapes, st.lists(json_values, max_size=12))
 def test_decode_values_raises_only_tensor_error(datatype: str, shape: list[int], values: list[object]) -> None:
-    only(codec.TensorError, lambda: codec.decode_values("x", datatype, shape, values, "data"))
+    decoded = only(codec.TensorError, lambda: codec.decode_values("x", datatype, shape, values, "data"))
+    if decoded is not REFUSED:
+        check_decoded(decoded, datatype, shape)
 
 
 @fuzz(300)
@@ -121,7 +152,11 @@ def test_decode_values_of_the_right_count_raises_only_tensor_error(datatype: str
     for d in shape:
         count *= d
     values = data.draw(st.lists(json_scalars, min_size=count, max_size=count))
-    only(codec.TensorError, lambda: codec.decode_values("x", datatype, shape, values, "data"))
+    decoded = only(codec.TensorError, lambda: codec.decode_values("x", datatype, shape, values, "data"))
+    if decoded is not REFUSED:
+        check_decoded(decoded, datatype, shape)
+        if datatype not in ("BYTES", "BOOL", "FP16", "FP32", "FP64"):  # integers: exactly the values sent
+            assert decoded.reshape(-1).tolist() == values
 
 
 @st.composite
@@ -159,7 +194,11 @@ def infer_requests(draw: st.DrawFn) -> pb.ModelInferRequest:
 @fuzz(600)
 @given(infer_requests())
 def test_decode_request_inputs_raises_only_tensor_error(request: pb.ModelInferRequest) -> None:
-    only(codec.TensorError, lambda: codec.decode_request_inputs(request))
+    decoded = only(codec.TensorError, lambda: codec.decode_request_inputs(request))
+    if decoded is not REFUSED:
+        assert list(decoded) == [tensor.name for tensor in request.inputs]
+        for tensor in request.inputs:
+            check_decoded(decoded[tensor.name], tensor.datatype, tensor.shape)
 
 
 # -- REST bodies: InvalidArgument only -------------------------------------------------------------
@@ -208,12 +247,16 @@ def rest_bodies(draw: st.DrawFn) -> tuple[bytes, str | None]:
 def test_rest_parse_and_decode_raise_only_invalid_argument(body_and_length: tuple[bytes, str | None]) -> None:
     body, length = body_and_length
 
-    def parse_and_decode() -> None:
+    def parse_and_decode() -> list[tuple[tensors.RestInput, np.ndarray]]:
         _, inputs = tensors.parse_request(body, length)
-        for tensor in inputs:
-            tensors.decode(tensor)
+        return [(tensor, tensors.decode(tensor)) for tensor in inputs]
 
-    only(errors.InvalidArgument, parse_and_decode)
+    decoded = only(errors.InvalidArgument, parse_and_decode)
+    if decoded is not REFUSED:
+        for tensor, array in decoded:
+            check_decoded(array, tensor.datatype, tensor.shape)
+            if tensor.binary is not None:
+                assert_same_bytes(array, tensor.datatype, tensor.binary)
 
 
 # -- Go: SgfError, PositionError, CoordinateError; the Policy request path InvalidArgument -----------
@@ -277,14 +320,25 @@ def board_texts(draw: st.DrawFn) -> str:
 @fuzz(250)
 @given(board_texts(), st.sampled_from([BLACK, WHITE]))
 def test_position_from_text_raises_only_position_error(text: str, to_move: int) -> None:
-    only(position.PositionError, lambda: position.from_text(text, to_move))
+    read = only(position.PositionError, lambda: position.from_text(text, to_move))
+    if read is not REFUSED:
+        assert (read.to_move, read.move_number) == (to_move, 0)
+        # The board writes back as the text drew it, stone for stone.
+        drawn = [line.replace(" ", "").replace("\t", "").upper() for line in text.strip("\r\n").splitlines()]
+        assert read.board.to_text().splitlines() == drawn
 
 
 @fuzz(300)
-@given(st.text(max_size=5))
+@given(st.text(max_size=5) | st.sampled_from(["D4", " q16", "t19", "a01", "pass", "dd", "sa", "tt", ""]))
 def test_coordinates_raise_only_coordinate_error(text: str) -> None:
-    only(coords.CoordinateError, lambda: coords.from_gtp(text))
-    only(coords.CoordinateError, lambda: coords.from_sgf(text))
+    gtp = only(coords.CoordinateError, lambda: coords.from_gtp(text))
+    if gtp is not REFUSED:
+        vertex = text.strip().upper()
+        assert coords.to_gtp(gtp) == ("pass" if gtp is None else vertex[0] + str(int(vertex[1:])))
+        assert coords.from_gtp(coords.to_gtp(gtp)) == gtp
+    point = only(coords.CoordinateError, lambda: coords.from_sgf(text))
+    if point is not REFUSED:
+        assert coords.to_sgf(point) == ("" if point is None else text)
 
 
 @fuzz(200)
@@ -370,7 +424,12 @@ setting_texts = st.one_of(
 @fuzz(500)
 @given(st.dictionaries(st.sampled_from(VARIABLES) | st.text(max_size=6), setting_texts, max_size=6))
 def test_settings_from_env_raises_only_settings_error(environ: dict[str, str]) -> None:
-    only(SettingsError, lambda: Settings.from_env(environ))
+    read = only(SettingsError, lambda: Settings.from_env(environ))
+    if read is not REFUSED:
+        for option in OPTIONS:  # each variable given reads back as its text says, the rest default
+            text = environ.get(option.variable, "")
+            expected = option.convert(text) if text.strip() else getattr(Settings(), option.field)
+            assert getattr(read, option.field) == expected
 
 
 class Refused(Exception):
