@@ -38,7 +38,8 @@ def from_gtp(vertex: str) -> int | None:
     text = vertex.strip().upper()
     if text == "PASS":
         return None
-    if len(text) < 2 or text[0] not in COLUMNS or not text[1:].isdigit():
+    # isdigit() alone also takes digits int() cannot read (superscripts): ASCII only.
+    if len(text) < 2 or text[0] not in COLUMNS or not (text[1:].isascii() and text[1:].isdigit()):
         raise CoordinateError(f"{vertex!r} is not a vertex: expected a column A to T (no I) and a row 1 to 19, or pass")
     number = int(text[1:])
     if not 1 <= number <= SIZE:
