@@ -10,13 +10,14 @@ SERVE_ARGS ?=
 # apt-get needs root; as another user, sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-packages serve export test lint typecheck proto clean help
+.PHONY: install system-packages serve export test lint typecheck proto generate clean help
 
 help:
 	@echo "make serve    set up, export the default models if missing, run the server"
 	@echo "make test     set up, run the whole test suite"
 	@echo "make export   export the default models (DEFAULT_MODELS) into $(REPO)/ if missing"
 	@echo "make proto    regenerate the gRPC stubs in cnnserve/generated/ from proto/"
+	@echo "make generate everything generated: the stubs, and README's settings table"
 	@echo "make lint     ruff and mypy"
 
 # The stamp tracks pyproject.toml, setup.py and the C extension's source: editing the dependencies
@@ -66,6 +67,10 @@ lint: install
 
 proto: install
 	$(PY) -m cnnserve.protogen
+
+# Everything the repository keeps generated from its sources; tests fail when any of it is stale.
+generate: proto
+	$(PY) -m cnnserve.server.settings_table README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
