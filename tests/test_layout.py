@@ -156,9 +156,12 @@ def _literal_homes(*values: str) -> dict[str, list[str]]:
 
 
 def test_the_repository_format_is_spelled_in_one_module() -> None:
-    # config.json's own field names, written and read in cnnserve/repository.py only.
+    # config.json's own field names, written and read in cnnserve/repository.py only; Triton's
+    # rendering of an entry shares one of them, as Triton names it.
     homes = _literal_homes("config_version", "dynamic_batching", "preferred_batch_sizes", "model.onnx")
-    wrong = {field: paths for field, paths in homes.items() if paths != ["cnnserve/repository.py"]}
+    allowed = {"dynamic_batching": ["cnnserve/repository.py", "cnnserve/triton_config.py"]}
+    wrong = {field: paths for field, paths in homes.items()
+             if paths != allowed.get(field, ["cnnserve/repository.py"])}  # fmt: skip
     assert not wrong
 
 

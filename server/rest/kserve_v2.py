@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from cnnserve.repository import triton_config
 from cnnserve.server import errors, reports
 from cnnserve.server.classification import top_classes
 from cnnserve.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
 from cnnserve.server.rest import FOUND
 from cnnserve.server.rest.tensors import HEADER_LENGTH, decode, encode_reply, parse_request
+from cnnserve.triton_config import triton_config
 
 MODEL = "/v2/models/{name}"
 VERSION = "/v2/models/{name}/versions/{version}"

@@ -368,7 +368,7 @@ def _relocate(model_path: Path, location: str) -> None:
 def test_external_data_inside_the_model_folder_is_allowed(exported_repo: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from cnnserve.repository import external_data
+    from cnnserve.onnx_external import external_data
 
     entry = copy_entry(exported_repo, tmp_path)
     model = entry / "1" / "model.onnx"
@@ -400,27 +400,3 @@ def test_external_data_outside_the_model_folder_is_refused(exported_repo: Path, 
         assert message.endswith(f"an absolute path; external data must lie in the model's folder {model.parent}")
     else:
         assert message.endswith(f"which resolves to {secret.resolve()}, outside the model's folder {model.parent}")
-
-
-def test_external_data_reader_knows_onnx_field_numbers() -> None:
-    """The server reads ONNX's protobuf without the onnx package; its field numbers are onnx's."""
-    onnx = pytest.importorskip("onnx")
-    from cnnserve import repository
-
-    for message, children in repository._TENSOR_FIELDS.items():
-        descriptor = getattr(onnx, message).DESCRIPTOR
-        for number, child in children.items():
-            assert descriptor.fields_by_number[number].message_type.name == child, (message, number)
-    fields = onnx.TensorProto.DESCRIPTOR.fields_by_name
-    assert (fields["name"].number, fields["external_data"].number, fields["data_location"].number) == (8, 13, 14)
-    assert onnx.TensorProto.EXTERNAL == 1
-    entry = onnx.StringStringEntryProto.DESCRIPTOR.fields_by_name
-    assert (entry["key"].number, entry["value"].number) == (1, 2)
-
-
-def test_external_data_reader_ignores_files_that_are_not_onnx(tmp_path: Path) -> None:
-    from cnnserve.repository import external_data
-
-    for content in (b"", b"this is not an ONNX file", b"\x3a\xff\xff\xff\xff\x0f"):
-        (tmp_path / "model.onnx").write_bytes(content)
-        assert external_data(tmp_path / "model.onnx") == []
