@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ServerProcess, copy_repository, serving
+from harness import copy_repository
+from inprocess import InProcessServer, in_process
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +48,8 @@ def repo_with_broken(small_repo: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
-def server(small_repo: Path) -> Iterator[ServerProcess]:
-    """One server for a test module; tests that stop or drain a server start their own."""
-    with serving(small_repo, "--max-queue-delay-us", "20000") as proc:
-        yield proc
+def server(small_repo: Path) -> Iterator[InProcessServer]:
+    """One server for a test module, in the test's own process (only RPCs reach it); tests of
+    signals, exit statuses, workers or its output start a ``cnnserve serve`` subprocess."""
+    with in_process(small_repo, max_queue_delay_us=20000) as served:
+        yield served

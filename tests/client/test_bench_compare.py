@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import ServerProcess, at, cnnserve
+from harness import Served, at, cnnserve
 from PIL import Image
 
 from cnnserve.client.compare import Facts, Point, claims
@@ -18,7 +18,7 @@ from cnnserve.client.compare import Facts, Point, claims
 # -- bench -------------------------------------------------------------------------------------------
 
 
-def test_bench_closed_loop_json(server: ServerProcess) -> None:
+def test_bench_closed_loop_json(server: Served) -> None:
     done = cnnserve("bench", "--model", "lenet5", "--concurrency", "4", "--requests", "120", "--json", *at(server))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -31,7 +31,7 @@ def test_bench_closed_loop_json(server: ServerProcess) -> None:
     assert "] 120/120 requests" in done.stderr  # the progress bar's last state
 
 
-def test_bench_open_loop_and_classify(server: ServerProcess) -> None:
+def test_bench_open_loop_and_classify(server: Served) -> None:
     done = cnnserve("bench", "--model", "lenet5", "--rate", "50", "--duration", "2", "--json", *at(server))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -44,7 +44,7 @@ def test_bench_open_loop_and_classify(server: ServerProcess) -> None:
     assert "errors      none" in done.stdout and "mean batch 3.0" in done.stdout
 
 
-def test_bench_errors_stop_at_once_in_one_line(server: ServerProcess) -> None:
+def test_bench_errors_stop_at_once_in_one_line(server: Served) -> None:
     cases = [
         (["--model", "nope", *at(server)], "NOT_FOUND: model_name: unknown model 'nope'"),
         (["--model", "lenet5", "--items", "300", *at(server)],
@@ -57,7 +57,7 @@ def test_bench_errors_stop_at_once_in_one_line(server: ServerProcess) -> None:
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
-def test_bench_interrupted_prints_what_it_measured(server: ServerProcess) -> None:
+def test_bench_interrupted_prints_what_it_measured(server: Served) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "cnnserve", "bench", "--model", "cifar_resnet20", "--duration", "120", "--json",
          *at(server)],
@@ -82,7 +82,7 @@ def test_bench_interrupted_prints_what_it_measured(server: ServerProcess) -> Non
 # -- compare -----------------------------------------------------------------------------------------
 
 
-def test_compare_writes_table_chart_json_and_verdicts(server: ServerProcess, tmp_path: Path) -> None:
+def test_compare_writes_table_chart_json_and_verdicts(server: Served, tmp_path: Path) -> None:
     out = tmp_path / "report"
     done = cnnserve("compare", "--models", "lenet5,cifar_resnet20", "--batch", "1,4", "--requests", "5",
                     "--out", str(out), *at(server))  # fmt: skip
@@ -104,7 +104,7 @@ def test_compare_writes_table_chart_json_and_verdicts(server: ServerProcess, tmp
     assert "cifar_resnet20" in done.stdout and "wrote" in done.stdout
 
 
-def test_compare_refuses_before_measuring(server: ServerProcess, tmp_path: Path) -> None:
+def test_compare_refuses_before_measuring(server: Served, tmp_path: Path) -> None:
     cases = [
         (["--models", "lenet5,nope"], "model 'nope' is not in the server's repository"),
         (["--models", "lenet5", "--batch", "1,300"], "INVALID_ARGUMENT: inputs: batch of 300 exceeds max_batch_size"),
@@ -142,7 +142,7 @@ def test_claims_compare_deeper_resnets_with_vggs() -> None:
             "with weight layers -0.40") in lines  # fmt: skip
 
 
-def test_bench_policy_sends_a_position_per_request(server: ServerProcess) -> None:
+def test_bench_policy_sends_a_position_per_request(server: Served) -> None:
     done = cnnserve("bench", "--model", "alphago_policy", "--rpc", "policy", "--concurrency", "4", "--requests", "20",
                     "--json", *at(server))  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 from gtpgame import Game, GtpProcess, gnugo_path, kata_float, lz_int, parse_infos, play_game
-from harness import ServerProcess
+from harness import Served
 
 from cnnserve.client.gtp_analysis import VISITS_SCALE
 from cnnserve.client.gtp_engine import HISTORY, Engine
@@ -41,7 +41,7 @@ def gnugo() -> Iterator[GtpProcess]:
 
 
 @pytest.fixture
-def ours(server: ServerProcess) -> Iterator[GtpProcess]:
+def ours(server: Served) -> Iterator[GtpProcess]:
     argv = [sys.executable, "-m", "cnnserve", "gtp", "--server", server.grpc_address, "--model", "alphago_policy"]
     engine = GtpProcess(argv, "cnnserve gtp", cwd=ROOT)
     yield engine
@@ -109,7 +109,7 @@ def compare_with_gnugo(game: Game, gnugo: GtpProcess, stub: pb_grpc.CnnServeStub
 
 @pytest.mark.parametrize(("our_colour", "handicap"), [("black", 0), ("white", 0), ("black", 4)])
 def test_a_whole_game_against_gnugo(
-    our_colour: str, handicap: int, ours: GtpProcess, gnugo: GtpProcess, server: ServerProcess
+    our_colour: str, handicap: int, ours: GtpProcess, gnugo: GtpProcess, server: Served
 ) -> None:
     compared = []
     with grpc.insecure_channel(server.grpc_address) as channel:
@@ -139,7 +139,7 @@ def test_a_whole_game_against_gnugo(
     )
 
 
-def test_the_record_our_engine_sends_is_the_game(server: ServerProcess) -> None:
+def test_the_record_our_engine_sends_is_the_game(server: Served) -> None:
     """The engine sends the recent history, not just the stones: turn and ko reach the server,
     from a record that holds only the last 8 moves."""
     engine = Engine(lambda board, color, record: [0.0] * POINTS)
@@ -161,7 +161,7 @@ def test_the_record_our_engine_sends_is_the_game(server: ServerProcess) -> None:
     assert reply.legal_moves == POINTS - 15 - 2  # fifteen stones, the ko, and A19 (suicide for white)
 
 
-def test_the_analysis_commands_through_cnnserve_gtp(ours: GtpProcess, server: ServerProcess) -> None:
+def test_the_analysis_commands_through_cnnserve_gtp(ours: GtpProcess, server: Served) -> None:
     """What Sabaki and Lizzie would see: the policy of the server as info lines, repeated until
     the next line, which is then answered."""
     for command in ["boardsize 19", "clear_board", "komi 6.5", "play b D4", "play w Q16", "play b pass"]:

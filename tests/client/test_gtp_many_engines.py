@@ -10,7 +10,7 @@ import random
 import threading
 
 import grpc
-from harness import ServerProcess, batched, scrape
+from harness import Served, batched, scrape
 
 from cnnserve.client.gtp import ServerPolicy
 from cnnserve.client.gtp_engine import Engine
@@ -62,7 +62,7 @@ def play_one(number: int, stub: pb_grpc.CnnServeStub, address: str, start: threa
     return problems
 
 
-def test_64_engines_play_at_once_and_share_the_models_runs(server: ServerProcess) -> None:
+def test_64_engines_play_at_once_and_share_the_models_runs(server: Served) -> None:
     before = scrape(server.metrics_address)
     start = threading.Barrier(ENGINES)
     results: dict[int, list[str]] = {}

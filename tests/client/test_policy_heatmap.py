@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import ServerProcess, cnnserve
+from harness import Served, cnnserve
 
 from cnnserve.go.coords import COLUMNS, POINTS, SIZE
 
@@ -41,7 +41,7 @@ def check_heat(stdout: str, reply: dict[str, object]) -> list[str]:
     return cells
 
 
-def test_policy_heatmap_shows_every_legal_points_probability(server: ServerProcess, tmp_path: Path) -> None:
+def test_policy_heatmap_shows_every_legal_points_probability(server: Served, tmp_path: Path) -> None:
     at = ["--server", server.grpc_address]
     done = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--heatmap", *at)
     assert done.returncode == 0, done.stderr

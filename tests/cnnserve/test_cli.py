@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import onnxruntime as ort
-from harness import ServerProcess
+from harness import Served
 
 from cnnserve import builders
 from cnnserve.repository import load_entry
@@ -143,7 +143,7 @@ def test_export_with_another_max_batch_size(tmp_path: Path) -> None:
 # -- cnnserve classify, against a running server ----------------------------------------------------
 
 
-def test_classify_names_the_digit_and_prints_json(server: ServerProcess, small_repo: Path, tmp_path: Path) -> None:
+def test_classify_names_the_digit_and_prints_json(server: Served, small_repo: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     from cnnserve.builders import digits
@@ -175,7 +175,7 @@ def test_classify_names_the_digit_and_prints_json(server: ServerProcess, small_r
     assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
 
 
-def test_classify_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> None:
+def test_classify_errors_are_one_line(server: Served, tmp_path: Path) -> None:
     image = tmp_path / "noise.txt"
     image.write_text("not an image")
     cases = [
@@ -198,7 +198,7 @@ def test_classify_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> 
 SGF = Path(__file__).resolve().parents[1] / "data" / "gnugo-selfplay.sgf"
 
 
-def test_policy_prints_the_board_with_the_top_moves_marked(server: ServerProcess) -> None:
+def test_policy_prints_the_board_with_the_top_moves_marked(server: Served) -> None:
     done = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--server", server.grpc_address)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -223,7 +223,7 @@ def test_policy_prints_the_board_with_the_top_moves_marked(server: ServerProcess
     assert [m["vertex"] for m in result["top_moves"]][:3] == [row.split()[1] for row in table]
 
 
-def test_policy_of_a_text_board(server: ServerProcess, tmp_path: Path) -> None:
+def test_policy_of_a_text_board(server: Served, tmp_path: Path) -> None:
     board = tmp_path / "board.txt"
     board.write_text("\n".join(["X" + "." * 18, "O" + "." * 18] + ["." * 19] * 17) + "\n")
     done = cnnserve("policy", "--board", str(board), "--to-move", "white", "--json", "--server", server.grpc_address)
@@ -232,7 +232,7 @@ def test_policy_of_a_text_board(server: ServerProcess, tmp_path: Path) -> None:
     assert result["to_move"] == "white" and result["legal_moves"] == 359 and result["move_number"] == 0
 
 
-def test_policy_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> None:
+def test_policy_errors_are_one_line(server: Served, tmp_path: Path) -> None:
     board = tmp_path / "short.txt"
     board.write_text("...\n")
     at = ["--server", server.grpc_address]
@@ -253,7 +253,7 @@ def test_policy_errors_are_one_line(server: ServerProcess, tmp_path: Path) -> No
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
-def test_gtp_stops_at_once_when_the_server_cannot_answer(server: ServerProcess) -> None:
+def test_gtp_stops_at_once_when_the_server_cannot_answer(server: Served) -> None:
     for args, message in [
         (["--server", "127.0.0.1:1"], "cannot reach a server at 127.0.0.1:1"),
         (["--server", server.grpc_address, "--model", "lenet5"], "INVALID_ARGUMENT: model_name: model 'lenet5'"),
@@ -263,7 +263,7 @@ def test_gtp_stops_at_once_when_the_server_cannot_answer(server: ServerProcess) 
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
-def test_a_reader_that_goes_away_ends_the_command_quietly(server: ServerProcess) -> None:
+def test_a_reader_that_goes_away_ends_the_command_quietly(server: Served) -> None:
     """`cnnserve policy ... | head -1`: no traceback when head closes the pipe."""
     process = subprocess.Popen(
         [sys.executable, "-m", "cnnserve", "policy", "--sgf", str(SGF), "--top", "9", "--server",

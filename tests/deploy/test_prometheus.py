@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import yaml
 from deployfiles import ROOT, expressions, for_prometheus, load_dashboard
-from harness import ServerProcess, http_call, serving
+from harness import Served, http_call
+from inprocess import InProcessServer, in_process
 
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
@@ -51,13 +52,13 @@ def test_promtool_accepts_the_shipped_configuration() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(exported_repo: Path) -> Iterator[ServerProcess]:
-    with serving(exported_repo, "--model", MODEL) as proc:
-        yield proc
+def server(exported_repo: Path) -> Iterator[InProcessServer]:
+    with in_process(exported_repo, models=(MODEL,)) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
-def prometheus(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(server: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Prometheus on loopback with the shipped configuration, its target pointed at the server."""
     folder = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load(CONFIG.read_text())
@@ -125,7 +126,7 @@ def load(address: str, stop: threading.Event) -> None:
                 assert i % 10 == 0
 
 
-def load_http(server: ServerProcess, stop: threading.Event) -> None:
+def load_http(server: Served, stop: threading.Event) -> None:
     """The same good request over HTTP, so that the panels by protocol have both."""
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
     body = json.dumps({"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32",
@@ -135,9 +136,7 @@ def load_http(server: ServerProcess, stop: threading.Event) -> None:
         assert status == 200, reply
 
 
-def test_every_dashboard_expression_returns_numbers_for_the_loaded_model(
-    server: ServerProcess, prometheus: str
-) -> None:
+def test_every_dashboard_expression_returns_numbers_for_the_loaded_model(server: Served, prometheus: str) -> None:
     stop = threading.Event()
     loaders = [threading.Thread(target=load, args=(server.grpc_address, stop)) for _ in range(3)]
     loaders.append(threading.Thread(target=load_http, args=(server, stop)))

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 from harness import (
+    Served,
     ServerProcess,
     accepted,
     cnnserve,
@@ -225,7 +226,7 @@ def test_unload_answers_the_accepted_requests_first(repo: Path) -> None:
         assert proc.terminate() == 0, proc.output
 
 
-def test_without_explicit_mode_load_and_unload_are_refused_in_tritons_words(server: ServerProcess) -> None:
+def test_without_explicit_mode_load_and_unload_are_refused_in_tritons_words(server: Served) -> None:
     with tc.InferenceServerClient(server.grpc_address) as client:
         for call in (client.load_model, client.unload_model):
             with pytest.raises(InferenceServerException) as caught:

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -24,8 +25,9 @@ import tritonclient.http as th
 
 from cnnserve.client.scrape import Samples, scrape, total
 
-__all__ = ["ServerProcess", "accepted", "at", "batched", "cnnserve", "copy_repository", "http_call", "http_input",
-           "model_total", "ort_run", "scrape", "serving", "start_server", "triton_input", "wait_ready"]  # fmt: skip
+__all__ = ["Served", "ServerProcess", "accepted", "at", "batched", "cnnserve", "copy_repository", "http_call",
+           "http_input", "model_total", "ort_run", "scrape", "serving", "start_server", "triton_input",
+           "wait_ready"]  # fmt: skip
 
 LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+) http=(?P<http>\S+)")
 
@@ -94,7 +96,20 @@ def cnnserve(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[st
                           timeout=timeout, check=False)  # fmt: skip
 
 
-def at(server: ServerProcess) -> list[str]:
+class Served(Protocol):
+    """A running server's addresses: a ``cnnserve serve`` subprocess or one in the test's process."""
+
+    @property
+    def grpc_address(self) -> str: ...
+
+    @property
+    def http_address(self) -> str: ...
+
+    @property
+    def metrics_address(self) -> str: ...
+
+
+def at(server: Served) -> list[str]:
     """The client flags that point at ``server``."""
     return ["--server", server.grpc_address, "--metrics", server.metrics_address]
 
@@ -154,7 +169,7 @@ def batched(before: Samples, after: Samples, model: str) -> tuple[float, float]:
     return delta("cnnserve_batch_size_sum"), delta("cnnserve_batch_size_count")
 
 
-def accepted(proc: ServerProcess, model: str) -> tuple[float, float]:
+def accepted(proc: Served, model: str) -> tuple[float, float]:
     """(requests the server holds, requests it answered OK) for ``model``, from its metrics."""
     samples = scrape(proc.metrics_address)
     inflight = sum(v for lab, v in samples.get("cnnserve_inflight_requests", []) if lab["model"] == model)
@@ -177,7 +192,7 @@ def triton_input(name: str, x: np.ndarray, datatype: str = "FP32") -> tc.InferIn
     return tensor
 
 
-def http_call(server: ServerProcess, method: str, path: str, body: bytes | None = None,
+def http_call(server: Served, method: str, path: str, body: bytes | None = None,
               headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
     """One raw HTTP request, as curl would send it: (status, body), whatever the status."""
     request = urllib.request.Request(f"http://{server.http_address}{path}", data=body, method=method,

@@ -14,20 +14,21 @@ import pytest
 import tritonclient.grpc as tc
 import tritonclient.http as th
 from badrequests import HTTP_STATUS, bad_requests, zeros
-from harness import ServerProcess, http_call, http_input, serving, triton_input
+from harness import Served, http_call, http_input, serving, triton_input
+from inprocess import InProcessServer, in_process
 from tritonclient.utils import InferenceServerException
 
 LIMIT = 4 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(repo_with_broken: Path) -> Iterator[ServerProcess]:
-    with serving(repo_with_broken, "--max-message-bytes", str(LIMIT)) as proc:
-        yield proc
+def server(repo_with_broken: Path) -> Iterator[InProcessServer]:
+    with in_process(repo_with_broken, max_message_bytes=LIMIT) as served:
+        yield served
 
 
 @pytest.fixture()
-def client(server: ServerProcess) -> Iterator[th.InferenceServerClient]:
+def client(server: Served) -> Iterator[th.InferenceServerClient]:
     c = th.InferenceServerClient(server.http_address, network_timeout=60)
     yield c
     c.close()
@@ -47,7 +48,7 @@ def error(status: int, body: bytes) -> tuple[int, str]:
 @bad_requests
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_each_bad_request_gets_tritons_status_and_grpcs_message(
-    server: ServerProcess,
+    server: Served,
     client: th.InferenceServerClient,
     model: str,
     version: str,
@@ -106,7 +107,7 @@ def test_each_bad_request_gets_tritons_status_and_grpcs_message(
          "classification 0"],
 )  # fmt: skip
 def test_malformed_bodies_are_400_with_a_message_naming_the_field(
-    server: ServerProcess, client: th.InferenceServerClient, body: bytes | str, headers: dict[str, str] | str,
+    server: Served, client: th.InferenceServerClient, body: bytes | str, headers: dict[str, str] | str,
     message: str,
 ) -> None:  # fmt: skip
     raw = body.encode() if isinstance(body, str) else body
@@ -118,7 +119,7 @@ def test_malformed_bodies_are_400_with_a_message_naming_the_field(
     good(client)
 
 
-def test_a_body_over_the_limit_is_413(server: ServerProcess, client: th.InferenceServerClient) -> None:
+def test_a_body_over_the_limit_is_413(server: Served, client: th.InferenceServerClient) -> None:
     x = np.zeros((1100, 1, 32, 32), np.float32)  # 4.5 MB > 4 MiB
     with pytest.raises(InferenceServerException) as caught:
         client.infer("lenet5", [http_input(x)])
@@ -127,7 +128,7 @@ def test_a_body_over_the_limit_is_413(server: ServerProcess, client: th.Inferenc
     good(client)
 
 
-def test_readiness_unknown_paths_and_methods(server: ServerProcess) -> None:
+def test_readiness_unknown_paths_and_methods(server: Served) -> None:
     assert http_call(server, "GET", "/v2/models/broken/ready") == (400, b"")  # Triton: 400, no body
     assert error(*http_call(server, "GET", "/v2/models/nope/ready")) == (
         404,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import ServerProcess, http_call, serving
+from harness import Served, http_call
 from imagefiles import encode, multipart, random_rgb
+from inprocess import InProcessServer, in_process
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -19,20 +20,18 @@ RECORD = "(;GM[1]SZ[19];B[pd];W[dp];B[pp];W[dd];B[fq];W[cn])"
 
 
 @pytest.fixture(scope="module")
-def server(small_repo: Path) -> Iterator[ServerProcess]:
-    with serving(small_repo, "--model", "lenet5", "--model", "alphago_policy") as proc:
-        yield proc
+def server(small_repo: Path) -> Iterator[InProcessServer]:
+    with in_process(small_repo, models=("lenet5", "alphago_policy")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
-def stub(server: ServerProcess) -> Iterator[pb_grpc.CnnServeStub]:
+def stub(server: Served) -> Iterator[pb_grpc.CnnServeStub]:
     with grpc.insecure_channel(server.grpc_address) as channel:
         yield pb_grpc.CnnServeStub(channel)
 
 
-def post(
-    server: ServerProcess, path: str, body: bytes, content_type: str = "application/octet-stream"
-) -> tuple[int, dict]:
+def post(server: Served, path: str, body: bytes, content_type: str = "application/octet-stream") -> tuple[int, dict]:
     status, reply = http_call(server, "POST", path, body, {"Content-Type": content_type})
     return status, json.loads(reply)
 
@@ -41,7 +40,7 @@ def classes(result: pb.Classification) -> list[tuple[int, str, float]]:
     return [(c.index, c.label, round(c.probability, 6)) for c in result.classes]
 
 
-def test_classify_one_image_or_several_equals_grpc(server: ServerProcess, stub: pb_grpc.CnnServeStub) -> None:
+def test_classify_one_image_or_several_equals_grpc(server: Served, stub: pb_grpc.CnnServeStub) -> None:
     images = [encode(random_rgb(40, 30, seed=s)) for s in (1, 2)]
     grpc_reply = stub.Classify(pb.ClassifyRequest(model_name="lenet5", images=images, top_k=3), timeout=60)
     status, one = post(server, "/v1/models/lenet5/classify?top_k=3", images[0])
@@ -54,7 +53,7 @@ def test_classify_one_image_or_several_equals_grpc(server: ServerProcess, stub: 
         assert [(c["index"], c["label"], round(c["probability"], 6)) for c in result["classes"]] == classes(expected)
 
 
-def test_policy_from_an_sgf_record_equals_grpc(server: ServerProcess, stub: pb_grpc.CnnServeStub) -> None:
+def test_policy_from_an_sgf_record_equals_grpc(server: Served, stub: pb_grpc.CnnServeStub) -> None:
     grpc_reply = stub.Policy(pb.PolicyRequest(model_name="alphago_policy", sgf=RECORD, move_number=4, top_k=5),
                              timeout=60)  # fmt: skip
     status, reply = post(server, "/v1/models/alphago_policy/policy?move_number=4&top_k=5", RECORD.encode())
@@ -73,13 +72,13 @@ def test_policy_from_an_sgf_record_equals_grpc(server: ServerProcess, stub: pb_g
      ("/v1/models/alphago_policy/policy?top_k=999", RECORD.encode(), 400, "top_k: 999; expected 0 to 361")],
 )  # fmt: skip
 def test_bad_queries_are_400_naming_the_parameter(
-    server: ServerProcess, path: str, body: bytes, status: int, message: str
+    server: Served, path: str, body: bytes, status: int, message: str
 ) -> None:
     got, reply = post(server, path, body)
     assert got == status and message in reply["error"]
 
 
-def test_errors_carry_grpcs_message(server: ServerProcess, stub: pb_grpc.CnnServeStub) -> None:
+def test_errors_carry_grpcs_message(server: Served, stub: pb_grpc.CnnServeStub) -> None:
     for model, data, status in (("nope", encode(random_rgb(8, 8)), 404), ("lenet5", b"not an image", 400)):
         with pytest.raises(grpc.RpcError) as caught:
             stub.Classify(pb.ClassifyRequest(model_name=model, images=[data], top_k=1), timeout=60)

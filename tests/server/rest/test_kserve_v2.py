@@ -18,7 +18,7 @@ import tritonclient.grpc as tc
 import tritonclient.http as th
 import tritonclient.http.aio as th_aio
 from harness import (
-    ServerProcess,
+    Served,
     accepted,
     http_call,
     http_input,
@@ -28,16 +28,17 @@ from harness import (
     triton_input,
     wait_ready,
 )
+from inprocess import InProcessServer, in_process
 
 
 @pytest.fixture(scope="module")
-def server(small_repo: Path) -> Iterator[ServerProcess]:
-    with serving(small_repo, "--model", "lenet5", "--model", "cifar_resnet20") as proc:
-        yield proc
+def server(small_repo: Path) -> Iterator[InProcessServer]:
+    with in_process(small_repo, models=("lenet5", "cifar_resnet20")) as served:
+        yield served
 
 
 @pytest.fixture()
-def client(server: ServerProcess) -> Iterator[th.InferenceServerClient]:
+def client(server: Served) -> Iterator[th.InferenceServerClient]:
     c = th.InferenceServerClient(server.http_address)
     yield c
     c.close()
@@ -50,7 +51,7 @@ def lenet5_input(seed: int, batch: int = 1) -> np.ndarray:
 # -- health, metadata, index --------------------------------------------------------------------
 
 
-def test_health_and_metadata_as_triton_serves_them(server: ServerProcess, client: th.InferenceServerClient) -> None:
+def test_health_and_metadata_as_triton_serves_them(server: Served, client: th.InferenceServerClient) -> None:
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("lenet5")
     assert client.is_model_ready("lenet5", "1") and not client.is_model_ready("lenet5", "7")
     assert http_call(server, "GET", "/v2/health/ready") == (200, b"")
@@ -65,7 +66,7 @@ def test_health_and_metadata_as_triton_serves_them(server: ServerProcess, client
     assert {(m["name"], m["state"]) for m in index} == {("lenet5", "READY"), ("cifar_resnet20", "READY")}
 
 
-def test_statistics_and_config(server: ServerProcess, client: th.InferenceServerClient) -> None:
+def test_statistics_and_config(server: Served, client: th.InferenceServerClient) -> None:
     client.infer("lenet5", [http_input(lenet5_input(5))])
     over_http = client.get_inference_statistics("lenet5")["model_stats"][0]
     with tc.InferenceServerClient(server.grpc_address) as grpc_client:
@@ -88,7 +89,7 @@ def test_statistics_and_config(server: ServerProcess, client: th.InferenceServer
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_results_equal_onnx_runtime(
-    server: ServerProcess, client: th.InferenceServerClient, small_repo: Path, binary: bool
+    server: Served, client: th.InferenceServerClient, small_repo: Path, binary: bool
 ) -> None:
     x = lenet5_input(1, batch=3)
     outputs = [th.InferRequestedOutput("logits", binary_data=binary)]
@@ -102,7 +103,7 @@ def test_results_equal_onnx_runtime(
                                rtol=1e-4, atol=1e-5)  # fmt: skip
 
 
-def test_classification_strings_equal_grpc(server: ServerProcess, client: th.InferenceServerClient) -> None:
+def test_classification_strings_equal_grpc(server: Served, client: th.InferenceServerClient) -> None:
     x = lenet5_input(2, batch=2)
     over_http = client.infer("lenet5", [http_input(x, True)],
                              outputs=[th.InferRequestedOutput("logits", class_count=3)]).as_numpy("logits")  # fmt: skip
@@ -112,7 +113,7 @@ def test_classification_strings_equal_grpc(server: ServerProcess, client: th.Inf
     assert over_http.shape == (2, 3) and over_http.tolist() == over_grpc.tolist()
 
 
-def test_a_curl_style_json_request_with_a_flat_data_list(server: ServerProcess, small_repo: Path) -> None:
+def test_a_curl_style_json_request_with_a_flat_data_list(server: Served, small_repo: Path) -> None:
     x = lenet5_input(3)
     body = json.dumps({"id": "curl", "inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32",
                                                  "data": x.reshape(-1).tolist()}]}).encode()  # fmt: skip
@@ -131,7 +132,7 @@ def test_a_curl_style_json_request_with_a_flat_data_list(server: ServerProcess, 
                                ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
-def test_the_aio_client_binary_and_json_concurrently(server: ServerProcess, small_repo: Path) -> None:
+def test_the_aio_client_binary_and_json_concurrently(server: Served, small_repo: Path) -> None:
     """``tritonclient.http.aio``: eight requests at once, half binary and half JSON, each answered
     with its own result; health and metadata on the same client."""
     xs = [lenet5_input(10 + i) for i in range(8)]
@@ -151,7 +152,7 @@ def test_the_aio_client_binary_and_json_concurrently(server: ServerProcess, smal
         np.testing.assert_allclose(logits, ort_run(small_repo, "lenet5", x), rtol=1e-5, atol=1e-6)
 
 
-def test_classification_as_json_strings_for_curl(server: ServerProcess, small_repo: Path) -> None:
+def test_classification_as_json_strings_for_curl(server: Served, small_repo: Path) -> None:
     """A BYTES output in JSON: Triton's classification strings, "score:index:label", as data."""
     x = lenet5_input(4)
     body = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32",

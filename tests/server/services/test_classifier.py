@@ -19,17 +19,18 @@ import pytest
 import tritonclient.grpc as tc
 from badrequests import HTTP_STATUS
 from harness import (
+    Served,
     ServerProcess,
     batched,
     copy_repository,
     http_call,
     model_total,
     scrape,
-    serving,
     start_server,
     wait_ready,
 )
 from imagefiles import encode, multipart, png_claiming, random_rgb, reference
+from inprocess import InProcessServer, in_process
 from PIL import Image
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
@@ -67,13 +68,13 @@ def repo(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repo: Path) -> Iterator[ServerProcess]:
-    with serving(repo, "--max-queue-delay-us", "20000", "--max-images-per-request", str(MAX_IMAGES)) as proc:
-        yield proc
+def server(repo: Path) -> Iterator[InProcessServer]:
+    with in_process(repo, max_queue_delay_us=20000, max_images_per_request=MAX_IMAGES) as served:
+        yield served
 
 
 @pytest.fixture()
-def stub(server: ServerProcess) -> Iterator[pb_grpc.CnnServeStub]:
+def stub(server: Served) -> Iterator[pb_grpc.CnnServeStub]:
     with grpc.insecure_channel(server.grpc_address) as channel:
         yield pb_grpc.CnnServeStub(channel)
 
@@ -116,7 +117,7 @@ def test_probabilities_sum_to_one_over_all_classes(stub: pb_grpc.CnnServeStub) -
     assert sum(c.probability for c in reply.results[0].classes) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_v2_callers_send_uint8_pixels_to_a_uint8_export(server: ServerProcess, repo: Path) -> None:
+def test_v2_callers_send_uint8_pixels_to_a_uint8_export(server: Served, repo: Path) -> None:
     pixels = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     tensor = tc.InferInput("input", list(pixels.shape), "UINT8")
     tensor.set_data_from_numpy(pixels)
@@ -151,7 +152,7 @@ def test_held_out_digits_through_the_server_score_what_export_measured(
     assert measured > 0.95
 
 
-def test_concurrent_classify_calls_share_runs(server: ServerProcess) -> None:
+def test_concurrent_classify_calls_share_runs(server: Served) -> None:
     images = [encode(random_rgb(32, 32, seed=i).convert("L")) for i in range(24)]
 
     async def fire() -> list[pb.ClassifyResponse]:
@@ -222,7 +223,7 @@ def test_bad_requests_get_a_status_naming_the_field(case: str, stub: pb_grpc.Cnn
 
 @pytest.mark.parametrize("case", list(bad_requests()))
 def test_the_same_bad_requests_over_http_get_grpcs_message(
-    case: str, server: ServerProcess, stub: pb_grpc.CnnServeStub
+    case: str, server: Served, stub: pb_grpc.CnnServeStub
 ) -> None:
     fields, code, _ = bad_requests()[case]
     request = pb.ClassifyRequest(**{"model_name": "cifar_resnet20", "top_k": 3, **fields})
@@ -237,7 +238,7 @@ def test_the_same_bad_requests_over_http_get_grpcs_message(
     assert (status, json.loads(reply)) == (HTTP_STATUS[code.name], {"error": over_grpc.value.details()})
 
 
-def test_a_bad_image_does_not_fail_concurrent_requests(server: ServerProcess) -> None:
+def test_a_bad_image_does_not_fail_concurrent_requests(server: Served) -> None:
     good = encode(random_rgb(32, 32))
 
     async def fire() -> list[object]:

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
 from badrequests import HTTP_STATUS
-from harness import ServerProcess, batched, http_call, model_total, scrape, start_server, wait_ready
+from harness import Served, ServerProcess, batched, http_call, model_total, scrape, start_server, wait_ready
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -32,7 +32,7 @@ EMPTY_BOARD = "\n".join(["." * 19] * 19)
 
 
 @pytest.fixture(scope="module")
-def stub(server: ServerProcess) -> Iterator[pb_grpc.CnnServeStub]:
+def stub(server: Served) -> Iterator[pb_grpc.CnnServeStub]:
     with grpc.insecure_channel(server.grpc_address) as channel:
         yield pb_grpc.CnnServeStub(channel)
 
@@ -129,7 +129,7 @@ def test_a_ko_needs_the_record_a_text_board_cannot_know_it(stub: pb_grpc.CnnServ
     assert ask(stub, board=reply.board, to_move=pb.WHITE).probabilities[ko] > 0
 
 
-def test_concurrent_policy_and_v2_calls_share_runs(server: ServerProcess, stub: pb_grpc.CnnServeStub) -> None:
+def test_concurrent_policy_and_v2_calls_share_runs(server: Served, stub: pb_grpc.CnnServeStub) -> None:
     """Policy requests join the model's batcher with KServe V2 requests of the same planes."""
     where = position.from_sgf(RECORD, 50)
     planes = features.planes(where.board, where.to_move)[None]
@@ -214,7 +214,7 @@ def test_bad_requests_get_a_status_naming_the_field(case: str, stub: pb_grpc.Cnn
 
 @pytest.mark.parametrize("case", [c for c in bad_requests() if c != "unknown side"])  # 7: no HTTP spelling
 def test_the_same_bad_requests_over_http_get_grpcs_message(
-    case: str, server: ServerProcess, stub: pb_grpc.CnnServeStub
+    case: str, server: Served, stub: pb_grpc.CnnServeStub
 ) -> None:
     fields, code, _ = bad_requests()[case]
     with pytest.raises(grpc.RpcError) as over_grpc:
@@ -230,7 +230,7 @@ def test_the_same_bad_requests_over_http_get_grpcs_message(
     assert (status, json.loads(reply)) == (HTTP_STATUS[code.name], {"error": over_grpc.value.details()})
 
 
-def test_bad_positions_do_not_fail_concurrent_requests(server: ServerProcess) -> None:
+def test_bad_positions_do_not_fail_concurrent_requests(server: Served) -> None:
     async def fire() -> list[object]:
         async with grpc.aio.insecure_channel(server.grpc_address) as channel:
             aio_stub = pb_grpc.CnnServeStub(channel)

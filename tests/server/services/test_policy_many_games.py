@@ -25,7 +25,7 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
-from harness import ServerProcess, model_total, scrape
+from harness import Served, model_total, scrape
 
 from cnnserve.client.scrape import Samples
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
@@ -95,7 +95,7 @@ def play_one_game(stub: pb_grpc.CnnServeStub, game: int, start: threading.Barrie
 
 
 @pytest.fixture(scope="module")
-def played(server: ServerProcess) -> Played:
+def played(server: Served) -> Played:
     """The 64 games, played once for the module's tests; every game must end without an error."""
     before = scrape(server.metrics_address)
     start = threading.Barrier(GAMES)
