@@ -169,8 +169,9 @@ class Supervisor:
             address = f"{s.metrics_host or s.host}:{metrics.port}" if metrics else "off"
             http = f"{s.host}:{self.http_port}" if self.http_port >= 0 else "off"
             print(f"cnnserve listening: grpc={s.host}:{self.port} metrics={address} http={http}", flush=True)
-            log.info("gRPC on %s:%d, HTTP on %s, metrics on %s; starting %d workers", s.host, self.port, http, address,
-                     self.count)  # fmt: skip
+            timeout = f"--worker-timeout {s.worker_timeout:g}s" if s.worker_timeout > 0 else "no --worker-timeout"
+            log.info("gRPC on %s:%d, HTTP on %s, metrics on %s; starting %d workers (%s)", s.host, self.port, http,
+                     address, self.count, timeout)  # fmt: skip
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._signalled)

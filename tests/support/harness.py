@@ -42,6 +42,8 @@ class ServerProcess:
     http_address: str = ""
     lines: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
+    said_ready: bool = False  # it printed "cnnserve ready:"
+    _models_ready: threading.Event = field(default_factory=threading.Event)
     _reader: threading.Thread | None = None
 
     def _pump(self) -> None:
@@ -54,7 +56,11 @@ class ServerProcess:
                 self.metrics_address = match["metrics"]
                 self.http_address = match["http"]
                 self._ready.set()
+            elif line.startswith("cnnserve ready:"):
+                self.said_ready = True
+                self._models_ready.set()
         self._ready.set()  # the process ended: unblock waiters
+        self._models_ready.set()
 
     @property
     def output(self) -> str:
@@ -69,6 +75,12 @@ class ServerProcess:
         if not self._ready.wait(timeout) or not self.grpc_address:
             self.process.kill()
             raise AssertionError(f"server did not start listening:\n{self.output}")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the server says ``cnnserve ready:`` (it prints it once, when its models first
+        are): no polling. After that, readiness is :func:`wait_ready`'s to ask."""
+        if not self._models_ready.wait(timeout) or not self.said_ready:
+            raise AssertionError(f"server not ready after {timeout}s:\n{self.output}")
 
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.process.poll() is None:
@@ -224,7 +236,7 @@ def serving(repo: Path, *args: str) -> Iterator[ServerProcess]:
     """A ready server over ``repo``; on leaving, it must stop cleanly (exit status 0)."""
     proc = start_server(repo, *args)
     try:
-        wait_ready(proc.grpc_address)
+        proc.wait_ready()
         yield proc
     finally:
         assert proc.terminate() == 0, proc.output
@@ -240,7 +252,7 @@ def replicas(repo: Path, count: int, *args: str) -> Iterator[list[ServerProcess]
         for proc in procs:
             proc.wait_listening()
         for proc in procs:
-            wait_ready(proc.grpc_address)
+            proc.wait_ready()
         yield procs
     except BaseException:
         for proc in procs:

@@ -94,6 +94,7 @@ def test_the_supervisor_refuses_a_port_in_use_instead_of_sharing_it() -> None:
 def test_two_workers_answer_on_one_port_and_the_metrics_count_each_request_once(small_repo: Path) -> None:
     calls = 24
     with serving(small_repo, "--workers", "2", "--model", "lenet5") as proc:
+        assert "starting 2 workers (--worker-timeout 30s)" in proc.output  # the default
         pids = started_pids(proc)
         assert sorted(pids) == [0, 1] and len({p for ps in pids.values() for p in ps}) == 2
         for number, (pid,) in pids.items():
@@ -251,7 +252,7 @@ def test_a_killed_worker_is_replaced_and_only_its_calls_in_flight_fail(small_rep
 
 def test_a_hung_worker_is_killed_after_the_timeout_and_the_others_callers_never_notice(small_repo: Path) -> None:
     with serving(small_repo, "--workers", "2", "--model", "lenet5", "--worker-timeout", "2") as proc:
-        assert "--worker-timeout 2" not in proc.output  # not yet: nobody is silent
+        assert "starting 2 workers (--worker-timeout 2s)" in proc.output  # the flag, as the supervisor took it
         hung = started_pids(proc)[0][0]
         stopped_at: list[float] = []
 
@@ -279,7 +280,7 @@ def test_workers_that_keep_dying_stop_the_server_and_readiness_falls_meanwhile(
 ) -> None:
     repo = copy_repository(small_repo, tmp_path / "repo")
     proc = start_server(repo, "--workers", "2", "--model", "lenet5")
-    wait_ready(proc.grpc_address)
+    proc.wait_ready()
     shutil.rmtree(repo)  # every replacement will fail to load
     os.kill(started_pids(proc)[0][0], signal.SIGKILL)
     # The survivor answers, but not ready: health speaks for the whole server.
@@ -299,7 +300,7 @@ def test_workers_that_keep_dying_stop_the_server_and_readiness_falls_meanwhile(
 
 def test_sigterm_under_load_answers_every_accepted_request(small_repo: Path) -> None:
     proc = start_server(small_repo, "--workers", "2", "--max-queue-delay-us", "30000000", "--model", "cifar_resnet20")
-    wait_ready(proc.grpc_address)
+    proc.wait_ready()
     xs = [np.random.default_rng(i).standard_normal((1, 3, 32, 32), dtype=np.float32) for i in range(12)]
 
     async def load_then_terminate() -> list[np.ndarray]:
@@ -326,7 +327,7 @@ def test_sigterm_under_load_answers_every_accepted_request(small_repo: Path) -> 
 
 def test_a_second_signal_kills_the_workers_at_once(small_repo: Path) -> None:
     proc = start_server(small_repo, "--workers", "2", "--model", "lenet5", "--grace-seconds", "120")
-    wait_ready(proc.grpc_address)
+    proc.wait_ready()
     stuck = started_pids(proc)[0][0]
     os.kill(stuck, signal.SIGSTOP)  # a worker that cannot finish its drain
     proc.process.send_signal(signal.SIGTERM)

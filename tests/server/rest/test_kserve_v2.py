@@ -26,7 +26,6 @@ from harness import (
     serving,
     start_server,
     triton_input,
-    wait_ready,
 )
 from inprocess import InProcessServer, in_process
 
@@ -202,7 +201,7 @@ def test_sigterm_during_http_requests_answers_them(small_repo: Path) -> None:
     """Six requests held in the batcher when SIGTERM comes: each answered in full, with
     ``Connection: close`` (the client should reconnect elsewhere), and the server exits 0."""
     proc = start_server(small_repo, "--max-queue-delay-us", "30000000", "--model", "cifar_resnet20")
-    wait_ready(proc.grpc_address)
+    proc.wait_ready()
     xs = [np.random.default_rng(i).standard_normal((1, 3, 32, 32), dtype=np.float32) for i in range(6)]
     results: dict[int, np.ndarray | Exception] = {}
     connection_headers: list[tuple[float, str | None]] = []  # (when answered, the Connection header)

@@ -27,7 +27,6 @@ from harness import (
     model_total,
     scrape,
     start_server,
-    wait_ready,
 )
 from imagefiles import encode, multipart, png_claiming, random_rgb, reference
 from inprocess import InProcessServer, in_process
@@ -262,7 +261,7 @@ def test_a_bad_image_does_not_fail_concurrent_requests(server: Served) -> None:
 def test_sigterm_while_images_decode_loses_no_accepted_call(small_repo: Path) -> None:
     """Calls still decoding their images when SIGTERM arrives are computed and answered."""
     proc = start_server(small_repo, "--model", "lenet5", "--decode-threads", "1")
-    wait_ready(proc.grpc_address)
+    proc.wait_ready()
     # Large smooth JPEGs: each takes tens of milliseconds to decode, one at a time.
     big = encode(random_rgb(40, 30).resize((4000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=90)
     small = encode(random_rgb(32, 32).convert("L"))

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tc
 from badrequests import HTTP_STATUS
-from harness import Served, ServerProcess, batched, http_call, model_total, scrape, start_server, wait_ready
+from harness import Served, ServerProcess, batched, http_call, model_total, scrape, start_server
 
 from cnnserve.generated.cnnserve.v1 import service_pb2 as pb
 from cnnserve.generated.cnnserve.v1 import service_pb2_grpc as pb_grpc
@@ -250,7 +250,7 @@ def test_bad_positions_do_not_fail_concurrent_requests(server: Served) -> None:
 def test_sigterm_while_positions_are_read_loses_no_accepted_call(small_repo: Path) -> None:
     """Calls still reading their positions when SIGTERM arrives are computed and answered."""
     proc = start_server(small_repo, "--model", "alphago_policy", "--decode-threads", "1")
-    wait_ready(proc.grpc_address)
+    proc.wait_ready()
 
     async def load_then_terminate() -> list[pb.PolicyResponse]:
         async with grpc.aio.insecure_channel(proc.grpc_address) as channel:
