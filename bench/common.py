@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 
 __all__ = ["CHANNEL_OPTIONS", "HEADER_LENGTH", "ROOT", "HttpRequest", "LoadReport", "Served", "closed_loop",
-           "ensure_exported", "http_closed_loop", "http_infer_request", "infer_request", "progress",
+           "cpu_seconds", "ensure_exported", "http_closed_loop", "http_infer_request", "infer_request", "progress",
            "resident_bytes", "running_server", "serving_process", "serving_with_http",
            "serving_with_metrics"]  # fmt: skip
 
@@ -79,6 +80,19 @@ def resident_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024  # in kB
     raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` and of its descendants alive now (Linux's
+    /proc): a server's cost per request, whatever threads or worker processes it runs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    seconds = (int(fields[11]) + int(fields[12])) / tick
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                seconds += cpu_seconds(int(child))
+    return seconds
 
 
 @contextmanager
