@@ -103,6 +103,10 @@ def decode_binary(name: str, datatype: str, shape: Sequence[int], raw: bytes, fi
     return _reshape(_from_raw(datatype, raw, math.prod(shape), shape, where, field), shape, where)
 
 
+# The element types of JSON values each kind of numpy datatype takes as they are.
+_PLAIN_TYPES: dict[str, set[type]] = {"b": {bool}, "i": {int}, "u": {int}, "f": {float, int}}
+
+
 def decode_values(name: str, datatype: str, shape: Sequence[int], values: Sequence[object], field: str) -> np.ndarray:
     """One tensor from a flat list of its elements (REST's JSON ``data``), row-major; BYTES
     elements are strings (UTF-8) or bytes."""
@@ -115,12 +119,16 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Sequen
         array[:] = [v.encode("utf-8") if isinstance(v, str) else v for v in values]
         return _reshape(array, shape, where)
     dtype = DATATYPES[datatype].dtype
-    kinds: dict[str, type | tuple[type, ...]] = {"b": bool, "i": int, "u": int, "f": (int, float)}
-    kind = kinds[dtype.kind]
-    wrong = next((i for i, v in enumerate(values) if isinstance(v, bool) != (dtype.kind == "b")
-                  or not isinstance(v, kind)), None)  # fmt: skip
-    if wrong is not None:
-        raise TensorError(f"{where}: {field}[{wrong}] is {values[wrong]!r}, not a {datatype} value")
+    # The types present, counted in C: the element-by-element search below runs only when some
+    # element is not of a plain type the datatype takes (to name the first one, or to accept an
+    # int subclass other than bool).
+    if not set(map(type, values)) <= _PLAIN_TYPES[dtype.kind]:
+        kinds: dict[str, type | tuple[type, ...]] = {"b": bool, "i": int, "u": int, "f": (int, float)}
+        kind = kinds[dtype.kind]
+        wrong = next((i for i, v in enumerate(values) if isinstance(v, bool) != (dtype.kind == "b")
+                      or not isinstance(v, kind)), None)  # fmt: skip
+        if wrong is not None:
+            raise TensorError(f"{where}: {field}[{wrong}] is {values[wrong]!r}, not a {datatype} value")
     try:  # read wide first, so that a value the datatype cannot hold is refused, not wrapped
         wide = np.array(values, dtype={"f": np.float64, "i": np.int64, "u": np.int64}.get(dtype.kind, dtype))
     except OverflowError:

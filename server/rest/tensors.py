@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from cnnserve import codec
 from cnnserve.server import errors
@@ -29,10 +30,20 @@ class RestInput:
     shape: list[int]
     data: Any = None  # the JSON elements, or None when binary
     binary: bytes | None = None
+    # Where orjson read ``data``: the request's JSON text and the input's index in it, to read
+    # again with the standard library when the values are refused (see decode).
+    source: bytes | None = None
+    index: int = 0
 
 
 def parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, Any], list[RestInput]]:
-    """The request's JSON and its inputs (not yet decoded: their headers are checked first)."""
+    """The request's JSON and its inputs (not yet decoded: their headers are checked first).
+
+    orjson reads the JSON where it can; the standard library stays the reference. orjson refuses
+    some of what the standard library reads (NaN and Infinity, UTF-16 and UTF-32) and reads an
+    integer beyond 64 bits as a float: whatever orjson cannot read, or reads into a request that
+    is refused, is read again by the standard library, so a client gets the same answer and the
+    same words either way."""
     if header_length is None:
         json_part, rest = body, b""
     else:
@@ -44,9 +55,17 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, Any
             raise errors.InvalidArgument(f"{HEADER_LENGTH}: {length} is outside the body's {len(body)} bytes")
         json_part, rest = body[:length], body[length:]
     try:
+        return _inputs(orjson.loads(json_part), rest, json_part)
+    except (orjson.JSONDecodeError, errors.InvalidArgument):
+        pass
+    try:
         document = json.loads(json_part)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.InvalidArgument(f"failed to parse the request JSON: {exc}") from None
+    return _inputs(document, rest, None)
+
+
+def _inputs(document: Any, rest: bytes, source: bytes | None) -> tuple[dict[str, Any], list[RestInput]]:
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         raise errors.InvalidArgument("request JSON: expected an object with an 'inputs' array")
     inputs, offset = [], 0
@@ -63,7 +82,7 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, Any
         if size is None:
             if "data" not in tensor:
                 raise errors.InvalidArgument(f"input {name!r}: no 'data' and no binary_data_size parameter")
-            inputs.append(RestInput(name, datatype, shape, data=tensor["data"]))
+            inputs.append(RestInput(name, datatype, shape, data=tensor["data"], source=source, index=i))
             continue
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(rest):
             raise errors.InvalidArgument(
@@ -81,8 +100,12 @@ def decode(tensor: RestInput) -> np.ndarray:
         if tensor.binary is not None:
             return codec.decode_binary(tensor.name, tensor.datatype, tensor.shape, tensor.binary, "binary data")
         return codec.decode_values(tensor.name, tensor.datatype, tensor.shape, _flat(tensor), "data")
-    except codec.TensorError as exc:
-        raise errors.InvalidArgument(str(exc)) from None
+    except (codec.TensorError, errors.InvalidArgument) as exc:
+        if tensor.source is None:
+            raise errors.InvalidArgument(str(exc)) from None
+    # Refused as orjson read it: the standard library's reading decides, and words any refusal.
+    reference = json.loads(tensor.source)["inputs"][tensor.index]["data"]
+    return decode(RestInput(tensor.name, tensor.datatype, tensor.shape, data=reference))
 
 
 def _flat(tensor: RestInput) -> list[Any]:
