@@ -165,8 +165,9 @@ def server_split(before: Samples, after: Samples, model: str) -> dict[str, float
 class ProgressBar:
     """``[#####.....] 120/500 requests  57.1 req/s`` on stderr, redrawn at most five times a second."""
 
-    def __init__(self, requests: int | None, duration: float | None, stream: TextIO = sys.stderr) -> None:
-        self.requests, self.duration, self.stream = requests, duration, stream
+    def __init__(self, requests: int | None, duration: float | None, stream: TextIO | None = None) -> None:
+        # sys.stderr when drawn, not when defined: a redirected stderr gets the bar.
+        self.requests, self.duration, self.stream = requests, duration, stream or sys.stderr
         self.last = 0.0
         self.drawn = False
         self.state: tuple[int, int, float] | None = None
