@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness import Served, at, cnnserve
+from harness import Served, at, cli
 from PIL import Image
 
 from cnnserve.client.compare import Facts, Point, claims
@@ -19,7 +20,7 @@ from cnnserve.client.compare import Facts, Point, claims
 
 
 def test_bench_closed_loop_json(server: Served) -> None:
-    done = cnnserve("bench", "--model", "lenet5", "--concurrency", "4", "--requests", "120", "--json", *at(server))
+    done = cli("bench", "--model", "lenet5", "--concurrency", "4", "--requests", "120", "--json", *at(server))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert (result["requests_ok"], result["requests_failed"], result["interrupted"]) == (120, 0, False)
@@ -32,12 +33,12 @@ def test_bench_closed_loop_json(server: Served) -> None:
 
 
 def test_bench_open_loop_and_classify(server: Served) -> None:
-    done = cnnserve("bench", "--model", "lenet5", "--rate", "50", "--duration", "2", "--json", *at(server))
+    done = cli("bench", "--model", "lenet5", "--rate", "50", "--duration", "2", "--json", *at(server))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["mode"] == "open loop at 50 req/s" and result["requests_ok"] > 10 and result["requests_failed"] == 0
 
-    done = cnnserve("bench", "--model", "cifar_resnet20", "--rpc", "classify", "--items", "3", "--requests", "10",
+    done = cli("bench", "--model", "cifar_resnet20", "--rpc", "classify", "--items", "3", "--requests", "10",
                     *at(server))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "cifar_resnet20, Classify, 3 images/request, closed loop, 1 callers: 10 requests" in done.stdout
@@ -52,7 +53,7 @@ def test_bench_errors_stop_at_once_in_one_line(server: Served) -> None:
         (["--model", "lenet5", "--server", "127.0.0.1:1"], "cannot reach a server at 127.0.0.1:1"),
     ]  # fmt: skip
     for args, message in cases:
-        done = cnnserve("bench", *args)
+        done = cli("bench", *args)
         assert done.returncode == 1 and done.stdout == "", done
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
@@ -67,9 +68,17 @@ def test_bench_interrupted_prints_what_it_measured(server: Served) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
-        time.sleep(6)  # start-up, the preflight request, one second of warm-up, then some measuring
+        # Ctrl-C once the progress bar counts measured requests: after start-up, the preflight
+        # request and the warm-up.
+        assert process.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + 60
+        while not re.search(r"s, [1-9]\d* requests", seen) and time.monotonic() < deadline:
+            seen += os.read(process.stderr.fileno(), 4096).decode(errors="replace") or "(end)"
+            assert process.poll() is None, seen
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
+        err = seen + err
     finally:
         if process.poll() is None:
             process.kill()
@@ -84,7 +93,7 @@ def test_bench_interrupted_prints_what_it_measured(server: Served) -> None:
 
 def test_compare_writes_table_chart_json_and_verdicts(server: Served, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    done = cnnserve("compare", "--models", "lenet5,cifar_resnet20", "--batch", "1,4", "--requests", "5",
+    done = cli("compare", "--models", "lenet5,cifar_resnet20", "--batch", "1,4", "--requests", "5",
                     "--out", str(out), *at(server))  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
@@ -111,11 +120,11 @@ def test_compare_refuses_before_measuring(server: Served, tmp_path: Path) -> Non
         (["--models", "lenet5", "--batch", "one"], "--batch: expected whole numbers"),
     ]
     for args, message in cases:
-        done = cnnserve("compare", *args, "--out", str(tmp_path / "r"), *at(server))
+        done = cli("compare", *args, "--out", str(tmp_path / "r"), *at(server))
         assert done.returncode == 1, done
         assert message in done.stderr.splitlines()[-1], done.stderr
         assert not (tmp_path / "r").exists()
-    done = cnnserve("compare", "--models", "lenet5", "--server", "127.0.0.1:1", "--metrics", "127.0.0.1:1")
+    done = cli("compare", "--models", "lenet5", "--server", "127.0.0.1:1", "--metrics", "127.0.0.1:1")
     assert done.returncode == 1 and "cannot read metrics at http://127.0.0.1:1/metrics" in done.stderr
 
 
@@ -143,7 +152,7 @@ def test_claims_compare_deeper_resnets_with_vggs() -> None:
 
 
 def test_bench_policy_sends_a_position_per_request(server: Served) -> None:
-    done = cnnserve("bench", "--model", "alphago_policy", "--rpc", "policy", "--concurrency", "4", "--requests", "20",
+    done = cli("bench", "--model", "alphago_policy", "--rpc", "policy", "--concurrency", "4", "--requests", "20",
                     "--json", *at(server))  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -151,8 +160,8 @@ def test_bench_policy_sends_a_position_per_request(server: Served) -> None:
     assert result["server"]["runs"] >= 1 and 1 <= result["server"]["batch_size"] <= 4
 
     sgf = Path(__file__).resolve().parents[1] / "data" / "gnugo-selfplay.sgf"
-    done = cnnserve("bench", "--model", "alphago_policy", "--rpc", "policy", "--sgf", str(sgf), "--move", "121",
+    done = cli("bench", "--model", "alphago_policy", "--rpc", "policy", "--sgf", str(sgf), "--move", "121",
                     *at(server))  # fmt: skip
     assert done.returncode == 1 and "INVALID_ARGUMENT: move_number: 121" in done.stderr, done
-    done = cnnserve("bench", "--model", "lenet5", "--move", "3", *at(server))
+    done = cli("bench", "--model", "lenet5", "--move", "3", *at(server))
     assert done.returncode == 1 and "--sgf and --move go with --rpc policy" in done.stderr, done

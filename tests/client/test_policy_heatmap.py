@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import Served, cnnserve
+from harness import Served, cli
 
 from cnnserve.go.coords import COLUMNS, POINTS, SIZE
 
@@ -43,9 +43,9 @@ def check_heat(stdout: str, reply: dict[str, object]) -> list[str]:
 
 def test_policy_heatmap_shows_every_legal_points_probability(server: Served, tmp_path: Path) -> None:
     at = ["--server", server.grpc_address]
-    done = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--heatmap", *at)
+    done = cli("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--heatmap", *at)
     assert done.returncode == 0, done.stderr
-    reply = json.loads(cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--json", *at).stdout)
+    reply = json.loads(cli("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--json", *at).stdout)
     cells = check_heat(done.stdout, reply)
     legend = next(line for line in done.stdout.splitlines() if line.startswith("heatmap: "))
     best = reply["top_moves"][0]
@@ -58,7 +58,7 @@ def test_policy_heatmap_shows_every_legal_points_probability(server: Served, tmp
         assert cells[p] == heat
 
     # --top 0: the heat map alone, no table (and no claim that there is no legal move).
-    done = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--top", "0", "--heatmap", *at)
+    done = cli("policy", "--sgf", str(SGF), "--move", "30", "--top", "0", "--heatmap", *at)
     assert done.returncode == 0 and done.stdout.splitlines()[-1].startswith("heatmap: "), done.stdout[-300:]
     assert check_heat(done.stdout, reply) == cells
 
@@ -66,13 +66,13 @@ def test_policy_heatmap_shows_every_legal_points_probability(server: Served, tmp
     board = tmp_path / "board.txt"
     board.write_text("\n".join([".X" + "." * 17, "X" + "." * 18] + ["." * 19] * 17) + "\n")
     args = ["--board", str(board), "--to-move", "white", *at]
-    done = cnnserve("policy", "--heatmap", *args)
+    done = cli("policy", "--heatmap", *args)
     assert done.returncode == 0, done.stderr
-    cells = check_heat(done.stdout, json.loads(cnnserve("policy", "--json", *args).stdout))
+    cells = check_heat(done.stdout, json.loads(cli("policy", "--json", *args).stdout))
     assert cells[0] == "." and "where white may not play" in done.stdout
 
 
 def test_policy_help_explains_the_heatmap() -> None:
-    done = cnnserve("policy", "--help")
+    done = cli("policy", "--help")
     assert done.returncode == 0 and "--heatmap" in done.stdout
     assert "under 10%" in " ".join(done.stdout.split())

@@ -4,32 +4,17 @@ one: the console script itself, a pipe closed under it, an install without an ex
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import onnxruntime as ort
-from harness import Served
+from harness import Served, cli
 
 from cnnserve import __version__, builders
-from cnnserve.cli import main
 from cnnserve.repository import load_entry
-
-
-def cnnserve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``cnnserve ARGS`` through ``main()``, with what it wrote and its exit status."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or os.getcwd()):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's refusals and --version
-            code = exc.code if isinstance(exc.code, int) else 1
-    return subprocess.CompletedProcess(["cnnserve", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_the_console_script_and_the_module_run_as_a_user_runs_them() -> None:
@@ -44,7 +29,7 @@ def test_the_console_script_and_the_module_run_as_a_user_runs_them() -> None:
 
 
 def test_summary_prints_the_notes_table() -> None:
-    run = cnnserve("summary", "vgg16")
+    run = cli("summary", "vgg16")
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == "vgg_d: per-layer summary (one image, float32)"
@@ -57,45 +42,45 @@ def test_summary_prints_the_notes_table() -> None:
 
 
 def test_summary_json_and_all_layers() -> None:
-    run = cnnserve("summary", "alexnet", "--json")
+    run = cli("summary", "alexnet", "--json")
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert data["layers"][0]["volume"] == "55x55x96"
     assert data["totals"]["activation_bytes"] == 4 * data["totals"]["activations"]
     listed = len(data["layers"])
-    everything = json.loads(cnnserve("summary", "alexnet", "--json", "--all").stdout)["layers"]
+    everything = json.loads(cli("summary", "alexnet", "--json", "--all").stdout)["layers"]
     assert len(everything) > listed and any(layer["layer"] == "relu" for layer in everything)
 
 
 def test_summary_with_a_builder_option() -> None:
-    run = cnnserve("summary", "alphago_policy", "--option", "k=256", "--json")
+    run = cli("summary", "alphago_policy", "--option", "k=256", "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["layers"][0]["volume"] == "19x19x256"
 
 
 def test_models_lists_every_architecture() -> None:
-    run = cnnserve("models", "--json")
+    run = cli("models", "--json")
     assert run.returncode == 0, run.stderr
     rows = json.loads(run.stdout)
     assert [r["name"] for r in rows] == builders.names()
     resnet50 = next(r for r in rows if r["name"] == "resnet50")
     assert resnet50["input"] == "224x224x3" and resnet50["weight_layers"] == 50
-    table = cnnserve("models").stdout
+    table = cli("models").stdout
     assert "resnet152" in table and "60.2M" in table and "11.5G" in table
 
 
 def test_unknown_names_and_options_are_one_line_errors() -> None:
-    run = cnnserve("summary", "resnet51")
+    run = cli("summary", "resnet51")
     assert run.returncode == 1
     assert run.stderr.startswith("cnnserve summary: error: unknown architecture 'resnet51'; valid names: lenet5,")
     assert len(run.stderr.strip().splitlines()) == 1
-    run = cnnserve("export", "alphago_policy", "--option", "filters=3", "--repo", "/nonexistent/never")
+    run = cli("export", "alphago_policy", "--option", "filters=3", "--repo", "/nonexistent/never")
     assert run.returncode == 1
     assert "alphago_policy does not take option(s) filters; it takes: k" in run.stderr
 
 
 def test_export_writes_a_loadable_entry_and_lists_the_repository(tmp_path: Path) -> None:
-    run = cnnserve("export", "cifar_resnet20", "lenet5", "--repo", str(tmp_path))
+    run = cli("export", "cifar_resnet20", "lenet5", "--repo", str(tmp_path))
     assert run.returncode == 0, run.stderr
     assert "[1/2] cifar_resnet20: exporting to ONNX" in run.stderr  # progress as it goes
     assert "[2/2] lenet5: training on scikit-learn's digits" in run.stderr
@@ -106,13 +91,13 @@ def test_export_writes_a_loadable_entry_and_lists_the_repository(tmp_path: Path)
     )
     assert session.get_inputs()[0].shape[0] == "batch"
 
-    again = cnnserve("export", "cifar_resnet20", "--if-missing", "--repo", str(tmp_path), "--json")
+    again = cli("export", "cifar_resnet20", "--if-missing", "--repo", str(tmp_path), "--json")
     assert again.returncode == 0, again.stderr
     assert "already in" in again.stderr
     assert sorted(e["name"] for e in json.loads(again.stdout)["models"]) == ["cifar_resnet20", "lenet5"]
 
     (tmp_path / "lenet5" / "config.json").write_text("{")  # a broken entry is listed, not a crash
-    listing = cnnserve("repo", "--repo", str(tmp_path), "--json")
+    listing = cli("repo", "--repo", str(tmp_path), "--json")
     assert listing.returncode == 0, listing.stderr
     data = json.loads(listing.stdout)
     assert [e["name"] for e in data["models"]] == ["cifar_resnet20"]
@@ -120,7 +105,7 @@ def test_export_writes_a_loadable_entry_and_lists_the_repository(tmp_path: Path)
 
 
 def test_options_apply_to_every_name_and_are_checked_first(tmp_path: Path) -> None:
-    run = cnnserve("export", "alphago_policy", "cifar_resnet20", "--option", "k=16", "--repo", str(tmp_path))
+    run = cli("export", "alphago_policy", "cifar_resnet20", "--option", "k=16", "--repo", str(tmp_path))
     assert run.returncode == 1
     assert "cifar_resnet20 does not take option(s) k; it takes: num_classes" in run.stderr
     assert list(tmp_path.iterdir()) == []  # refused before anything was exported
@@ -128,7 +113,7 @@ def test_options_apply_to_every_name_and_are_checked_first(tmp_path: Path) -> No
 
 def test_export_into_an_unwritable_place(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    run = cnnserve("export", "lenet5", "--repo", str(tmp_path / "file" / "repo"))
+    run = cli("export", "lenet5", "--repo", str(tmp_path / "file" / "repo"))
     assert run.returncode == 1
     assert "cnnserve export: error: cannot write to repository" in run.stderr
 
@@ -137,11 +122,11 @@ def test_export_with_another_max_batch_size(tmp_path: Path) -> None:
     # cifar_resnet20's defaults: max 256, preferred 1, 16, 64.
     for size, preferred in ((32, [1, 16, 32]), (512, [1, 16, 64, 512])):
         repo = tmp_path / str(size)
-        run = cnnserve("export", "cifar_resnet20", "--max-batch-size", str(size), "--repo", str(repo))
+        run = cli("export", "cifar_resnet20", "--max-batch-size", str(size), "--repo", str(repo))
         assert run.returncode == 0, run.stderr
         config = load_entry(repo / "cifar_resnet20")
         assert (config.max_batch_size, list(config.preferred_batch_sizes)) == (size, preferred)
-    refused = cnnserve("export", "cifar_resnet20", "--max-batch-size", "0", "--repo", str(tmp_path / "0"))
+    refused = cli("export", "cifar_resnet20", "--max-batch-size", "0", "--repo", str(tmp_path / "0"))
     assert refused.returncode == 1
     assert refused.stderr == "cnnserve export: error: --max-batch-size must be 1 or more, got 0\n"
     assert not (tmp_path / "0").exists()
@@ -166,14 +151,14 @@ def test_classify_names_the_digit_and_prints_json(server: Served, small_repo: Pa
         paths.append(tmp_path / f"digit_{i}.png")
         Image.fromarray(split.test_images[i], mode="L").save(paths[-1])
 
-    table = cnnserve("classify", *map(str, paths), "--model", "lenet5", "--top", "3", "--server", server.grpc_address)
+    table = cli("classify", *map(str, paths), "--model", "lenet5", "--top", "3", "--server", server.grpc_address)
     assert table.returncode == 0, table.stderr
     for path, i in zip(paths, chosen, strict=True):
         block = table.stdout.split(f"{path}: lenet5 version 1\n")[1]
         first = block.splitlines()[2].split()  # header, rule, then rank 1
         assert first[:3] == ["1", str(split.test_labels[i]), str(split.test_labels[i])], block
 
-    listing = cnnserve("classify", str(paths[0]), "--model", "lenet5", "--json", "--server", server.grpc_address)
+    listing = cli("classify", str(paths[0]), "--model", "lenet5", "--json", "--server", server.grpc_address)
     assert listing.returncode == 0, listing.stderr
     (result,) = json.loads(listing.stdout)
     assert result["image"] == str(paths[0]) and result["trained"] is True
@@ -195,7 +180,7 @@ def test_classify_errors_are_one_line(server: Served, tmp_path: Path) -> None:
         (["classify", str(image), "--model", "nope", "--server", server.grpc_address], "NOT_FOUND: model_name"),
     ]  # fmt: skip
     for args, message in cases:
-        done = cnnserve(*args)
+        done = cli(*args)
         assert done.returncode == 1, done
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
@@ -206,7 +191,7 @@ SGF = Path(__file__).resolve().parents[1] / "data" / "gnugo-selfplay.sgf"
 
 
 def test_policy_prints_the_board_with_the_top_moves_marked(server: Served) -> None:
-    done = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--server", server.grpc_address)
+    done = cli("policy", "--sgf", str(SGF), "--move", "30", "--top", "3", "--server", server.grpc_address)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "alphago_policy version 1  (random weights: the moves mean nothing)"
@@ -222,7 +207,7 @@ def test_policy_prints_the_board_with_the_top_moves_marked(server: Served) -> No
         line = board[19 - int(vertex[1:])]
         assert line.split()[1 + "ABCDEFGHJKLMNOPQRST".index(vertex[0])] == mark
 
-    as_json = cnnserve("policy", "--sgf", str(SGF), "--move", "30", "--json", "--server", server.grpc_address)
+    as_json = cli("policy", "--sgf", str(SGF), "--move", "30", "--json", "--server", server.grpc_address)
     assert as_json.returncode == 0, as_json.stderr
     result = json.loads(as_json.stdout)
     assert result["to_move"] == "black" and result["move_number"] == 30 and result["trained"] is False
@@ -233,7 +218,7 @@ def test_policy_prints_the_board_with_the_top_moves_marked(server: Served) -> No
 def test_policy_of_a_text_board(server: Served, tmp_path: Path) -> None:
     board = tmp_path / "board.txt"
     board.write_text("\n".join(["X" + "." * 18, "O" + "." * 18] + ["." * 19] * 17) + "\n")
-    done = cnnserve("policy", "--board", str(board), "--to-move", "white", "--json", "--server", server.grpc_address)
+    done = cli("policy", "--board", str(board), "--to-move", "white", "--json", "--server", server.grpc_address)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["to_move"] == "white" and result["legal_moves"] == 359 and result["move_number"] == 0
@@ -255,7 +240,7 @@ def test_policy_errors_are_one_line(server: Served, tmp_path: Path) -> None:
         (["--sgf", str(SGF), "--server", "127.0.0.1:1"], "cannot reach a server at 127.0.0.1:1"),
     ]
     for args, message in cases:
-        done = cnnserve("policy", *args)
+        done = cli("policy", *args)
         assert done.returncode == 1, done
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
@@ -265,7 +250,7 @@ def test_gtp_stops_at_once_when_the_server_cannot_answer(server: Served) -> None
         (["--server", "127.0.0.1:1"], "cannot reach a server at 127.0.0.1:1"),
         (["--server", server.grpc_address, "--model", "lenet5"], "INVALID_ARGUMENT: model_name: model 'lenet5'"),
     ]:
-        done = cnnserve("gtp", *args)
+        done = cli("gtp", *args)
         assert done.returncode == 1, done
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 

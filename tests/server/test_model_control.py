@@ -20,6 +20,7 @@ from harness import (
     Served,
     ServerProcess,
     accepted,
+    cli,
     cnnserve,
     http_call,
     ort_run,
@@ -301,9 +302,9 @@ def test_kserves_single_model_layout_is_served_under_the_given_name(small_repo: 
 
 def test_export_adds_versions_and_repo_lists_them(repo: Path) -> None:
     export(MODEL, repo, seed=1, version=3)
-    listing = json.loads(cnnserve("repo", "--repo", str(repo), "--json").stdout)
+    listing = json.loads(cli("repo", "--repo", str(repo), "--json").stdout)
     entry = next(m for m in listing["models"] if m["name"] == MODEL)
     assert (entry["version"], entry["versions"]) == (3, [1, 3])
-    assert "1,[3]" in cnnserve("repo", "--repo", str(repo)).stdout
-    done = cnnserve("export", MODEL, "--repo", str(repo), "--version", "3")
+    assert "1,[3]" in cli("repo", "--repo", str(repo)).stdout
+    done = cli("export", MODEL, "--repo", str(repo), "--version", "3")
     assert done.returncode != 0 and "a served version is never overwritten" in done.stderr, done.stderr

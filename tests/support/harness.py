@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import tritonclient.http as th
 
 from cnnserve.client.scrape import Samples, scrape, total
 
-__all__ = ["Served", "ServerProcess", "accepted", "at", "batched", "cnnserve", "copy_repository", "http_call",
+__all__ = ["Served", "ServerProcess", "accepted", "at", "batched", "cli", "cnnserve", "copy_repository", "http_call",
            "http_input", "model_total", "ort_run", "scrape", "serving", "start_server", "triton_input",
            "wait_ready"]  # fmt: skip
 
@@ -103,9 +104,24 @@ class ServerProcess:
 
 
 def cnnserve(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """A ``cnnserve`` subcommand run to its end, its output captured."""
+    """A ``cnnserve`` subcommand run to its end in a process of its own, its output captured: for
+    what crosses a process boundary (signals, exit statuses, a server's start)."""
     return subprocess.run([sys.executable, "-m", "cnnserve", *args], capture_output=True, text=True,
                           timeout=timeout, check=False)  # fmt: skip
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``cnnserve ARGS`` through its own entry, ``main()``, in the test's process: what it wrote
+    and its exit status, as :func:`cnnserve` returns them."""
+    from cnnserve.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or os.getcwd()):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's refusals and --version
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["cnnserve", *args], code, out.getvalue(), err.getvalue())
 
 
 class Served(Protocol):

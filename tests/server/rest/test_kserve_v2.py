@@ -20,10 +20,10 @@ import tritonclient.http.aio as th_aio
 from harness import (
     Served,
     accepted,
+    copy_repository,
     http_call,
     http_input,
     ort_run,
-    serving,
     start_server,
     triton_input,
 )
@@ -172,18 +172,27 @@ def test_classification_as_json_strings_for_curl(server: Served, small_repo: Pat
 # -- together with gRPC, and shutdown -----------------------------------------------------------
 
 
-def test_http_and_grpc_callers_share_batches(small_repo: Path) -> None:
-    """9 gRPC and 8 HTTP requests at once: a batch larger than either protocol sent must mix them."""
-    with serving(small_repo, "--max-queue-delay-us", "10000000", "--model", "cifar_resnet20") as proc:
+def test_http_and_grpc_callers_share_batches(small_repo: Path, tmp_path: Path) -> None:
+    """9 gRPC and 8 HTTP requests at once: a batch larger than either protocol sent must mix them.
+    The entry's batches are 16 at most and 16 preferred, so the batch usually leaves on size, not on
+    a timer: the first request finds the model idle and goes alone, the other 16 queue. (When two
+    start together, 15 are left: they leave after the 5 s queue delay.)"""
+    repo = copy_repository(small_repo, tmp_path / "repo")
+    config_path = repo / "cifar_resnet20" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["max_batch_size"] = 16
+    config["dynamic_batching"]["preferred_batch_sizes"] = [16]
+    config_path.write_text(json.dumps(config))
+    with in_process(repo, max_queue_delay_us=5_000_000, models=("cifar_resnet20",)) as served:
         x = np.zeros((1, 3, 32, 32), np.float32)
 
         def over_http() -> None:
-            c = th.InferenceServerClient(proc.http_address, network_timeout=60)
+            c = th.InferenceServerClient(served.http_address, network_timeout=60)
             c.infer("cifar_resnet20", [http_input(x)])
             c.close()
 
         def over_grpc() -> None:
-            with tc.InferenceServerClient(proc.grpc_address) as c:
+            with tc.InferenceServerClient(served.grpc_address) as c:
                 c.infer("cifar_resnet20", [triton_input("input", x)])
 
         threads = [threading.Thread(target=f) for f in [over_grpc] * 9 + [over_http] * 8]
@@ -191,7 +200,7 @@ def test_http_and_grpc_callers_share_batches(small_repo: Path) -> None:
             t.start()
         for t in threads:
             t.join(timeout=60)
-        with tc.InferenceServerClient(proc.grpc_address) as c:
+        with tc.InferenceServerClient(served.grpc_address) as c:
             stats = c.get_inference_statistics("cifar_resnet20").model_stats[0]
     sizes = [b.batch_size for b in stats.batch_stats]
     assert stats.inference_count == 17 and max(sizes) > 9, sizes
