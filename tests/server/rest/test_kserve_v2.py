@@ -206,6 +206,15 @@ def test_http_and_grpc_callers_share_batches(small_repo: Path, tmp_path: Path) -
     assert stats.inference_count == 17 and max(sizes) > 9, sizes
 
 
+def full_batch(address: str) -> None:
+    """A full batch of cifar_resnet20 (256 items): tens of milliseconds of compute."""
+    c = th.InferenceServerClient(address, network_timeout=120)
+    try:
+        c.infer("cifar_resnet20", [http_input(np.zeros((256, 3, 32, 32), np.float32))])
+    finally:
+        c.close()
+
+
 def test_sigterm_during_http_requests_answers_them(small_repo: Path) -> None:
     """Six requests held in the batcher when SIGTERM comes: each answered in full, with
     ``Connection: close`` (the client should reconnect elsewhere), and the server exits 0."""
@@ -240,14 +249,23 @@ def test_sigterm_during_http_requests_answers_them(small_repo: Path) -> None:
         finally:
             connection.close()
 
+    # A request that finds the model idle runs at once; one that arrives while another runs is
+    # held by the queue delay. So a full batch goes first: the six arrive while it computes (and
+    # each one queued keeps the model busy for those behind it), rather than each finding the
+    # model idle after the one before it was answered, as threads started on a loaded machine may.
+    primer = threading.Thread(target=lambda: full_batch(proc.http_address))
+    primer.start()
+    time.sleep(0.02)
     threads = [threading.Thread(target=call_raw if i % 2 else call, args=(i,)) for i in range(len(xs))]
     for t in threads:
         t.start()
+    primer.join(timeout=120)
     deadline = time.monotonic() + 60
-    while sum(held_and_answered := accepted(proc, "cifar_resnet20")) < len(xs):  # held in the batcher (or answered)
+    # Held in the batcher, or answered (the primer among them).
+    while sum(held_and_answered := accepted(proc, "cifar_resnet20")) < len(xs) + 1:
         assert time.monotonic() < deadline, proc.output
         time.sleep(0.05)
-    held, answered_before = held_and_answered
+    held, answered_before = held_and_answered[0], held_and_answered[1] - 1
     assert held >= 1
     signalled = time.monotonic()
     proc.process.send_signal(signal.SIGTERM)
