@@ -45,6 +45,8 @@ COMMANDS: tuple[Command, ...] = (
             "Go move probabilities for a position (SGF at a move, or a text board)"),
     Command("gtp", "cnnserve.client.gtp:add_arguments", "cnnserve.client.gtp:main",
             "a GTP engine on stdin/stdout that plays the server's policy network"),
+    Command("go-data", "cnnserve.go.selfplay:add_arguments", "cnnserve.go.selfplay:main",
+            "games of GNU Go against itself as SGF, to train the policy network on"),
     Command("bench", "cnnserve.client.bench:add_arguments", "cnnserve.client.bench:main",
             "load one model of a running server; throughput, latency, queue and compute"),
     Command("compare", "cnnserve.client.compare:add_arguments", "cnnserve.client.compare:main",
