@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 # Debian installs GNU Go in /usr/games, which is not on every PATH.
 GNUGO_PLACES = ("/usr/games/gnugo", "/usr/bin/gnugo", "/usr/local/bin/gnugo")
@@ -25,10 +26,12 @@ def find_gnugo() -> str | None:
 class GtpEngine:
     """One engine subprocess; :meth:`send` returns a successful reply's text."""
 
-    def __init__(self, argv: Sequence[str], name: str = "engine") -> None:
+    def __init__(
+        self, argv: Sequence[str], name: str = "engine", *, cwd: Path | None = None, stderr: int = subprocess.DEVNULL
+    ) -> None:
         self.name = name
         self.process = subprocess.Popen(
-            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=cwd
         )
 
     def send(self, command: str) -> str:
@@ -64,13 +67,13 @@ class GtpEngine:
     def close(self) -> None:
         if self.process.poll() is None:
             with contextlib.suppress(GtpError, OSError):
-                self.ask("quit")
+                GtpEngine.ask(self, "quit")  # this class's reading, whatever a subclass does with ask
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
 

@@ -4,21 +4,17 @@ one of them, referees every move of the other; our engine can be asked for its a
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Debian installs GNU Go in /usr/games, which is not on every PATH.
-GNUGO_PLACES = ("/usr/games/gnugo", "/usr/bin/gnugo")
+from cnnserve.go.gtp_controller import GtpEngine, find_gnugo
 
 
 def gnugo_path() -> str:
-    found = shutil.which("gnugo") or next((p for p in GNUGO_PLACES if os.access(p, os.X_OK)), None)
+    found = find_gnugo()
     if found is None:
         raise AssertionError("GNU Go is not installed: `make system-packages` installs Debian's gnugo")
     return found
@@ -28,17 +24,12 @@ class GtpFailure(AssertionError):
     """An engine answered ``? ...`` where success was expected."""
 
 
-class GtpProcess:
+class GtpProcess(GtpEngine):
+    """The product's engine subprocess, read the way the tests want: failures as assertions, the
+    engine's stderr kept for the message, analysis streams."""
+
     def __init__(self, argv: list[str], name: str, *, cwd: Path | None = None) -> None:
-        self.name = name
-        self.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=cwd,
-        )
+        super().__init__(argv, name, cwd=cwd, stderr=subprocess.PIPE)
 
     def write(self, line: str) -> None:
         assert self.process.stdin is not None
@@ -97,19 +88,6 @@ class GtpProcess:
         if not ok:
             raise GtpFailure(f"{self.name} refused {command!r}: ? {text}")
         return text
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(AssertionError, OSError):
-                self.ask("quit")
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 VERTEX = re.compile(r"[A-HJ-Ta-hj-t](1[0-9]|[1-9])|pass")
