@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,8 +24,8 @@ from cnnserve.generated.cnnserve.v1 import service_pb2 as v1_pb
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 
 __all__ = ["CHANNEL_OPTIONS", "HEADER_LENGTH", "ROOT", "HttpRequest", "LoadReport", "Served", "closed_loop",
-           "cpu_seconds", "ensure_exported", "http_closed_loop", "http_infer_request", "infer_request", "progress",
-           "resident_bytes", "running_server", "serving_process", "serving_with_http",
+           "cpu_seconds", "ensure_exported", "free_port", "http_closed_loop", "http_infer_request", "infer_request",
+           "progress", "resident_bytes", "running_server", "serving_process", "serving_with_http",
            "serving_with_metrics"]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,13 @@ def resident_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024  # in kB
     raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+def free_port() -> int:
+    """A loopback port free now, for a server that takes its port from a flag or a file."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import math
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import tritonclient.http as th
 
-from bench.common import ROOT, LoadReport, cpu_seconds, ensure_exported, progress, serving_process
+from bench.common import ROOT, LoadReport, cpu_seconds, ensure_exported, free_port, progress, serving_process
 from cnnserve.repository import load_entry
 
 WARMUP = 1.0
@@ -61,21 +60,15 @@ class OnnxModel(MLModel):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_mlserver(executable: str, model: str, onnx_path: Path, workers: int | None) -> Iterator[tuple[str, int]]:
     """``mlserver start`` over a folder holding the runtime and the model's settings; yields its
     HTTP address and pid once the model is ready."""
     with tempfile.TemporaryDirectory(prefix="mlserver.") as folder:
         root = Path(folder)
-        http_port = _free_port()
+        http_port = free_port()
         (root / "onnx_model.py").write_text(RUNTIME)
-        settings = {"http_port": http_port, "grpc_port": _free_port(), "metrics_port": _free_port(),
+        settings = {"http_port": http_port, "grpc_port": free_port(), "metrics_port": free_port(),
                     "host": "127.0.0.1", "debug": False}  # fmt: skip
         if workers is not None:
             settings["parallel_workers"] = workers

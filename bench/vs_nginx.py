@@ -34,17 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, LoadReport, ensure_exported, infer_request, progress, serving_with_http
+from bench.common import ROOT, LoadReport, ensure_exported, free_port, infer_request, progress, serving_with_http
 from cnnserve.client.bench import Target
 from cnnserve.client.loadgen import run_load
 
 CONFIG = ROOT / "deploy" / "nginx" / "cnnserve.conf"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def site_config(grpc_port: int, http_port: int, grpc: list[str], http: list[str]) -> str:
