@@ -1,0 +1,58 @@
+"""``cnnserve go-train`` as a user runs it: a folder of games in, a checkpoint, history and chart out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gogames import random_record
+from harness import cli
+
+
+@pytest.fixture
+def games(tmp_path: Path) -> Path:
+    folder = tmp_path / "games"
+    folder.mkdir()
+    for seed in range(8):
+        (folder / f"game-{seed}.sgf").write_text(random_record(seed, 30))
+    (folder / "nine.sgf").write_text("(;SZ[9];B[ee])")
+    return folder
+
+
+def test_a_run_and_its_resumption(games: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    flags = ["--k", "4", "--batch", "8", "--eval-every", "40", "--eval-positions", "20", "--held-out-fraction", "0.3"]
+    done = cli("go-train", str(games), "--out", str(out), "--positions", "80", *flags)
+    assert done.returncode == 0, done.stderr
+    assert "8 games, 240 positions" in done.stderr and "skipped 1 (board size)" in done.stderr
+    assert "held-out top-1" in done.stdout
+    assert f"--option k=4 --checkpoint {out / 'checkpoint.pt'}" in done.stdout
+    assert (out / "checkpoint.pt").exists() and (out / "history.png").stat().st_size > 0
+    assert [json.loads(x)["positions"] for x in (out / "history.jsonl").read_text().splitlines()] == [40, 80]
+
+    again = cli("go-train", str(games), "--out", str(out), "--positions", "120", *flags)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr and "at 80 positions" in again.stderr
+    assert len((out / "history.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--k", "0"], "--k 0: expected at least 1"),
+        (["--held-out-fraction", "1.5"], "--held-out-fraction 1.5: expected a fraction between 0 and 1"),
+        (["--device", "tpu"], "--device tpu: expected cpu or cuda"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(games: Path, tmp_path: Path, flags: list[str], message: str) -> None:
+    done = cli("go-train", str(games), "--out", str(tmp_path / "run"), *flags)
+    assert done.returncode != 0 and message in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_games_is_an_error(tmp_path: Path) -> None:
+    done = cli("go-train", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert done.returncode != 0 and "no usable SGF games" in done.stderr
+    done = cli("go-train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"))
+    assert done.returncode != 0 and "nowhere does not exist" in done.stderr
