@@ -6,7 +6,10 @@ colour to move and the game as an SGF record (``cnnserve gtp`` passes one that s
 to the server's policy network). ``genmove`` plays the most probable legal move that does not
 fill one of the player's own eyes, or passes when there is none. (Skipping eye-filling moves
 rather than passing at the first one: the network, trained or not, sometimes ranks an eye first
-while good moves remain.)
+while good moves remain.) It also passes when the game is settled (:mod:`cnnserve.go.territory`:
+every empty point is one side's area and no chain is in atari), and after the opponent's pass it
+plays only on points that are nobody's area yet: the policy has no pass output, and without
+these rules it would fill its own area until its groups lost their eyes.
 
 The record is bounded: its setup (AB/AW) is the board as it was 8 moves ago, followed by the
 last 8 moves (all of them early in the game, handicap stones as setup). The feature planes see no
@@ -35,7 +38,7 @@ from typing import TextIO
 
 import cnnserve
 from cnnserve.client import gtp_analysis as analysis
-from cnnserve.go import sgf
+from cnnserve.go import sgf, territory
 from cnnserve.go.board import BLACK, COLOR_NAMES, EMPTY, TEXT, WHITE, Board, IllegalMove, Move, parse_color
 from cnnserve.go.coords import COLUMNS, POINTS, SIZE, CoordinateError, fixed_handicap, from_gtp, to_gtp, to_sgf
 
@@ -365,10 +368,17 @@ class Engine:
 
     def _choose(self, color: int, probabilities: Sequence[float], args: analysis.AnalyzeArgs | None) -> int | None:
         """The most probable legal move that fills none of ``color``'s eyes (and that avoid and
-        allow permit), or None to pass."""
+        allow permit), or None to pass: when nothing is left to fight over, and, once the
+        opponent has passed, rather than play where the stones already decide whose area it is."""
         board = self.board
+        owner = territory.owners(board)
+        if territory.settled(board, owner):
+            return None
+        opponent_passed = bool(board.moves) and board.moves[-1].point is None
         for p in sorted(range(POINTS), key=lambda q: (-probabilities[q], q)):
             if board.stones[p] != EMPTY or (args is not None and args.excluded(color, p)):
+                continue
+            if opponent_passed and owner[p] != EMPTY:
                 continue
             if board.is_legal(color, p) and not board.is_eye(color, p):
                 return p

@@ -50,6 +50,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("go-train", "cnnserve.builders.go_training.command:add_arguments",
             "cnnserve.builders.go_training.command:main",
             "train the policy network on SGF games: checkpoint, held-out accuracy, chart", extra="export"),
+    Command("match", "cnnserve.client.match:add_arguments", "cnnserve.client.match:main",
+            "games between cnnserve's GTP engine and another GTP engine: records, wins, Elo"),
     Command("bench", "cnnserve.client.bench:add_arguments", "cnnserve.client.bench:main",
             "load one model of a running server; throughput, latency, queue and compute"),
     Command("compare", "cnnserve.client.compare:add_arguments", "cnnserve.client.compare:main",

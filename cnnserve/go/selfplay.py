@@ -123,8 +123,9 @@ def to_sgf(game: Game) -> str:
     note = f"{game.engine}, level {s.level}, seed {game.seed}, opening {s.opening} moves from its candidates"
     if game.cut:
         note += f"; cut at {s.max_moves} moves, result estimated"
+    # GNU Go counts by Japanese rules unless told otherwise, and it is not told.
     root = (
-        f"GM[1]FF[4]CA[UTF-8]AP[cnnserve go-data]SZ[{s.size}]KM[{s.komi:g}]RU[Chinese]"
+        f"GM[1]FF[4]CA[UTF-8]AP[cnnserve go-data]SZ[{s.size}]KM[{s.komi:g}]RU[Japanese]"
         f"PB[{player}]PW[{player}]RE[{game.result}]GN[seed {game.seed}]GC[{note}]"
     )
     nodes = []

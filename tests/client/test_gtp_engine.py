@@ -149,6 +149,32 @@ def test_genmove_skips_its_own_eyes_and_passes_when_nothing_else_is_left() -> No
     assert engine.board.moves[-1].point is None
 
 
+def test_after_the_opponents_pass_genmove_plays_only_where_the_area_is_undecided() -> None:
+    # Black walls in the left columns with an enclosure at A19-C17; the right side is open.
+    wall = [f"{c}{r}" for c in "ABCD" for r in range(1, 17)] + ["D17", "D18", "D19"]
+    engine = Engine(lambda board, color, record: only("B18"))
+    engine.handle("set_free_handicap " + " ".join(wall))
+    engine.handle("play w Q16")
+    assert talk(engine, "genmove b") == "= B18\n\n"  # the opponent has not passed: the policy rules
+    engine.handle("undo")
+    engine.handle("play w pass")
+    reply = talk(engine, "genmove b")
+    assert reply not in ("= B18\n\n", "= pass\n\n")  # not inside its own enclosure
+    assert from_gtp(reply[2:].strip()) not in {from_gtp(f"{c}{r}") for c in "ABC" for r in (17, 18, 19)}
+
+
+def test_genmove_passes_on_a_settled_board_whatever_the_policy_says() -> None:
+    # Black's wall along column K, white's beyond it, each with eyes; the policy likes black's eye.
+    engine = Engine(lambda board, color, record: only("A19"))
+    black = [f"{c}{r}" for c in "ABCDEFGHJK" for r in range(1, 20) if f"{c}{r}" not in ("A19", "C19")]
+    white = [f"{c}{r}" for c in "LMNOPQRST" for r in range(1, 20) if f"{c}{r}" not in ("T1", "R1")]
+    engine.handle("set_free_handicap " + " ".join(black))
+    for vertex in white:
+        engine.board.place(WHITE, from_gtp(vertex))
+    assert talk(engine, "genmove w") == "= pass\n\n"
+    assert talk(engine, "genmove b") == "= pass\n\n"
+
+
 def test_genmove_with_no_probability_anywhere_still_plays_a_legal_move() -> None:
     engine = Engine(lambda board, color, record: [0.0] * POINTS)
     assert talk(engine, "genmove b") == "= A19\n\n"
