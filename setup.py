@@ -22,7 +22,8 @@ for folder in MAPPED:
 setup(
     packages=packages,
     package_dir={f"cnnserve.{folder}": folder for folder in MAPPED},
-    package_data={"cnnserve.builders": ["*.txt"]},
+    # The weights cnnserve ships, their provenance and the held-out games that check them.
+    package_data={"cnnserve.builders": ["*.txt", "trained/*.pt", "trained/*.json", "trained/*/*.sgf"]},
     ext_modules=[
         Extension(
             "cnnserve.go._fastgo",

@@ -125,6 +125,8 @@ def export(args: argparse.Namespace) -> int:
     options = _parse_options(args.option)
     for spec in specs:
         spec.check_options(options)
+    if args.checkpoint and args.random_weights:
+        raise CommandError("--checkpoint and --random-weights contradict each other: give one")
     if args.checkpoint and len(specs) > 1:
         raise CommandError("--checkpoint loads one network's weights: give exactly one NAME with it")
     if args.name and len(specs) > 1:
@@ -154,6 +156,7 @@ def export(args: argparse.Namespace) -> int:
             entry_name=args.name,
             max_batch_size=args.max_batch_size,
             version=args.version,
+            random_weights=args.random_weights,
             progress=progress,
         )
         _progress(f"[{i}/{total}] {entry}: written to {result.path} in {result.seconds:.1f}s")
@@ -184,6 +187,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", default="exported", help="model repository folder (default: exported)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
     parser.add_argument("--checkpoint", metavar="FILE", help="a state_dict to load (torch.load weights_only=True)")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="random weights, instead of those cnnserve ships (alphago_policy) or trains at export (lenet5)",
+    )
     parser.add_argument("--fp16", action="store_true", help="compute in float16 (inputs and outputs stay float32)")
     parser.add_argument(
         "--uint8-input",

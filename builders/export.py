@@ -34,6 +34,7 @@ from torch import nn
 
 from cnnserve.builders import digits, labels, registry
 from cnnserve.builders.registry import ArchSpec, Preprocessing
+from cnnserve.builders.shipped import Shipped, shipped
 from cnnserve.builders.summary import Summary, summarize
 from cnnserve.builders.weights import calibrate_batchnorm, load_checkpoint
 from cnnserve.repository import LABELS_FILE, MODEL_FILE, EntryConfig, TensorSpec
@@ -224,13 +225,22 @@ def check_parity(
 
 
 def _prepare_weights(
-    model: nn.Module, spec: ArchSpec, checkpoint: str | Path | None, progress: Progress
+    model: nn.Module,
+    spec: ArchSpec,
+    checkpoint: str | Path | None,
+    progress: Progress,
+    shipped: Shipped | None = None,
+    random_weights: bool = False,
 ) -> dict[str, Any]:
     """Give ``model`` its weights; return the config's record of where they came from."""
     if checkpoint is not None:
         digest = load_checkpoint(model, checkpoint)
-        return {"trained": True, "source": f"checkpoint {Path(checkpoint).name}", "sha256": digest}
-    if spec.name == "lenet5":
+        return {"trained": True, "kind": "checkpoint", "source": f"checkpoint {Path(checkpoint).name}",
+                "sha256": digest}  # fmt: skip
+    if shipped is not None:
+        progress(f"loading the shipped weights {shipped.weights.name}")
+        return shipped.record(shipped.load_into(model))
+    if spec.name == "lenet5" and not random_weights:
         progress("training on scikit-learn's digits")
         split = digits.load_split()
         assert spec.preprocessing is not None
@@ -238,6 +248,7 @@ def _prepare_weights(
         accuracy = digits.train(model, split, mean, std)
         return {
             "trained": True,
+            "kind": "trained at export",
             "source": "trained at export on scikit-learn's digits, rendered at 32x32",
             "train_examples": len(split.train_labels),
             "held_out_examples": len(split.test_labels),
@@ -245,7 +256,7 @@ def _prepare_weights(
         }
     calibrated = calibrate_batchnorm(model, spec.input_shape)
     source = "random (seed 0)" + (", batch-norm statistics calibrated on Gaussian noise" if calibrated else "")
-    return {"trained": False, "source": source}
+    return {"trained": False, "kind": "random", "source": source}
 
 
 def batch_sizes(spec: ArchSpec, max_batch_size: int | None = None) -> tuple[int, tuple[int, ...]]:
@@ -324,6 +335,7 @@ def export(
     max_batch_size: int | None = None,
     seed: int = 0,
     version: int | None = None,
+    random_weights: bool = False,
     progress: Progress = _quiet_progress,
 ) -> ExportResult:
     """Build, export, check and atomically install one repository entry; return what was written.
@@ -331,6 +343,8 @@ def export(
     ``uint8_input``: the graph takes uint8 pixels NHWC and does the scaling and normalising itself.
     ``version``: add this version folder beside the entry's others (and write its config.json and
     labels), rather than replace the entry whole with version 1; a version that exists is refused.
+    ``random_weights``: neither the weights cnnserve ships for the architecture nor lenet5's
+    training at export, but random ones.
     """
     if version is not None and version < 1:
         raise ExportError(f"--version {version}: expected a version number of 1 or more")
@@ -340,6 +354,11 @@ def export(
     if uint8_input and spec.preprocessing is None:
         raise ExportError(f"{spec.name} does not take images, so it has no uint8 pixel input (--uint8-input)")
     options = dict(options or {})
+    ship = None if checkpoint is not None or random_weights else shipped(spec.name)
+    if ship is not None and ship.fits(options):
+        options = {**ship.options, **options}  # the shipped network's shape, unless asked otherwise
+    else:
+        ship = None
     # An alias names the entry as the user wrote it: `export vgg16` serves a model called vgg16.
     entry = entry_name or registry.canonical_or_alias(name)
     repo = Path(repo)
@@ -352,7 +371,7 @@ def export(
         torch.manual_seed(seed)
         progress("building")
         model = spec.build(**options).eval()
-        weights = _prepare_weights(model, spec, checkpoint, progress)
+        weights = _prepare_weights(model, spec, checkpoint, progress, ship, random_weights)
         facts = summarize(model, spec.input_shape, spec.name)
         net: nn.Module = _Half(copy.deepcopy(model)).eval() if fp16 else model
         reference = model

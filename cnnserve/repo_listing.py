@@ -30,6 +30,8 @@ def print_repository(repo: Path, as_json: bool) -> None:
             "parameters": c.parameters,
             "macs": c.macs,
             "trained": c.trained,
+            "weights": c.weights_kind,
+            "weights_source": c.weights_source,
             "onnx_bytes": c.onnx_path.stat().st_size,
         }
         for c in configs
@@ -49,7 +51,7 @@ def print_repository(repo: Path, as_json: bool) -> None:
                     e["weight_layers"],
                     human(e["parameters"]),
                     human(e["macs"]),
-                    "trained" if e["trained"] else "random",
+                    e["weights"],
                     human(e["onnx_bytes"]) + "B",
                 ]
                 for e in entries

@@ -145,6 +145,12 @@ class ModelConfig:
     raw: Mapping[str, Any]  # config.json as read, before overrides
 
     @property
+    def weights_kind(self) -> str:
+        """``shipped``, ``checkpoint``, ``trained at export`` or ``random`` (older configs: trained or random)."""
+        kind = self.raw.get("weights", {}).get("kind")
+        return str(kind) if kind else ("trained" if self.trained else "random")
+
+    @property
     def weight_layers(self) -> int:
         return int(self.facts["weight_layers"])
 

@@ -37,7 +37,7 @@ class Settings:
     weight_decay: float = 1e-4
     positions: int = 1_000_000  # train until this many positions have been seen, all runs together
     eval_every: int = 20_000  # positions between evaluations (and checkpoints)
-    eval_positions: int = 2_000  # held-out positions evaluated, fixed for the whole run
+    eval_positions: int = 2_000  # held-out positions evaluated: the same ones while the data grows
     held_out_fraction: float = 0.05
     seed: int = 0
     device: str = "cpu"
@@ -107,11 +107,11 @@ def _score_sums(scores: Tensor, targets: Tensor) -> np.ndarray:
     return np.array([float(loss), float(hits1), float(hits5), len(targets)])
 
 
-def eval_indices(positions: Positions, count: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if count >= len(positions):
-        return np.arange(len(positions))
-    return np.sort(rng.choice(len(positions), size=count, replace=False))
+def eval_indices(positions: Positions, count: int) -> np.ndarray:
+    """The first ``count`` held-out positions, whole games in the order given: games added to the
+    data later (self-play names them by seed) come after them, so the set stays the same while
+    the data grows, and the curve compares like with like."""
+    return np.arange(min(count, len(positions)))
 
 
 @dataclass
@@ -141,7 +141,7 @@ class Trainer:
         # Adam: SGD at a rate that trains in a few epochs diverged without batch norm to steady it.
         self.optimiser = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.state = State(data=f"{len(training.games)} games, {len(training)} positions")
-        self.eval_at = eval_indices(held_out, settings.eval_positions, settings.seed)
+        self.eval_at = eval_indices(held_out, settings.eval_positions)
         self.rng = np.random.default_rng(settings.seed)
         self.resumed = False
         out.mkdir(parents=True, exist_ok=True)

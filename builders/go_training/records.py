@@ -44,7 +44,7 @@ class Collection:
         return sum(1 for game in self.games for move in game.moves if move.point is not None)
 
     def split(self, held_out_fraction: float) -> tuple[list[Game], list[Game]]:
-        """``(training, held_out)`` by game; see :meth:`Game.split_value`."""
+        """``(training, held_out)`` by game (see :meth:`Game.split_value`), each in the order read."""
         held_out = [g for g in self.games if g.split_value() < held_out_fraction]
         training = [g for g in self.games if g.split_value() >= held_out_fraction]
         return training, held_out

@@ -119,6 +119,7 @@ def test_random_resnets_keep_a_sane_scale(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "cifar_resnet56" / "config.json").read_text())
     assert config["weights"] == {
         "trained": False,
+        "kind": "random",
         "source": "random (seed 0), batch-norm statistics calibrated on Gaussian noise",
     }
 

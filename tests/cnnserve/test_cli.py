@@ -94,7 +94,12 @@ def test_export_writes_a_loadable_entry_and_lists_the_repository(tmp_path: Path)
     again = cli("export", "cifar_resnet20", "--if-missing", "--repo", str(tmp_path), "--json")
     assert again.returncode == 0, again.stderr
     assert "already in" in again.stderr
-    assert sorted(e["name"] for e in json.loads(again.stdout)["models"]) == ["cifar_resnet20", "lenet5"]
+    listed = {e["name"]: e for e in json.loads(again.stdout)["models"]}
+    assert sorted(listed) == ["cifar_resnet20", "lenet5"]
+    # Which weights each entry has, in the listing as in its config.json.
+    assert listed["lenet5"]["weights"] == "trained at export" and listed["cifar_resnet20"]["weights"] == "random"
+    table = cli("repo", "--repo", str(tmp_path)).stdout
+    assert "trained at export" in table and "random" in table
 
     (tmp_path / "lenet5" / "config.json").write_text("{")  # a broken entry is listed, not a crash
     listing = cli("repo", "--repo", str(tmp_path), "--json")
@@ -109,6 +114,11 @@ def test_options_apply_to_every_name_and_are_checked_first(tmp_path: Path) -> No
     assert run.returncode == 1
     assert "cifar_resnet20 does not take option(s) k; it takes: num_classes" in run.stderr
     assert list(tmp_path.iterdir()) == []  # refused before anything was exported
+
+
+def test_random_weights_and_a_checkpoint_contradict(tmp_path: Path) -> None:
+    run = cli("export", "lenet5", "--random-weights", "--checkpoint", "x.pt", "--repo", str(tmp_path))
+    assert run.returncode == 1 and "--checkpoint and --random-weights contradict" in run.stderr
 
 
 def test_export_into_an_unwritable_place(tmp_path: Path) -> None:
