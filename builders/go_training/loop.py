@@ -41,6 +41,7 @@ class Settings:
     held_out_fraction: float = 0.05
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"  # or bf16: the forward pass autocast to bfloat16; weights and optimiser stay float32
 
 
 # Settings that must not change when a run is resumed: the network and the split it was trained on.
@@ -228,7 +229,9 @@ class Trainer:
         indices = self.next_indices()
         x, y = self.training.batch(indices, self.rng.integers(0, symmetry.COUNT, size=len(indices)))
         self.model.train()
-        scores = logits(self.model, _tensor(x, self.device))
+        kind = self.device.split(":")[0]
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16"):
+            scores = logits(self.model, _tensor(x, self.device)).float()
         targets = torch.from_numpy(y).to(self.device)
         loss = nn.functional.cross_entropy(scores, targets)
         if not torch.isfinite(loss):

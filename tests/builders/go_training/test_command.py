@@ -31,7 +31,8 @@ def test_a_run_and_its_resumption(games: Path, tmp_path: Path) -> None:
     assert (out / "checkpoint.pt").exists() and (out / "history.png").stat().st_size > 0
     assert [json.loads(x)["positions"] for x in (out / "history.jsonl").read_text().splitlines()] == [40, 80]
 
-    again = cli("go-train", str(games), "--out", str(out), "--positions", "120", *flags)
+    # Resumed in another precision: the bfloat16 forward pass is a setting a run may change.
+    again = cli("go-train", str(games), "--out", str(out), "--positions", "120", "--precision", "bf16", *flags)
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stderr and "at 80 positions" in again.stderr
     assert len((out / "history.jsonl").read_text().splitlines()) == 3
@@ -43,6 +44,7 @@ def test_a_run_and_its_resumption(games: Path, tmp_path: Path) -> None:
         (["--k", "0"], "--k 0: expected at least 1"),
         (["--held-out-fraction", "1.5"], "--held-out-fraction 1.5: expected a fraction between 0 and 1"),
         (["--device", "tpu"], "--device tpu: expected cpu or cuda"),
+        (["--precision", "fp8"], "--precision fp8: expected fp32 or bf16"),
     ],
 )
 def test_bad_settings_are_refused_by_name(games: Path, tmp_path: Path, flags: list[str], message: str) -> None:
