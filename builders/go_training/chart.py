@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+CHART = "history.png"
+
 
 def draw_chart(history: list[dict[str, Any]], path: Path) -> bool:
     """Held-out top-1 and top-5 against positions seen; False when matplotlib is missing."""

@@ -8,21 +8,17 @@ data folder that has grown since). Each evaluation adds a line to ``history.json
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from cnnserve.builders.go_training import records
 from cnnserve.builders.go_training.batches import Positions
-from cnnserve.builders.go_training.chart import draw_chart
-from cnnserve.builders.go_training.loop import HISTORY, Settings, Trainer, TrainingError
+from cnnserve.builders.go_training.chart import CHART
+from cnnserve.builders.go_training.loop import Settings, Trainer, TrainingError, read_history
 from cnnserve.errors import CommandError
-
-CHART = "history.png"
 
 _HELP = {
     "k": "filters per layer (AlphaGo: 192); fixed for a run",
@@ -76,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     history = read_history(args.out)
-    drew = draw_chart(history, args.out / CHART)
+    drew = (args.out / CHART).exists()
     last = history[-1] if history else None
     if last:
         print(f"held-out top-1 {last['held_out_top1']:.1%}, top-5 {last['held_out_top5']:.1%} "
@@ -107,10 +103,3 @@ def _check(settings: Settings) -> None:
         raise CommandError("; ".join(problems))
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {settings.device}: this torch sees no CUDA device")
-
-
-def read_history(out: Path) -> list[dict[str, Any]]:
-    path = out / HISTORY
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -3,7 +3,8 @@
 The checkpoint (``checkpoint.pt`` in the output folder) holds the weights under ``state_dict``,
 so ``cnnserve export alphago_policy --option k=K --checkpoint FILE`` takes it as it is, and with
 them the optimiser's state and where in the data training stood, so that a run stopped (Ctrl-C,
-the end of a session) goes on from there. Each evaluation appends a line to ``history.jsonl``.
+the end of a session) goes on from there. Each evaluation appends a line to ``history.jsonl`` and
+redraws the chart.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from cnnserve.builders.alphago import PolicyNetwork, alphago_policy
 from cnnserve.builders.go_training import symmetry
 from cnnserve.builders.go_training.batches import Positions
+from cnnserve.builders.go_training.chart import CHART, draw_chart
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
@@ -50,6 +52,14 @@ _FIXED = ("k", "held_out_fraction", "seed")
 
 class TrainingError(ValueError):
     pass
+
+
+def read_history(out: Path) -> list[dict[str, Any]]:
+    """The lines of ``out``'s history, oldest first."""
+    path = out / HISTORY
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def logits(model: PolicyNetwork, x: Tensor) -> Tensor:
@@ -282,6 +292,7 @@ class Trainer:
         scores = evaluate(self.model, self.held_out, self.eval_at, self.device)
         line = self.record(scores, train)
         self.save()
+        draw_chart(read_history(self.out), self.out / CHART)
         return line
 
 

@@ -27,8 +27,7 @@ import torch
 from cnnserve.builders.alphago import alphago_policy
 from cnnserve.builders.go_training import records
 from cnnserve.builders.go_training.batches import Positions
-from cnnserve.builders.go_training.command import read_history
-from cnnserve.builders.go_training.loop import CHECKPOINT, Scores, evaluate
+from cnnserve.builders.go_training.loop import CHECKPOINT, Scores, evaluate, read_history
 from cnnserve.builders.shipped import TRAINED, Shipped
 from cnnserve.go import sgf
 

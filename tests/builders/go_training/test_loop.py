@@ -69,6 +69,7 @@ def test_a_run_checkpoints_records_history_and_resumes(tmp_path: Path) -> None:
     assert all(0 <= line["held_out_top1"] <= line["held_out_top5"] <= 1 for line in lines)
     history = [json.loads(x) for x in (tmp_path / HISTORY).read_text().splitlines()]
     assert history == lines
+    assert (tmp_path / "history.png").stat().st_size > 0  # redrawn at each evaluation
 
     more = Settings(**{**TINY.__dict__, "positions": 240})
     second = Trainer(more, Positions(games[:5]), Positions(games[5:]), tmp_path)
