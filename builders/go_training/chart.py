@@ -18,6 +18,7 @@ def draw_chart(history: list[dict[str, Any]], path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib import ticker
     except ImportError:
         return False
     seen = [line["positions"] for line in history]
@@ -25,6 +26,7 @@ def draw_chart(history: list[dict[str, Any]], path: Path) -> bool:
     ax.plot(seen, [line["held_out_top1"] * 100 for line in history], marker="o", label="held-out top-1")
     ax.plot(seen, [line["held_out_top5"] * 100 for line in history], marker="o", label="held-out top-5")
     ax.plot(seen, [line["train_top1"] * 100 for line in history], linestyle="--", label="training top-1 (recent)")
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.set_xlabel("positions seen")
     ax.set_ylabel("moves predicted (%)")
     ax.set_ylim(0, 100)
