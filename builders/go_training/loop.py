@@ -315,7 +315,7 @@ class _Window:
 def _draw(done: int, total: int, train: Scores, rate: float, lines: list[dict[str, Any]]) -> None:
     bar = "#" * int(30 * min(done, total) / total)
     left = max(0, total - done) / rate if rate > 0 else math.inf
-    eta = time.strftime("%H:%M:%S", time.gmtime(left)) if math.isfinite(left) and left < 86400 * 30 else "--"
+    eta = f"{int(left) // 3600}:{int(left) % 3600 // 60:02}:{int(left) % 60:02}" if math.isfinite(left) else "--"
     held = f"  held-out top-1 {lines[-1]['held_out_top1']:.1%}" if lines else ""
     print(
         f"\r[{bar:<30}] {done:,}/{total:,} positions  loss {train.loss:.3f}  top-1 {train.top1:.1%}"
