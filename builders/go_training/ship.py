@@ -44,7 +44,8 @@ def committed_scores(ship: Shipped, k: int) -> tuple[Scores, int]:
     return evaluate(model, positions, np.arange(len(positions)), "cpu"), len(positions)
 
 
-def _players(games: list[records.Game], folders: list[Path]) -> dict[str, int]:
+def _players(folders: list[Path]) -> dict[str, int]:
+    """Games by black player and program, from the records' root nodes."""
     players: Counter[str] = Counter()
     for path, _ in records.sgf_files(folders):
         root = sgf.parse(path.read_text(encoding="utf-8", errors="replace")).root
@@ -99,7 +100,7 @@ def ship(run: Path, data: list[Path], into: Path = TRAINED) -> dict[str, Any]:
             "held_out_games": len(held_out),
             "held_out_positions": held_out_positions,
             "skipped": dict(collection.skipped),
-            "players": _players(collection.games, data),
+            "players": _players(data),
             "split": f"by a hash of each game's moves, {settings['held_out_fraction']:g} held out",
         },
         "training": {
