@@ -8,6 +8,7 @@ data folder that has grown since). Each evaluation adds a line to ``history.json
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -62,6 +63,9 @@ def main(args: argparse.Namespace) -> int:
     skipped = "".join(f"; skipped {n} ({reason})" for reason, n in collection.skipped.most_common())
     print(f"{len(collection.games)} games, {collection.positions:,} positions: {len(training)} games to train on, "
           f"{len(held_out)} held out{skipped}", file=sys.stderr)  # fmt: skip
+    # SIGTERM (kill, a service manager, `timeout`) stops a run as Ctrl-C does: saved first. A run
+    # started in the background of a script has SIGINT ignored, so SIGTERM is the way to stop it.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         trainer = Trainer(settings, Positions(training), Positions(held_out), args.out)
         if trainer.resume():
@@ -71,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     history = read_history(args.out)
     drew = (args.out / CHART).exists()
     last = history[-1] if history else None
@@ -80,6 +86,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"checkpoint: {trainer.checkpoint_path}" + (f"; chart: {args.out / CHART}" if drew else ""))
     print(f"serve it: cnnserve export alphago_policy --option k={settings.k} --checkpoint {trainer.checkpoint_path}")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _check(settings: Settings) -> None:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from gogames import random_record
 from harness import cli
 
@@ -58,3 +64,25 @@ def test_no_games_is_an_error(tmp_path: Path) -> None:
     assert done.returncode != 0 and "no usable SGF games" in done.stderr
     done = cli("go-train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"))
     assert done.returncode != 0 and "nowhere does not exist" in done.stderr
+
+
+def test_sigterm_saves_where_the_run_stood(games: Path, tmp_path: Path) -> None:
+    """kill (or a service manager) stops a run as Ctrl-C does: the checkpoint is saved first."""
+    out = tmp_path / "run"
+    flags = ["--k", "4", "--batch", "8", "--eval-every", "40", "--eval-positions", "20", "--held-out-fraction", "0.3"]
+    command = [sys.executable, "-m", "cnnserve.cli", "go-train", str(games), "--out", str(out), *flags]
+    run = subprocess.Popen([*command, "--positions", "100000000"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "history.jsonl").exists():  # past the first evaluation: training for real
+            assert run.poll() is None and time.monotonic() < deadline, "go-train never evaluated"
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130, stderr
+    stopped = re.search(r"stopped at ([\d,]+) positions; saved to", stderr)
+    assert stopped is not None, stderr
+    saved = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert saved["state"]["positions"] == int(stopped[1].replace(",", "")) >= 40
