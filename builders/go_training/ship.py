@@ -130,7 +130,8 @@ def ship(run: Path, data: list[Path], into: Path = TRAINED) -> dict[str, Any]:
             "note": "the shipped float16 weights, computed in float32 on the CPU, on every move of these games",
         },
         "history": [
-            {key: line[key] for key in ("positions", "seconds", "held_out_top1", "held_out_top5")} for line in history
+            {key: line[key] for key in ("positions", "seconds", "train_top1", "held_out_top1", "held_out_top5")}
+            for line in history
         ],
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "shipped": time.strftime("%Y-%m-%d"),
