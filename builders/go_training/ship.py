@@ -53,7 +53,7 @@ def _players(folders: list[Path]) -> dict[str, int]:
     return dict(players)
 
 
-def ship(run: Path, data: list[Path], into: Path = TRAINED) -> dict[str, Any]:
+def ship(run: Path, data: list[Path], into: Path = TRAINED, note: str = "") -> dict[str, Any]:
     saved = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
     settings, state = saved["settings"], saved["state"]
     k = int(settings["k"])
@@ -113,6 +113,7 @@ def ship(run: Path, data: list[Path], into: Path = TRAINED) -> dict[str, Any]:
             "hours": round(state["seconds"] / 3600, 2),
             "hardware": f"{platform.machine()}, {os.cpu_count()} cores, {settings['device']}",
             "torch": torch.__version__,
+            "note": note,  # what the settings cannot say: a rate lowered on resuming, restarts
         },
         "held_out": {
             "top1": last["held_out_top1"],
@@ -145,8 +146,9 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="the go-train --out folder")
     parser.add_argument("data", nargs="+", type=Path, help="the data folders the run trained on")
     parser.add_argument("--into", type=Path, default=TRAINED, help=f"where to write (default {TRAINED})")
+    parser.add_argument("--note", default="", help="how the run went, where its settings do not say (a lowered --lr)")
     args = parser.parse_args()
-    provenance = ship(args.run, args.data, args.into)
+    provenance = ship(args.run, args.data, args.into, args.note)
     print(json.dumps({key: provenance[key] for key in ("summary", "committed", "sha256")}, indent=2))
 
 
