@@ -43,6 +43,8 @@ def test_the_wheel_installs_one_name_with_a_working_extension(tmp_path: Path) ->
         "client/bench.py",
         "builders/registry.py",
         "builders/imagenet_classes.txt",
+        "builders/trained/alphago_policy.pt",
+        "builders/trained/alphago_policy.json",
         "generated/inference/grpc_service_pb2.py",
     ):
         assert f"cnnserve/{module}" in names
