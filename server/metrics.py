@@ -1,4 +1,5 @@
-"""Every Prometheus metric of the server, defined here and nowhere else (names fixed in DESIGN.md).
+"""Every Prometheus metric of the server, declared here and nowhere else (:data:`SERIES`, from which
+the docs' metrics reference is generated).
 
 Each :class:`Metrics` owns a registry, never prometheus_client's global one, so tests and several
 servers in one process never share series. It also implements the batcher's observer protocol
@@ -13,11 +14,11 @@ cannot grow the label set without end):
 - ``cnnserve_copy_duration_seconds{model,version}``: copying one batch's inputs into its session's
   buffers before the run (host memory; on CUDA the copy to the device is part of the compute),
   for the batches that are copied: a one-item batch on the CPU runs from the request's own arrays.
-  Not in DESIGN.md's list: with it, queue + copy + compute is where a request's time went.
+  With it, queue + copy + compute is where a request's time went.
 - ``cnnserve_batch_size{model,version}``: items in one ONNX Runtime run.
 - ``cnnserve_requests_total{model,rpc,code}``: RPCs answered, by gRPC status code name.
 - ``cnnserve_dropped_requests_total{model,version,reason}``: requests the batcher dropped before compute
-  (``cancelled``, ``deadline``). Not in DESIGN.md's list: the same calls are also counted in
+  (``cancelled``, ``deadline``). The same calls are also counted in
   ``cnnserve_requests_total`` under their final code; this counter says the compute was skipped.
 - ``cnnserve_inflight_requests{model}``: RPCs received and not yet answered.
 - ``cnnserve_worker_requests{worker,pid}``: with several workers only, the RPCs each live worker
@@ -39,6 +40,7 @@ supervisor serves their sum (:func:`workers_registry`) on the one metrics port.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -67,93 +69,114 @@ INFO_LABELS = ("model", "version", "architecture", "weight_layers", "parameters"
                "state", "batch_shapes")  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Series:
+    """One metric's declaration: the server's registry and the docs' metrics reference are made
+    from these."""
+
+    kind: type[MetricWrapperBase]
+    name: str  # as exposed; a counter's ends in _total
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    multiprocess_mode: str = ""  # gauges with several workers: how the supervisor sums them
+
+    @property
+    def type(self) -> str:
+        return str(self.kind._type)  # prometheus_client names the type on the class
+
+
+_DURATION_LABELS = ("model", "version")
+# One worker of several: its own count of answered RPCs, one series per live worker
+# (prometheus_client adds the pid label), so that the balance between workers shows.
+WORKER_REQUESTS = Series(
+    Gauge,
+    "cnnserve_worker_requests",
+    "RPCs this worker answered (several workers only; one series per live worker, with its pid).",
+    ("worker",),
+    multiprocess_mode="liveall",
+)
+REQUEST_DURATION = Series(
+    Histogram, "cnnserve_request_duration_seconds", "Arrival to reply of one RPC.", ("model", "rpc"), DURATION_BUCKETS
+)
+QUEUE_DURATION = Series(
+    Histogram,
+    "cnnserve_queue_duration_seconds",
+    "Time one request waited in its model's batcher before its batch ran.",
+    _DURATION_LABELS,
+    DURATION_BUCKETS,
+)
+COMPUTE_DURATION = Series(
+    Histogram,
+    "cnnserve_compute_duration_seconds",
+    "One ONNX Runtime run of a batch.",
+    _DURATION_LABELS,
+    DURATION_BUCKETS,
+)
+COPY_DURATION = Series(
+    Histogram,
+    "cnnserve_copy_duration_seconds",
+    "Copying one batch's inputs into its session's buffers, in the worker thread, before the run.",
+    _DURATION_LABELS,
+    DURATION_BUCKETS,
+)
+BATCH_SIZE = Series(
+    Histogram, "cnnserve_batch_size", "Items in one ONNX Runtime run.", _DURATION_LABELS, BATCH_SIZE_BUCKETS
+)
+REQUESTS = Series(
+    Counter, "cnnserve_requests_total", "RPCs answered, by gRPC status code name.", ("model", "rpc", "code")
+)
+DROPPED = Series(
+    Counter,
+    "cnnserve_dropped_requests_total",
+    "Queued requests the batcher dropped before compute (client cancelled, deadline passed).",
+    ("model", "version", "reason"),
+)
+INFLIGHT = Series(
+    Gauge, "cnnserve_inflight_requests", "RPCs received and not yet answered.", ("model",), multiprocess_mode="livesum"
+)  # several workers: the sum over those alive
+MODEL_INFO = Series(
+    Gauge,
+    "cnnserve_model_info",
+    "1 for each repository entry, with the facts a dashboard puts beside its latency.",
+    INFO_LABELS,
+    multiprocess_mode="livemax",
+)  # several workers: one series per model, not per worker
+SERIES: tuple[Series, ...] = (REQUEST_DURATION, QUEUE_DURATION, COMPUTE_DURATION, COPY_DURATION, BATCH_SIZE,
+                              REQUESTS, DROPPED, INFLIGHT, MODEL_INFO, WORKER_REQUESTS)  # fmt: skip
+
+
 class Metrics:
     """The server's metrics in one registry (a fresh one unless ``registry`` is given)."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *, worker: int | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        # One worker of several: its own count of answered RPCs, one series per live worker
-        # (prometheus_client adds the pid label), so that the balance between workers shows.
-        self._worker_requests = (
-            None
-            if worker is None
-            else Gauge(
-                "cnnserve_worker_requests",
-                "RPCs this worker answered (several workers only; one series per live worker, with its pid).",
-                ["worker"],
-                registry=r,
-                multiprocess_mode="liveall",
-            ).labels(str(worker))
-        )
-        self.request_duration = Histogram(
-            "cnnserve_request_duration_seconds",
-            "Arrival to reply of one RPC.",
-            ["model", "rpc"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.queue_duration = Histogram(
-            "cnnserve_queue_duration_seconds",
-            "Time one request waited in its model's batcher before its batch ran.",
-            ["model", "version"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.compute_duration = Histogram(
-            "cnnserve_compute_duration_seconds",
-            "One ONNX Runtime run of a batch.",
-            ["model", "version"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.copy_duration = Histogram(
-            "cnnserve_copy_duration_seconds",
-            "Copying one batch's inputs into its session's buffers, in the worker thread, before the run.",
-            ["model", "version"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.batch_size = Histogram(
-            "cnnserve_batch_size",
-            "Items in one ONNX Runtime run.",
-            ["model", "version"],
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
-        )
-        # prometheus_client strips "_total" from a counter's name and appends it on exposition;
-        # spelling it out keeps the exposed name greppable.
-        self.requests = Counter(
-            "cnnserve_requests_total",
-            "RPCs answered, by gRPC status code name.",
-            ["model", "rpc", "code"],
-            registry=r,
-        )
-        self.dropped = Counter(
-            "cnnserve_dropped_requests_total",
-            "Queued requests the batcher dropped before compute (client cancelled, deadline passed).",
-            ["model", "version", "reason"],
-            registry=r,
-        )
-        self.inflight_requests = Gauge(
-            "cnnserve_inflight_requests",
-            "RPCs received and not yet answered.",
-            ["model"],
-            registry=r,
-            multiprocess_mode="livesum",  # several workers: the sum over those alive
-        )
-        self.model_info = Gauge(
-            "cnnserve_model_info",
-            "1 for each repository entry, with the facts a dashboard puts beside its latency.",
-            INFO_LABELS,
-            registry=r,
-            multiprocess_mode="livemax",  # several workers: one series per model, not per worker
-        )
+        self._worker_requests = None if worker is None else self._declare(WORKER_REQUESTS).labels(str(worker))
+        self.request_duration = self._declare(REQUEST_DURATION)
+        self.queue_duration = self._declare(QUEUE_DURATION)
+        self.compute_duration = self._declare(COMPUTE_DURATION)
+        self.copy_duration = self._declare(COPY_DURATION)
+        self.batch_size = self._declare(BATCH_SIZE)
+        self.requests = self._declare(REQUESTS)
+        self.dropped = self._declare(DROPPED)
+        self.inflight_requests = self._declare(INFLIGHT)
+        self.model_info = self._declare(MODEL_INFO)
         self._info_lock = threading.Lock()
         self._info_labels: dict[tuple[str, str], tuple[str, ...]] = {}  # (model, version) -> its series
         # labels() validates and locks on every call; the request path asks for the same few
         # children thousands of times a second, so they are looked up once.
         self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+
+    def _declare(self, series: Series) -> Any:
+        """The metric ``series`` declares, in this registry."""
+        options: dict[str, Any] = {"registry": self.registry}
+        if series.buckets:
+            options["buckets"] = series.buckets
+        if series.multiprocess_mode:
+            options["multiprocess_mode"] = series.multiprocess_mode
+        # prometheus_client strips "_total" from a counter's name and appends it on exposition;
+        # the declaration spells it out, so the exposed name is greppable.
+        return series.kind(series.name, series.help, list(series.labels), **options)
 
     def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
         child = self._children.get((metric, labels))
