@@ -112,6 +112,10 @@ class _Option:
     def variable(self) -> str:
         return "CNNSERVE_" + self.field.upper()
 
+    def default_text(self, defaults: Any) -> str:
+        """The default as ``--help`` and the docs' settings page show it."""
+        return self.shown_default or str(getattr(defaults, self.field))
+
     def convert(self, text: str) -> Any:
         """Text from a variable or a flag to a checked value; ValueError when it will not do."""
         value = self.parse(text)
@@ -405,7 +409,7 @@ class Settings:
         doc=(
             "Front-end worker processes, each a complete server (event loop, batchers, sessions) on the "
             "same gRPC port (``SO_REUSEPORT``), under a supervisor that serves the summed metrics and "
-            "replaces a worker that dies; 1 = one process, no supervisor; None (``auto``) = one per two "
+            "replaces a worker that dies; 1 = one process, no supervisor; ``auto`` = one per two "
             "cores on the CPU, and on CUDA one per core up to 4."
         ),
     )
@@ -434,7 +438,7 @@ class Settings:
         help="model instances, each on its own thread; auto: 2 on CUDA, 1 on the CPU",
         shown_default="auto",
         doc=(
-            "Model instances, each with its session(s) and a thread of its own; None (``auto``) = 2 on "
+            "Model instances, each with its session(s) and a thread of its own; ``auto`` = 2 on "
             "CUDA, so that one batch is copied in while another computes, and 1 on the CPU, where the "
             "cores are already busy with one."
         ),
@@ -448,7 +452,7 @@ class Settings:
         expected=_POSITIVE,
         help="override every model's max_batch_size",
         shown_default=_CONFIG,
-        doc="Override every model's ``max_batch_size``; None = each model's config.json.",
+        doc="Override every model's ``max_batch_size``; unset, each model's config.json.",
     )
     max_queue_delay_us: int | None = setting(
         default=None,
@@ -459,7 +463,7 @@ class Settings:
         expected="an integer number of microseconds, 0 or more",
         help="override every model's max_queue_delay_us",
         shown_default=_CONFIG,
-        doc="Override every model's ``max_queue_delay_us``; None = each model's config.json.",
+        doc="Override every model's ``max_queue_delay_us``; unset, each model's config.json.",
     )
     inline_compute_us: int = setting(
         default=250,
@@ -488,7 +492,7 @@ class Settings:
         help="requests one model may queue before RESOURCE_EXHAUSTED",
         shown_default="8x max batch size",
         doc=(
-            "Requests one model may queue before RESOURCE_EXHAUSTED; None = the batcher's default, eight "
+            "Requests one model may queue before RESOURCE_EXHAUSTED; unset, the batcher's default, eight "
             "times max_batch_size."
         ),
     )
@@ -933,7 +937,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             except ValueError:
                 raise argparse.ArgumentTypeError(f"expected {option.expected}, got {option.shown(text)}") from None
 
-        default = option.shown_default or str(getattr(defaults, option.field))
+        default = option.default_text(defaults)
         # --model NAME[,NAME] may repeat; "extend" flattens the tuples _parse_names returns.
         kwargs: dict[str, Any] = {"dest": option.field, "action": "extend"} if option.field in LISTS else {}
         parser.add_argument(
