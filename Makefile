@@ -10,14 +10,15 @@ SERVE_ARGS ?=
 # apt-get needs root; as another user, sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-packages serve export test lint typecheck proto generate clean help
+.PHONY: install system-packages serve export test lint typecheck proto generate docs clean help
 
 help:
 	@echo "make serve    set up, export the default models if missing, run the server"
 	@echo "make test     set up, run the whole test suite"
 	@echo "make export   export the default models (DEFAULT_MODELS) into $(REPO)/ if missing"
 	@echo "make proto    regenerate the gRPC stubs in cnnserve/generated/ from proto/"
-	@echo "make generate everything generated: the stubs, and README's settings table"
+	@echo "make generate everything generated: the stubs, and the docs' reference pages"
+	@echo "make docs     build the documentation site into build/docs/ (warnings are errors)"
 	@echo "make lint     ruff and mypy"
 
 # The stamp tracks pyproject.toml, setup.py and the C extension's source: editing the dependencies
@@ -28,7 +29,7 @@ $(VENV)/.installed: pyproject.toml setup.py cnnserve/go/_fastgo.c
 	# torch first and pinned: 2.13.0 is the CPU build on these machines' disk; an open range
 	# would fetch a multi-gigabyte CUDA build.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"  # dev pulls in the export and compare extras
+	$(PY) -m pip install --quiet -e ".[dev]"  # dev pulls in the export, compare and docs extras
 	touch $@
 
 install: $(VENV)/.installed
@@ -60,7 +61,7 @@ test: install system-packages
 # laid out as the wheel installs the package.
 TYPECHECK := build/typecheck
 lint: install
-	$(VENV)/bin/ruff check cnnserve builders server client bench tests setup.py
+	$(VENV)/bin/ruff check cnnserve builders server client bench tests docs setup.py
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/cnnserve
 	ln -s $(CURDIR)/cnnserve/* $(CURDIR)/builders $(CURDIR)/client $(CURDIR)/server $(TYPECHECK)/cnnserve/
 	cd $(TYPECHECK) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p cnnserve
@@ -70,7 +71,11 @@ proto: install
 
 # Everything the repository keeps generated from its sources; tests fail when any of it is stale.
 generate: proto
-	$(PY) -m cnnserve.server.settings_table README.md
+	$(PY) docs/generate_reference.py
+
+# The site, with warnings as errors: a broken link or anchor, a page in no table of contents.
+docs: install
+	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs build/docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

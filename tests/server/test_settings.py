@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 
-from cnnserve.server import settings_table
 from cnnserve.server.settings import MIB, OPTIONS, Settings, SettingsError, add_arguments
 
 
@@ -296,14 +294,3 @@ def test_each_setting_is_declared_once_with_its_help_and_docs() -> None:
         assert option.help and option.doc and option.flag.startswith("--"), option.field
         assert option.variable not in option.doc  # the variable and flag are said by the table, not again
 
-
-def test_readmes_settings_table_is_the_generated_one() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    assert settings_table.rewrite(readme) == readme, "README's settings table is stale: run `make generate`"
-    table = settings_table.markdown_table()
-    assert table.count("\n") == len(OPTIONS) + 2
-    assert "| `--grpc-port` | `CNNSERVE_GRPC_PORT` | 8001 | gRPC port; 0 picks a free one |" in table
-    assert (
-        "| `--workers` | `CNNSERVE_WORKERS` | 1 |" in table
-        and "| `--instances` | `CNNSERVE_INSTANCES` | auto |" in table
-    )
