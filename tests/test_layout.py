@@ -1,4 +1,4 @@
-"""The house rules of the layout (README, "How it fits together"): who may import whom, what a
+"""The house rules of the layout (docs/architecture.md, "The packages"): who may import whom, what a
 serving process loads, one home for each shared table, and a package map that matches the tree."""
 
 from __future__ import annotations
@@ -199,21 +199,21 @@ def test_a_serving_install_needs_no_torch_or_matplotlib() -> None:
     extras = {extra: names(reqs) for extra, reqs in project["optional-dependencies"].items()}
     assert {"torch", "onnx", "onnxscript", "scikit-learn"} <= extras["export"]
     assert extras["compare"] == {"matplotlib"}
-    assert "cnnserve[export,compare]" in project["optional-dependencies"]["dev"]  # make test has everything
+    assert "cnnserve[export,compare,docs]" in project["optional-dependencies"]["dev"]  # make test has everything
 
 
 def _package_map() -> dict[str, str]:
-    """README's package map: '- `path/`: what it does ...' lines of "How it fits together"."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## How it fits together", 1)[1].split("\n## ", 1)[0]
+    """The docs' package map: '- `path/`: what it does ...' lines of the architecture page's "The packages"."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    section = page.split("## The packages", 1)[1].split("\n## ", 1)[0]
     return dict(re.findall(r"^- `([a-z_/.]+)`:? (.*)$", section, re.MULTILINE))
 
 
-def test_the_readme_package_map_matches_the_tree() -> None:
+def test_the_docs_package_map_matches_the_tree() -> None:
     listed = _package_map()
-    assert listed, "README has no package map"
+    assert listed, "docs/architecture.md has no package map"
     missing = sorted(path for path in listed if not (ROOT / path).exists())
-    assert not missing, f"README's package map names what is not in the tree: {missing}"
+    assert not missing, f"the docs' package map names what is not in the tree: {missing}"
     packages = sorted(
         f"{init.parent.relative_to(ROOT)}/"
         for package in PACKAGES
@@ -221,4 +221,4 @@ def test_the_readme_package_map_matches_the_tree() -> None:
         if "generated" not in init.parent.relative_to(ROOT).parts[:-1]  # the stubs' own subpackages
     )
     unlisted = sorted(set(packages) - set(listed))
-    assert not unlisted, f"packages missing from README's package map: {unlisted}"
+    assert not unlisted, f"packages missing from the docs' package map: {unlisted}"
