@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check behind the figures in the issue notes, run on a lent H100/H200 (see
-# ../shared/device/README.md): onnxruntime-gpu and the few wheels the image lacks arrive in
-# ~/.cache/ortsite and ~/.cache/site beforehand. Exports resnet50 there, shows which provider,
+# The GPU check behind the GPU figures of the docs, run on a machine with an NVIDIA GPU and no
+# network: onnxruntime-gpu and the few wheels its image lacks are put in ~/.cache/ortsite and
+# ~/.cache/site beforehand. Exports resnet50 there, shows which provider,
 # batch shapes and CUDA options `--device auto` gives, then runs bench/vs_gpu.py (raw ONNX Runtime
 # against the server: callers, uint8, 8 images a request, fp16, CUDA graphs, the deep models).
 # POINT_SECONDS per measured point and DEEP models (comma-separated, '' to skip) fit it to the budget.

@@ -1,5 +1,5 @@
-"""Export a registered architecture to a model-repository entry (layout in ../shared/DESIGN.md;
-the format itself is :mod:`cnnserve.repository`'s).
+"""Export a registered architecture to a model-repository entry (the layout is described
+in docs/models.md; the format itself is :mod:`cnnserve.repository`'s).
 
     exported/NAME/config.json    what the server needs: I/O, batching, preprocessing, facts
     exported/NAME/labels.txt     classifiers only, one class name a line

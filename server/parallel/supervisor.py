@@ -61,8 +61,8 @@ is killed."""
 
 
 def worker_count(settings: Settings) -> int:
-    """``--workers``, with ``auto`` resolved: on CUDA one per core up to 4 (DESIGN.md: four
-    processes fed one GPU best), on the CPU one per two cores (each worker's ONNX Runtime needs
+    """``--workers``, with ``auto`` resolved: on CUDA one per core up to 4 (four processes
+    fed one GPU best: docs/architecture.md), on the CPU one per two cores (each worker's ONNX Runtime needs
     cores of its own)."""
     if settings.workers is not None:
         return settings.workers

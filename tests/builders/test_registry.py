@@ -1,4 +1,4 @@
-"""The registry: canonical names of DESIGN.md, aliases, and the errors users see."""
+"""The registry: the canonical names (docs/architecture.md), aliases, and the errors users see."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def test_stubs_were_generated_for_the_installed_runtimes() -> None:
     # protobuf refuses gencode newer than the runtime, and warns for older majors.
     assert gencode[0] == runtime[0] and gencode <= runtime, (
         f"stubs are for protobuf {'.'.join(map(str, gencode))}, the runtime is {google.protobuf.__version__}: "
-        "pin grpcio-tools to the line that generates for the installed protobuf (DESIGN.md), then `make proto`"
+        "pin grpcio-tools to the line that generates for the installed protobuf (pyproject.toml), then `make proto`"
     )
     assert tuple(map(int, ours_grpc.GRPC_GENERATED_VERSION.split("."))) <= tuple(
         map(int, grpc.__version__.split(".")[:3])
