@@ -41,14 +41,13 @@ from cnnserve.repository import LABELS_FILE, MODEL_FILE, EntryConfig, TensorSpec
 
 DEFAULT_OPSET = 18
 PARITY_BATCH_SIZES = (1, 3)
-# See check_parity: ONNX Runtime may be a few times further from the float64 truth than
-# PyTorch's float32 run (measured: 0.6x to 1.3x on every architecture); a wrong graph (a
-# missing layer, a transposed weight) is orders of magnitude further.
+# See check_parity: ONNX Runtime may land somewhat further from the float64 truth than
+# PyTorch's float32 run (its kernels sum in another order); a wrong graph (a missing layer, a
+# transposed weight) is orders of magnitude further.
 FP32_ROUNDING_FACTOR = 4.0
 FP32_RTOL = 1e-5
-# Random deep networks amplify every rounding step (a random ResNet-50 in float16 lands ~3% RMS
-# away from the truth on ONNX Runtime's CPU kernels; trained ones far closer), so the float16
-# check catches a broken graph, not the last digit.
+# Random deep networks amplify every rounding step (trained ones far less), so the float16 check
+# catches a broken graph, not the last digit.
 FP16_RELATIVE_RMS = 5e-2
 
 log = logging.getLogger("cnnserve.export")

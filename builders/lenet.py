@@ -61,8 +61,8 @@ register(
         max_batch_size=256,
         preferred_batch_sizes=(1, 16, 64),
         # A request that finds the model idle runs at once (see server/batching/policy.py); under load
-        # 2 ms of company-seeking lets one hop to ONNX Runtime serve several requests: measured
-        # best of 0/1/2/3/5 ms on two cores (bench/vs_echo.py).
+        # a short wait for company lets one hop to ONNX Runtime serve several requests
+        # (bench/vs_echo.py compares delays).
         max_queue_delay_us=2000,
     )
 )

@@ -172,9 +172,8 @@ class ModelRunner:
     def prepare_inline(self) -> None:
         """Give the runs made on the calling thread (``run_inline``) a session of their own on the
         CPU, with one intra-op thread and warmed up at one item: the runs worth making there are
-        so short that waking ONNX Runtime's other threads costs more than they save (lenet5,
-        measured in one process: 38 us a run with the default threads, 29 us with one; in the
-        server more, since those threads compete with gRPC's for two cores). On CUDA the
+        so short that waking ONNX Runtime's other threads costs more than they save (and in the
+        server those threads would compete with gRPC's for the cores). On CUDA the
         instances' sessions are used as they are. Blocking: call it from a worker thread."""
         if self.provider == CUDA:
             return
