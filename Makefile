@@ -10,7 +10,7 @@ SERVE_ARGS ?=
 # apt-get needs root; as another user, sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-packages serve export test lint typecheck proto generate docs clean help
+.PHONY: install system-packages serve export test lint typecheck proto generate docs images clean help
 
 help:
 	@echo "make serve    set up, export the default models if missing, run the server"
@@ -19,6 +19,7 @@ help:
 	@echo "make proto    regenerate the gRPC stubs in cnnserve/generated/ from proto/"
 	@echo "make generate everything generated: the stubs, and the docs' reference pages"
 	@echo "make docs     build the documentation site into build/docs/ (warnings are errors)"
+	@echo "make images   redraw the docs' pictures of the shipped Go network"
 	@echo "make lint     ruff and mypy"
 
 # The stamp tracks pyproject.toml, setup.py and the C extension's source: editing the dependencies
@@ -72,6 +73,10 @@ proto: install
 # Everything the repository keeps generated from its sources; tests fail when any of it is stale.
 generate: proto
 	$(PY) docs/generate_reference.py
+
+# The docs' pictures of the shipped Go network (committed; redrawn when the weights change).
+images: install
+	$(PY) docs/generate_images.py
 
 # The site, with warnings as errors: a broken link or anchor, a page in no table of contents.
 docs: install

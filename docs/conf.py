@@ -14,7 +14,7 @@ release = _version("cnnserve")
 
 extensions = ["myst_parser", "sphinxcontrib.mermaid"]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "generate_reference.py"]
+exclude_patterns = ["_build"]
 root_doc = "index"
 
 # Headings up to ### get anchors, so pages can link to a section: [text](server.md#batching).
