@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REPO ?= exported
 # The default models of `make serve`: the digits-trained LeNet-5, the depth-comparison set and
-# the AlphaGo policy network.
+# the AlphaGo policy network with the weights cnnserve ships.
 DEFAULT_MODELS ?= lenet5 vgg16 resnet50 resnet152 alphago_policy
 SERVE_ARGS ?=
 # apt-get needs root; as another user, sudo.
