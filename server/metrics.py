@@ -86,7 +86,8 @@ class Series:
         return str(self.kind._type)  # prometheus_client names the type on the class
 
 
-_DURATION_LABELS = ("model", "version")
+# The batcher's series: each loaded version has a batcher of its own.
+_BATCHER_LABELS = ("model", "version")
 # One worker of several: its own count of answered RPCs, one series per live worker
 # (prometheus_client adds the pid label), so that the balance between workers shows.
 WORKER_REQUESTS = Series(
@@ -103,25 +104,25 @@ QUEUE_DURATION = Series(
     Histogram,
     "cnnserve_queue_duration_seconds",
     "Time one request waited in its model's batcher before its batch ran.",
-    _DURATION_LABELS,
+    _BATCHER_LABELS,
     DURATION_BUCKETS,
 )
 COMPUTE_DURATION = Series(
     Histogram,
     "cnnserve_compute_duration_seconds",
     "One ONNX Runtime run of a batch.",
-    _DURATION_LABELS,
+    _BATCHER_LABELS,
     DURATION_BUCKETS,
 )
 COPY_DURATION = Series(
     Histogram,
     "cnnserve_copy_duration_seconds",
     "Copying one batch's inputs into its session's buffers, in the worker thread, before the run.",
-    _DURATION_LABELS,
+    _BATCHER_LABELS,
     DURATION_BUCKETS,
 )
 BATCH_SIZE = Series(
-    Histogram, "cnnserve_batch_size", "Items in one ONNX Runtime run.", _DURATION_LABELS, BATCH_SIZE_BUCKETS
+    Histogram, "cnnserve_batch_size", "Items in one ONNX Runtime run.", _BATCHER_LABELS, BATCH_SIZE_BUCKETS
 )
 REQUESTS = Series(
     Counter, "cnnserve_requests_total", "RPCs answered, by gRPC status code name.", ("model", "rpc", "code")
