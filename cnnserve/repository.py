@@ -83,6 +83,7 @@ class EntryConfig:
     preferred_batch_sizes: tuple[int, ...] = ()  # as written; the server clamps them to max_batch_size
     preprocessing: Mapping[str, Any] | None = None  # resize, crop, mean, std for image models
     labels: tuple[int, str] | None = None  # (output index, file) of the one output whose classes have names
+    instance_count: int | None = None  # instance_group's count; None: the server's --instances decides
     extra: Mapping[str, Any] = field(default_factory=dict)  # further fields, kept as written (options, export)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +110,8 @@ class EntryConfig:
             "facts": dict(self.facts),
             "weights": dict(self.weights),
         }
+        if self.instance_count is not None:
+            data["instance_group"] = [{"count": self.instance_count, "kind": "KIND_AUTO"}]
         clash = sorted(set(self.extra) & set(data))
         if clash:
             raise ValueError(f"extra fields {clash} would overwrite config.json's own")
@@ -137,6 +140,7 @@ class ModelConfig:
     max_batch_size: int
     max_queue_delay_us: int
     preferred_batch_sizes: tuple[int, ...]  # ascending, each <= max_batch_size
+    instance_count: int | None  # config.json's instance_group count; None where it gives none
     labels: tuple[str, ...]  # class names of the output that names a labels file; () otherwise
     preprocessing: Mapping[str, Any] | None  # resize, crop, mean, std for image models
     facts: Mapping[str, Any]  # weight_layers, parameters, macs (checked), and whatever else export wrote
@@ -258,6 +262,28 @@ def _overridden(config: EntryConfig, given: Mapping[str, Any]) -> tuple[int, int
     return max_batch, delay, tuple(sorted({min(int(b), max_batch) for b in preferred}))
 
 
+def _instance_count(data: Mapping[str, Any], file: Path) -> int | None:
+    """The count of config.json's ``instance_group`` (Triton's field: a list of one group), None
+    where there is none. Only ``KIND_AUTO`` is taken: the server's ``--device`` says where models run."""
+    groups = data.get("instance_group")
+    if groups is None:
+        return None
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
+        raise RepositoryError(f"{file}: field 'instance_group' must be a list of one group, "
+                              f'as [{{"count": 2}}], got {groups!r}')  # fmt: skip
+    count = groups[0].get("count", 1)
+    if not (_is_int(count) and count >= 1):
+        raise RepositoryError(f"{file}: field 'instance_group[0].count' must be an integer >= 1, got {count!r}")
+    kind = groups[0].get("kind", "KIND_AUTO")
+    if kind != "KIND_AUTO":
+        raise RepositoryError(f"{file}: field 'instance_group[0].kind' must be KIND_AUTO (--device chooses "
+                              f"where models run), got {kind!r}")  # fmt: skip
+    unknown = sorted(set(groups[0]) - {"count", "kind"})
+    if unknown:
+        raise RepositoryError(f"{file}: field 'instance_group[0]' has unknown keys {unknown}; expected count, kind")
+    return int(count)
+
+
 def _labels_field(data: Mapping[str, Any], file: Path) -> tuple[int, str] | None:
     """(index, file) of the output that names a labels file; at most one may."""
     labelled = [(i, o) for i, o in enumerate(data["output"]) if "labels" in o]
@@ -291,7 +317,8 @@ def parse_config(data: Any, file: Path) -> EntryConfig:
     weights = _get(data, "weights", dict, file)
     _get(weights, "trained", bool, file, "weights.")
     known = {"config_version", "name", "architecture", "family", "task", "platform", "description", "paper",
-             "max_batch_size", "input", "output", "dynamic_batching", "preprocessing", "facts", "weights"}  # fmt: skip
+             "max_batch_size", "input", "output", "dynamic_batching", "preprocessing", "facts", "weights",
+             "instance_group"}  # fmt: skip
     return EntryConfig(
         name=name,
         architecture=architecture,
@@ -308,6 +335,7 @@ def parse_config(data: Any, file: Path) -> EntryConfig:
         preferred_batch_sizes=preferred,
         preprocessing=preprocessing,
         labels=_labels_field(data, file),
+        instance_count=_instance_count(data, file),
         extra={k: v for k, v in data.items() if k not in known},
     )
 
@@ -477,6 +505,7 @@ def _load(entry: Path, given: Mapping[str, Any], single: bool = False, name: str
         max_batch_size=max_batch,
         max_queue_delay_us=delay,
         preferred_batch_sizes=preferred,
+        instance_count=config.instance_count,
         labels=_read_labels(config, entry, file, root),
         preprocessing=config.preprocessing,
         facts=config.facts,

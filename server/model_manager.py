@@ -274,7 +274,8 @@ class ModelManager:
                 device=s.device,
                 intra_op_threads=s.intra_op_threads,
                 inter_op_threads=s.inter_op_threads,
-                instances=s.instances,
+                # An explicit --instances is for every model; auto takes the model's own count.
+                instances=s.instances if s.instances is not None else config.instance_count,
                 spinning=s.ort_spinning == "on",
                 batch_shapes=s.batch_shapes,
                 cuda_options=cuda_provider_options(s),
@@ -312,13 +313,17 @@ class ModelManager:
         self.metrics.add_model(config.name, str(config.version))
         self._publish(model)
         log.info(
-            "model %s version %d ready on %s in %.1fs (max batch %d, preferred %s, %s)",
+            "model %s version %d ready on %s in %.1fs (max batch %d, preferred %s, queue delay %d us, "
+            "%d instance%s, %s)",
             config.name,
             config.version,
             runner.provider,
             model.load_seconds,
             config.max_batch_size,
             list(config.preferred_batch_sizes),
+            config.max_queue_delay_us,
+            runner.instances,
+            "" if runner.instances == 1 else "s",
             runner.shapes.describe(),
         )
         log.info(

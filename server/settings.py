@@ -78,6 +78,15 @@ def _parse_bytes(text: str) -> int:
     return int(match[1]) * unit
 
 
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    sizes = tuple(_parse_int(t) for t in text.split(","))
+    if not sizes:
+        raise ValueError(text)
+    return sizes
+
+
 def _parse_names(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     if not names:  # "--model ''" must not quietly mean "every model"
@@ -435,11 +444,12 @@ class Settings:
         parse=_parse_count_or_auto,
         check=_at_least(1, optional=True),
         expected="an integer, 1 or more, or auto",
-        help="model instances, each on its own thread; auto: 2 on CUDA, 1 on the CPU",
+        help="model instances, each on its own thread; auto: config.json's instance_group, else 2 on CUDA, 1 on CPU",
         shown_default="auto",
         doc=(
-            "Model instances, each with its session(s) and a thread of its own; ``auto`` = 2 on "
-            "CUDA, so that one batch is copied in while another computes, and 1 on the CPU, where the "
+            "Model instances, each with its session(s) and a thread of its own, for every model; "
+            "``auto`` = the count of the model's config.json ``instance_group`` where it gives one, else 2 "
+            "on CUDA, so that one batch is copied in while another computes, and 1 on the CPU, where the "
             "cores are already busy with one."
         ),
     )
@@ -464,6 +474,21 @@ class Settings:
         help="override every model's max_queue_delay_us",
         shown_default=_CONFIG,
         doc="Override every model's ``max_queue_delay_us``; unset, each model's config.json.",
+    )
+    preferred_batch_sizes: tuple[int, ...] | None = setting(
+        default=None,
+        flag="--preferred-batch-sizes",
+        metavar="N,N|none",
+        parse=_parse_sizes,
+        check=lambda v: v is None or (isinstance(v, tuple | list) and all(_is_int(b) and b >= 1 for b in v)),
+        expected="batch sizes, comma-separated integers of 1 or more, or none",
+        help="override every model's preferred batch sizes; none: no preferred size",
+        shown_default=_CONFIG,
+        doc=(
+            "Override every model's ``dynamic_batching.preferred_batch_sizes``, comma-separated; ``none`` = "
+            "no preferred size (a batch leaves full, at ``max_batch_size``, or when its oldest request "
+            "has waited ``max_queue_delay_us``); unset, each model's config.json."
+        ),
     )
     inline_compute_us: int = setting(
         default=250,
@@ -884,9 +909,11 @@ class Settings:
     def metrics_enabled(self) -> bool:
         return self.metrics_port >= 0
 
-    def batching_overrides(self) -> dict[str, int]:
+    def batching_overrides(self) -> dict[str, Any]:
         """The per-model config.json values these settings replace (for repository.scan)."""
-        overrides = {"max_batch_size": self.max_batch_size, "max_queue_delay_us": self.max_queue_delay_us}
+        preferred = None if self.preferred_batch_sizes is None else tuple(self.preferred_batch_sizes)
+        overrides = {"max_batch_size": self.max_batch_size, "max_queue_delay_us": self.max_queue_delay_us,
+                     "preferred_batch_sizes": preferred}  # fmt: skip
         return {k: v for k, v in overrides.items() if v is not None}
 
     @classmethod

@@ -43,7 +43,8 @@ def estimate(settings: Settings) -> Estimate:
     total, sessions = CONTEXT_BYTES, 0
     for config in configs:
         shapes = BatchShapes.decide(settings.batch_shapes, CUDA, config.max_batch_size, config.preferred_batch_sizes)
-        count = (settings.instances or CUDA_INSTANCES) * max(1, len(shapes.buckets))
+        instances = settings.instances or config.instance_count or CUDA_INSTANCES
+        count = instances * max(1, len(shapes.buckets))
         sessions += count
         total += int(config.onnx_path.stat().st_size * ARENA_FACTOR) * count
     return Estimate(total, sessions)

@@ -40,6 +40,8 @@ def settings_from_json(text: str) -> Settings:
     values: dict[str, Any] = json.loads(text)
     for name in LISTS:  # JSON has lists
         values[name] = tuple(values[name])
+    if values.get("preferred_batch_sizes") is not None:
+        values["preferred_batch_sizes"] = tuple(values["preferred_batch_sizes"])
     return Settings(**values)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cnnserve.repository import ModelConfig, RepositoryError, TensorSpec, load_entry, scan
+from cnnserve.repository import ModelConfig, RepositoryError, TensorSpec, load_entry, parse_config, scan
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -106,8 +106,14 @@ def _set(value: Any, *path: str | int) -> Edit:
         (_set("yes", "weights", "trained"), "field 'weights.trained' must be true or false"),
         (_set("imagenet", "preprocessing"), "field 'preprocessing' must be an object or null"),
         (_set("go", "name"), "field 'name' is 'go', but the folder is 'alphago_policy'"),
+        (_set({"count": 2}, "instance_group"), "field 'instance_group' must be a list of one group"),
+        (_set([{"count": 1}, {"count": 1}], "instance_group"), "field 'instance_group' must be a list of one group"),
+        (_set([{"count": 0}], "instance_group"), "field 'instance_group[0].count' must be an integer >= 1, got 0"),
+        (_set([{"count": 2, "kind": "KIND_GPU"}], "instance_group"),
+         "field 'instance_group[0].kind' must be KIND_AUTO (--device chooses where models run), got 'KIND_GPU'"),
+        (_set([{"count": 2, "gpus": [0]}], "instance_group"), "field 'instance_group[0]' has unknown keys ['gpus']"),
     ],
-)
+)  # fmt: skip
 def test_bad_config_names_the_file_and_field(exported_repo: Path, tmp_path: Path, edit: Edit, message: str) -> None:
     entry = copy_entry(exported_repo, tmp_path, edit=edit)
     with pytest.raises(RepositoryError) as info:
@@ -197,6 +203,14 @@ def test_broken_entries_do_not_hide_good_ones(exported_repo: Path, tmp_path: Pat
     assert sorted(bad) == ["alphago_policy", "empty"]
     assert bad["alphago_policy"] == f"{tmp_path / 'alphago_policy' / 'config.json'}: missing field 'output'"
     assert bad["empty"].startswith(f"{tmp_path / 'empty' / 'config.json'}: missing")
+
+
+def test_instance_group_is_read_and_written(exported_repo: Path, tmp_path: Path) -> None:
+    assert load_entry(exported_repo / "alphago_policy").instance_count is None  # export writes none
+    entry = copy_entry(exported_repo, tmp_path, edit=_set([{"count": 3, "kind": "KIND_AUTO"}], "instance_group"))
+    assert load_entry(entry).instance_count == 3
+    written = parse_config(json.loads((entry / "config.json").read_text()), entry / "config.json")
+    assert written.instance_count == 3 and written.to_json()["instance_group"] == [{"count": 3, "kind": "KIND_AUTO"}]
 
 
 def test_missing_repository_is_an_error(tmp_path: Path) -> None:

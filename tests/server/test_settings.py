@@ -50,6 +50,8 @@ ENV = [
     ("CNNSERVE_WORKER_TIMEOUT", "0", "worker_timeout", 0.0),
     ("CNNSERVE_INSTANCES", "4", "instances", 4),
     ("CNNSERVE_INSTANCES", "Auto", "instances", None),
+    ("CNNSERVE_PREFERRED_BATCH_SIZES", "1, 16,64", "preferred_batch_sizes", (1, 16, 64)),
+    ("CNNSERVE_PREFERRED_BATCH_SIZES", "None", "preferred_batch_sizes", ()),
     ("CNNSERVE_BATCH_SHAPES", "Padded", "batch_shapes", "padded"),
     ("CNNSERVE_CUDA_CONV_ALGO_SEARCH", "HEURISTIC", "cuda_conv_algo_search", "heuristic"),
     ("CNNSERVE_CUDA_MEMORY_LIMIT", "8GiB", "cuda_memory_limit", 8 * 1024 * MIB),
@@ -122,16 +124,19 @@ def test_every_flag_parses() -> None:
         "--intra-op-threads", "8", "--inter-op-threads", "1", "--instances", "2", "--max-batch-size", "32",
         "--max-queue-delay-us", "500", "--max-queue-size", "64", "--max-message-bytes", "16777216",
         "--grace-seconds", "0", "--log-level", "warning", "--model", "lenet5", "--max-images-per-request", "4",
-        "--max-image-pixels", "4096", "--decode-threads", "1",
+        "--max-image-pixels", "4096", "--decode-threads", "1", "--preferred-batch-sizes", "1,8",
     )  # fmt: skip
     assert s == Settings(
         repo="/r", host="::", grpc_port=0, metrics_port=-1, device="cuda", intra_op_threads=8, inter_op_threads=1,
         instances=2, max_batch_size=32, max_queue_delay_us=500, max_queue_size=64, max_message_bytes=16 * MIB,
         grace_seconds=0.0, log_level="warning", models=("lenet5",), max_images_per_request=4, max_image_pixels=4096,
-        decode_threads=1,
+        decode_threads=1, preferred_batch_sizes=(1, 8),
     )  # fmt: skip
     assert not s.metrics_enabled
-    assert s.batching_overrides() == {"max_batch_size": 32, "max_queue_delay_us": 500}
+    assert s.batching_overrides() == {"max_batch_size": 32, "max_queue_delay_us": 500, "preferred_batch_sizes": (1, 8)}
+    # "none": no preferred size at all, which is not the same as leaving config.json's
+    assert load("--preferred-batch-sizes", "none").batching_overrides() == {"preferred_batch_sizes": ()}
+    assert "preferred_batch_sizes" not in load().batching_overrides()
 
 
 def test_models_repeat_or_take_commas_and_replace_the_variable() -> None:
@@ -197,6 +202,12 @@ def test_bad_variables_name_the_variable_and_the_expectation(variable: str, text
         (["--instances", "0"], "argument --instances: expected an integer, 1 or more, or auto, got '0'"),
         (["--grace-seconds", "inf"], "argument --grace-seconds: expected a number of seconds, 0 or more, got 'inf'"),
         (["--model", ""], "argument --model: expected model names, comma-separated, got ''"),
+        (["--preferred-batch-sizes", "1,x"],
+         "argument --preferred-batch-sizes: expected batch sizes, comma-separated integers of 1 or more, or none, "
+         "got '1,x'"),
+        (["--preferred-batch-sizes", "0,4"],
+         "argument --preferred-batch-sizes: expected batch sizes, comma-separated integers of 1 or more, or none, "
+         "got '0,4'"),
     ],
 )  # fmt: skip
 def test_bad_flags_are_usage_errors_naming_the_flag(
