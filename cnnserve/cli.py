@@ -56,6 +56,9 @@ COMMANDS: tuple[Command, ...] = (
             "load one model of a running server; throughput, latency, queue and compute"),
     Command("compare", "cnnserve.client.compare:add_arguments", "cnnserve.client.compare:main",
             "latency against depth and MACs for several models: table, chart, verdicts"),
+    Command("tune", "cnnserve.client.tune.command:add_arguments", "cnnserve.client.tune.command:main",
+            "each model's best batching, instances, workers and threads under a latency budget, measured",
+            extra="compare"),
     Command("repo", "cnnserve.repo_listing:add_arguments", "cnnserve.repo_listing:main",
             "list the entries of a model repository"),
 )  # fmt: skip

@@ -340,6 +340,20 @@ def parse_config(data: Any, file: Path) -> EntryConfig:
     )
 
 
+def with_batching(data: Mapping[str, Any], file: Path, *, max_batch_size: int, max_queue_delay_us: int,
+                  preferred_batch_sizes: Sequence[int], instance_count: int,
+                  tuning: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """``config.json``'s content ``data`` with its batching and instance count replaced, and
+    ``tuning`` (how they were chosen) recorded beside them; checked as the server will read it
+    (RepositoryError, naming ``file`` and the field, otherwise)."""
+    changed = {**data, "max_batch_size": max_batch_size,
+               "dynamic_batching": {"max_queue_delay_us": max_queue_delay_us,
+                                    "preferred_batch_sizes": list(preferred_batch_sizes)},
+               "instance_group": [{"count": instance_count, "kind": "KIND_AUTO"}], "tuning": dict(tuning)}  # fmt: skip
+    parse_config(changed, file)
+    return changed
+
+
 def versions(entry: str | Path) -> list[int]:
     """The version folders of an entry, ascending (hidden staging folders are not versions)."""
     return sorted(int(p.name) for p in Path(entry).iterdir() if p.is_dir() and _VERSION.fullmatch(p.name))

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnserve.repository import OVERRIDABLE
+
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -912,9 +914,8 @@ class Settings:
     def batching_overrides(self) -> dict[str, Any]:
         """The per-model config.json values these settings replace (for repository.scan)."""
         preferred = None if self.preferred_batch_sizes is None else tuple(self.preferred_batch_sizes)
-        overrides = {"max_batch_size": self.max_batch_size, "max_queue_delay_us": self.max_queue_delay_us,
-                     "preferred_batch_sizes": preferred}  # fmt: skip
-        return {k: v for k, v in overrides.items() if v is not None}
+        values = (self.max_batch_size, self.max_queue_delay_us, preferred)
+        return {k: v for k, v in zip(OVERRIDABLE, values, strict=True) if v is not None}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cnnserve.server.settings import LISTS, Settings
+from cnnserve.server.settings import Settings
 
 SETTINGS_VARIABLE = "CNNSERVE_WORKER_SETTINGS"
 NUMBER_VARIABLE = "CNNSERVE_WORKER"
@@ -38,10 +38,9 @@ def settings_json(settings: Settings) -> str:
 
 def settings_from_json(text: str) -> Settings:
     values: dict[str, Any] = json.loads(text)
-    for name in LISTS:  # JSON has lists
-        values[name] = tuple(values[name])
-    if values.get("preferred_batch_sizes") is not None:
-        values["preferred_batch_sizes"] = tuple(values["preferred_batch_sizes"])
+    for name, value in values.items():  # JSON has lists where settings hold tuples
+        if isinstance(value, list):
+            values[name] = tuple(value)
     return Settings(**values)
 
 
