@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -23,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 
 from cnnserve.repository import RepositoryError
+from cnnserve.server import logs
 from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.grpc import server as grpc_server
 from cnnserve.server.metrics import Metrics, MetricsServer
@@ -236,11 +236,5 @@ async def _serve(server: Server) -> int:
 def run(settings: Settings, *, worker: int | None = None, companion: Companion | None = None) -> int:
     """:func:`serve` in a fresh event loop, logging to stderr; ``worker``: this process's number
     among several (it shares the port, and its log lines say which worker and pid they are from)."""
-    who = "" if worker is None else f"worker {worker} pid {os.getpid()} "
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,  # `--workers auto` may have set up the supervisor's first
-    )
+    logs.configure(settings.log_level, "" if worker is None else f"worker {worker} pid {os.getpid()} ")
     return asyncio.run(serve(settings, worker=worker, companion=companion))

@@ -24,7 +24,7 @@ from cnnserve.server.model_manager import ModelManager, ServedModel, State
 SERVER_NAME = "cnnserve"
 SERVER_VERSION = cnnserve.__version__
 # What ServerMetadata advertises (Triton's names for the extensions cnnserve implements).
-EXTENSIONS = ("classification", "model_repository", "statistics")
+EXTENSIONS = ("classification", "model_repository", "statistics", "logging")
 
 
 class _Handling:

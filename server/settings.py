@@ -34,7 +34,7 @@ ARENA_STRATEGIES = ("same_as_requested", "next_power_of_two")
 COPY_STREAMS = ("default", "separate")
 CONTROL_MODES = ("none", "explicit", "poll")
 # Triton's groups of protocols that a header may restrict (cnnserve.v1 belongs to inference).
-GROUPS = ("health", "metadata", "inference", "model-repository", "statistics")
+GROUPS = ("health", "metadata", "inference", "model-repository", "statistics", "logging")
 # A load or unload call reaches one worker of several (connections are spread, not calls).
 EXPLICIT_WORKERS = (
     "model_control_mode explicit with {workers} workers: a RepositoryModelLoad reaches one worker "
@@ -736,8 +736,12 @@ class Settings:
         parse=_lower,
         check=lambda v: v in LOG_LEVELS,
         expected=_words(LOG_LEVELS),
-        help="log level",
-        doc="debug, info, warning or error.",
+        help="log level at start; clients may change the log settings at run time (/v2/logging, LogSettings)",
+        doc=(
+            "debug, info, warning or error: where the log settings start. Clients change them at run time "
+            "through Triton's logging extension (``/v2/logging``, gRPC LogSettings; the ``logging`` group "
+            "restricts it)."
+        ),
     )
     models: tuple[str, ...] = setting(
         default=(),
@@ -853,7 +857,7 @@ class Settings:
         repr=False,
         doc=(
             "Triton's ``GROUPS:KEY=VALUE`` (groups health, metadata, inference, model-repository, "
-            "statistics; comma-separated): their gRPC calls need the header ``triton-grpc-protocol-KEY: "
+            "statistics, logging; comma-separated): their gRPC calls need the header ``triton-grpc-protocol-KEY: "
             "VALUE``, others get UNAVAILABLE; each group in one entry at most. The variable takes several "
             "entries separated by ``;``; the flag repeats."
         ),

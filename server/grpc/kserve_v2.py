@@ -17,7 +17,7 @@ from cnnserve import codec
 from cnnserve.generated.inference import grpc_service_pb2 as pb
 from cnnserve.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from cnnserve.repository import ModelConfig
-from cnnserve.server import errors, reports
+from cnnserve.server import errors, logs, reports
 from cnnserve.server.classification import top_classes
 from cnnserve.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
 from cnnserve.server.grpc.status import handle_errors, observed
@@ -164,6 +164,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.RepositoryModelUnloadResponse:
         await self.plane.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+    @handle_errors
+    async def LogSettings(
+        self, request: pb.LogSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LogSettingsResponse:
+        given = {name: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+                 for name, value in request.settings.items()}  # fmt: skip
+        response = pb.LogSettingsResponse()
+        for name, value in logs.change(given).items():
+            kind = "uint32_param" if isinstance(value, int) else "string_param"
+            setattr(response.settings[name], "bool_param" if isinstance(value, bool) else kind, value)
+        return response
 
     @handle_errors
     async def ModelStatistics(

@@ -5,6 +5,9 @@ imports the other).
   and its number in ``CNNSERVE_WORKER``.
 - Readiness: a worker prints ``cnnserve ready:`` on its stdout once its models are; the supervisor
   writes ``peers ready`` or ``peers not ready`` on the worker's stdin, and closes it when it goes.
+- Log settings: a worker whose log settings a client changed prints ``cnnserve log settings:`` and
+  them as JSON; the supervisor takes them and writes ``log settings`` and the same JSON on every
+  other worker's stdin, and on each new worker's when it starts, so that the whole server logs alike.
 - Heartbeat: a file per worker (``CNNSERVE_WORKER_HEARTBEAT``) whose modification time the
   worker's event loop touches every :func:`beat_interval` seconds, as gunicorn's workers touch
   theirs; a worker silent for longer than ``--worker-timeout`` is killed and replaced.
@@ -28,6 +31,8 @@ NUMBER_VARIABLE = "CNNSERVE_WORKER"
 HEARTBEAT_VARIABLE = "CNNSERVE_WORKER_HEARTBEAT"
 PEERS_READY = "peers ready"
 PEERS_NOT_READY = "peers not ready"
+LOG_SETTINGS_CHANGED = "cnnserve log settings:"  # a worker's stdout, then the settings as JSON
+SET_LOG_SETTINGS = "log settings"  # a worker's stdin, then the settings as JSON
 BOOT_FAILED = 3
 """A worker's exit status when it could not start (gunicorn's ``WORKER_BOOT_ERROR``)."""
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -34,14 +35,17 @@ import tempfile
 from dataclasses import dataclass
 
 from cnnserve.repository import RepositoryError
+from cnnserve.server import logs
 from cnnserve.server.metrics import MetricsServer, forget_worker, serve_registry, workers_registry
 from cnnserve.server.parallel import gpu_memory
 from cnnserve.server.parallel.protocol import (
     BOOT_FAILED,
     HEARTBEAT_VARIABLE,
+    LOG_SETTINGS_CHANGED,
     NUMBER_VARIABLE,
     PEERS_NOT_READY,
     PEERS_READY,
+    SET_LOG_SETTINGS,
     SETTINGS_VARIABLE,
     Heartbeat,
     beat_interval,
@@ -141,6 +145,7 @@ class Supervisor:
         self._failed = False  # a worker could not start: the exit status is 1
         self._all_ready_once = False
         self._early_deaths = 0  # replacements in a row that died before they were ready
+        self._log_settings = ""  # as a client last changed them through a worker (JSON); "" never
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -258,6 +263,8 @@ class Supervisor:
         )  # fmt: skip
         worker = self.workers[number] = _Worker(number, process, Heartbeat(path))
         log.info("worker %d started (pid %d)", number, worker.pid)
+        if self._log_settings:  # a replacement logs as the others do
+            self._tell(worker, f"{SET_LOG_SETTINGS} {self._log_settings}")
         if self._stopping:  # the stop began while it was being started: it stops too
             process.terminate()
         watcher = asyncio.get_running_loop().create_task(self._watch(worker), name=f"worker:{number}")
@@ -273,10 +280,27 @@ class Supervisor:
                 worker.ready, worker.models = True, line.partition(":")[2].strip()
                 log.info("worker %d (pid %d) is ready", worker.number, worker.pid)
                 self._tell_readiness()
+            elif line.startswith(LOG_SETTINGS_CHANGED):
+                self._spread_log_settings(worker, line.removeprefix(LOG_SETTINGS_CHANGED).strip())
             elif not line.startswith("cnnserve listening:"):
                 print(line, flush=True)
         code = await worker.process.wait()
         self._exited(worker, code)
+
+    def _spread_log_settings(self, source: _Worker, text: str) -> None:
+        """A client changed one worker's log settings: the supervisor and every other worker take
+        them, and so will each worker started later."""
+        try:
+            settings = logs.LogSettings(**json.loads(text))
+        except (ValueError, TypeError) as exc:
+            log.warning("worker %d sent log settings that are not: %r (%s)", source.number, text, exc)
+            return
+        logs.apply(settings)
+        self._log_settings = text
+        for worker in self.workers.values():
+            if worker is not source:
+                self._tell(worker, f"{SET_LOG_SETTINGS} {text}")
+        log.info("log settings changed through worker %d: %s", source.number, text)
 
     def _exited(self, worker: _Worker, code: int) -> None:
         forget_worker(self.metrics_dir, worker.pid)
@@ -344,11 +368,14 @@ class Supervisor:
             models = next(iter(self.workers.values())).models
             log.info("all %d workers ready", self.count)
             print(f"cnnserve ready: {models}", flush=True)
-        line = (PEERS_READY if everyone else PEERS_NOT_READY).encode() + b"\n"
         for worker in self.workers.values():
-            stdin = worker.process.stdin
-            if stdin is not None and not stdin.is_closing():
-                stdin.write(line)  # a few bytes: the pipe never fills
+            self._tell(worker, PEERS_READY if everyone else PEERS_NOT_READY)
+
+    @staticmethod
+    def _tell(worker: _Worker, line: str) -> None:
+        stdin = worker.process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write(line.encode() + b"\n")  # a line: the pipe never fills
 
 
 def fit_on_gpu(settings: Settings, workers: int) -> int | None:
@@ -393,8 +420,4 @@ def supervise(settings: Settings, workers: int) -> int:
 
 
 def _log_as_supervisor(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s supervisor pid {os.getpid()} %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level, f"supervisor pid {os.getpid()} ")

@@ -11,17 +11,21 @@ input means the supervisor has gone, so the worker stops as on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
 
+from cnnserve.server import logs
 from cnnserve.server.app import Server, run
 from cnnserve.server.parallel.protocol import (
     BOOT_FAILED,
     HEARTBEAT_VARIABLE,
+    LOG_SETTINGS_CHANGED,
     NUMBER_VARIABLE,
     PEERS_NOT_READY,
     PEERS_READY,
+    SET_LOG_SETTINGS,
     SETTINGS_VARIABLE,
     Heartbeat,
     beat_interval,
@@ -61,6 +65,11 @@ class SupervisorLink:
             said = line.decode().strip()
             if said in (PEERS_READY, PEERS_NOT_READY):
                 await server.set_peers_ready(said == PEERS_READY)
+            elif said.startswith(SET_LOG_SETTINGS + " "):
+                try:
+                    logs.apply(logs.LogSettings(**json.loads(said.removeprefix(SET_LOG_SETTINGS))))
+                except (ValueError, TypeError) as exc:
+                    log.warning("log settings from the supervisor that are not: %r (%s)", said, exc)
             else:
                 log.warning("unexpected line from the supervisor: %r", said)
         log.warning("the supervisor has gone; stopping")
@@ -70,6 +79,8 @@ class SupervisorLink:
 def main() -> int:
     settings = settings_from_json(os.environ[SETTINGS_VARIABLE])
     link = SupervisorLink(Heartbeat(os.environ[HEARTBEAT_VARIABLE]), settings.worker_timeout)
+    # A change a client makes here goes to the supervisor, which passes it to the other workers.
+    logs.listen(lambda s: print(f"{LOG_SETTINGS_CHANGED} {json.dumps(s.to_json())}", flush=True))
     status = run(settings, worker=int(os.environ[NUMBER_VARIABLE]), companion=link)
     if status != 0 and link.server is not None and link.server.failure:
         link.heartbeat.fail(link.server.failure)

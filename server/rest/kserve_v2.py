@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from cnnserve.server import errors, reports
+from cnnserve.server import errors, logs, reports
 from cnnserve.server.classification import top_classes
 from cnnserve.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
 from cnnserve.server.rest import FOUND
@@ -30,6 +30,8 @@ def routes(plane: DataPlane) -> list[web.RouteDef]:
         web.post("/v2/repository/index", v2.repository_index),
         web.post("/v2/repository/models/{name}/load", v2.load),
         web.post("/v2/repository/models/{name}/unload", v2.unload),
+        web.get("/v2/logging", v2.log_settings),
+        web.post("/v2/logging", v2.log_settings),
     ]
     table.append(web.get("/v2/models/stats", v2.statistics))
     for base in (MODEL, VERSION):
@@ -99,6 +101,18 @@ class _V2:
     async def unload(self, request: web.Request) -> web.Response:
         await self.plane.unload(request.match_info["name"])
         return web.Response(status=200)
+
+    async def log_settings(self, request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.json_response(logs.current().to_json())
+        try:
+            given = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise errors.InvalidArgument(f"log settings: the body is not JSON: {exc}") from None
+        if not isinstance(given, dict):
+            what = type(given).__name__
+            raise errors.InvalidArgument(f"log settings: expected a JSON object of settings, got {what}")
+        return web.json_response(logs.change(given))
 
     async def infer(self, request: web.Request) -> web.Response:
         model = self.plane.resolve(request[FOUND], *_model(request))

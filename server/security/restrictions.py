@@ -34,6 +34,7 @@ GRPC_GROUPS = {
     "/inference.GRPCInferenceService/RepositoryModelLoad": "model-repository",
     "/inference.GRPCInferenceService/RepositoryModelUnload": "model-repository",
     "/inference.GRPCInferenceService/ModelStatistics": "statistics",
+    "/inference.GRPCInferenceService/LogSettings": "logging",
 }
 
 
@@ -114,6 +115,8 @@ def http_group(method: str, path: str) -> str:
     """The group of an HTTP request, by its path (Triton's grouping of its HTTP API)."""
     if path.startswith("/v2/health/"):
         return "health"
+    if path == "/v2/logging":
+        return "logging"
     if path.startswith("/v2/repository/"):
         return "model-repository"
     if path.endswith("/stats"):

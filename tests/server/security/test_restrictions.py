@@ -26,9 +26,9 @@ X = np.zeros((1, 1, 32, 32), np.float32)
 @pytest.fixture(scope="module")
 def server(small_repo: Path) -> Iterator[ServerProcess]:
     with serving(small_repo, "--model", "lenet5", "--model", "alphago_policy",
-                 "--grpc-restricted-protocol", f"model-repository,statistics:admin-key={ADMIN}",
+                 "--grpc-restricted-protocol", f"model-repository,statistics,logging:admin-key={ADMIN}",
                  "--grpc-restricted-protocol", f"inference:infer-key={INFER}",
-                 "--http-restricted-api", f"model-repository,statistics:admin-key={ADMIN}",
+                 "--http-restricted-api", f"model-repository,statistics,logging:admin-key={ADMIN}",
                  "--http-restricted-api", f"inference:infer-key={INFER}") as proc:  # fmt: skip
         yield proc
 
@@ -39,9 +39,10 @@ GRPC_CALLS: dict[str, Callable[[tc.InferenceServerClient, dict[str, str]], Any]]
     "inference": lambda c, h: c.infer("lenet5", [triton_input("input", X)], headers=h),
     "model-repository": lambda c, h: c.get_model_repository_index(headers=h),
     "statistics": lambda c, h: c.get_inference_statistics("lenet5", headers=h),
+    "logging": lambda c, h: c.update_log_settings({"log_info": True}, headers=h),
 }
 HEADERS = {"inference": ("infer-key", INFER), "model-repository": ("admin-key", ADMIN),
-           "statistics": ("admin-key", ADMIN)}  # fmt: skip
+           "statistics": ("admin-key", ADMIN), "logging": ("admin-key", ADMIN)}  # fmt: skip
 
 
 @pytest.mark.parametrize("group", list(GRPC_CALLS))
@@ -76,7 +77,8 @@ def test_cnnserve_v1_belongs_to_inference(server: ServerProcess) -> None:
     ("method", "path", "group"),
     [("GET", "/v2/health/ready", "health"), ("GET", "/v2/models/lenet5", "metadata"),
      ("POST", "/v2/models/lenet5/infer", "inference"), ("POST", "/v1/models/lenet5/classify", "inference"),
-     ("POST", "/v2/repository/index", "model-repository"), ("GET", "/v2/models/lenet5/stats", "statistics")],
+     ("POST", "/v2/repository/index", "model-repository"), ("GET", "/v2/models/lenet5/stats", "statistics"),
+     ("GET", "/v2/logging", "logging"), ("POST", "/v2/logging", "logging")],
 )  # fmt: skip
 def test_each_http_group_with_and_without_its_header(server: ServerProcess, method: str, path: str, group: str) -> None:
     body = None
