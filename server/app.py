@@ -34,6 +34,7 @@ from cnnserve.server.security.tls import CertificateStore, TlsError
 from cnnserve.server.services.classifier import Classifier
 from cnnserve.server.services.policy import PolicyService
 from cnnserve.server.settings import Settings
+from cnnserve.server.tracing.tracer import Tracer
 
 log = logging.getLogger("cnnserve.server")
 
@@ -57,7 +58,7 @@ class Server:
         self.worker = worker
         self.metrics = metrics or Metrics(worker=worker)
         self.models = ModelManager(settings, self.metrics)
-        self.plane = DataPlane(self.models)
+        self.plane = DataPlane(self.models, Tracer(settings.trace_config, worker))
         self.plane.peers_ready = worker is None
         self.classifier = Classifier(
             self.plane,
@@ -186,6 +187,7 @@ class Server:
             await self.models.close()
         self.classifier.close()
         self.policies.close()
+        await self.plane.tracer.close()
         log.info("batchers drained, sessions, image decoders and feature threads closed")
         if self.metrics_server is not None:
             self.metrics_server.close()

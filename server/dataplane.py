@@ -20,6 +20,7 @@ import cnnserve
 from cnnserve.repository import ModelConfig
 from cnnserve.server import errors
 from cnnserve.server.model_manager import ModelManager, ServedModel, State
+from cnnserve.server.tracing.tracer import Tracer
 
 SERVER_NAME = "cnnserve"
 SERVER_VERSION = cnnserve.__version__
@@ -45,8 +46,9 @@ class _Handling:
 
 
 class DataPlane:
-    def __init__(self, models: ModelManager) -> None:
+    def __init__(self, models: ModelManager, tracer: Tracer | None = None) -> None:
         self.models = models
+        self.tracer = tracer or Tracer()
         self.loaded = False  # set once the repository has been loaded
         self.draining = False  # set on SIGTERM: no new work
         # Set on SIGTERM with --drain-seconds: not ready (out of a balancer's rotation) while the
@@ -144,13 +146,20 @@ class DataPlane:
         return batch
 
     async def infer(
-        self, model: ServedModel, inputs: dict[str, np.ndarray], items: int, *, timeout: float | None = None
-    ) -> dict[str, np.ndarray]:
+        self, model: ServedModel, inputs: dict[str, np.ndarray], items: int, *, timeout: float | None = None,
+        protocol: str = "grpc", request_id: str = "",
+    ) -> dict[str, np.ndarray]:  # fmt: skip
         """Queue ``inputs`` (checked against ``model``: ``items`` on their leading axis) in the
-        model's batcher and return the outputs of exactly those items."""
+        model's batcher and return the outputs of exactly those items; traced when sampled."""
         assert model.batcher is not None
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        outputs = await model.batcher.infer(inputs, items=items, deadline=deadline)
+        tracer = self.tracer
+        trace = tracer.start(model.name, str(model.version), protocol, request_id) if tracer.table.active else None
+        try:
+            outputs = await model.batcher.infer(inputs, items=items, deadline=deadline, trace=trace)
+        finally:
+            if trace is not None:
+                self.tracer.finish(trace)
         model.last_inference_ms = int(time.time() * 1000)
         return outputs
 

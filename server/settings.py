@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnserve.repository import OVERRIDABLE
+from cnnserve.server.tracing.config import from_entries
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 DEVICES = ("auto", "cpu", "cuda")
@@ -163,6 +164,20 @@ def parse_restriction(text: str) -> tuple[tuple[str, ...], str, str]:
     if not groups or any(g not in GROUPS for g in groups):
         raise ValueError(text)
     return groups, match[2], match[3]
+
+
+def _parse_trace_entries(text: str) -> tuple[str, ...]:
+    entries = tuple(e.strip() for e in text.split(";") if e.strip())
+    from_entries(entries)
+    return entries
+
+
+def _trace_entries(v: Any) -> bool:
+    try:
+        from_entries(v)
+    except (ValueError, TypeError):
+        return False
+    return isinstance(v, tuple)
 
 
 def _parse_restrictions(text: str) -> tuple[str, ...]:
@@ -878,6 +893,24 @@ class Settings:
             "others get 403. The variable takes several entries separated by ``;``; the flag repeats."
         ),
     )
+    trace_config: tuple[str, ...] = setting(
+        default=(),
+        flag="--trace-config",
+        metavar="[MODE,]SETTING=VALUE",
+        parse=_parse_trace_entries,
+        check=_trace_entries,
+        expected="Triton's trace settings: level=OFF|TIMESTAMPS, rate=N, count=N, triton,file=PATH, "
+                 "triton,log-frequency=N",
+        help="a trace setting, as Triton's --trace-config (repeatable)",
+        shown_default="level=OFF",
+        doc=(
+            "Per-request traces, as Triton's ``--trace-config``: ``level=TIMESTAMPS`` turns them on, "
+            "``rate=N`` traces one request in N of each model (default 1000), ``count=N`` stops after N "
+            "(-1: never), ``triton,file=PATH`` writes Triton's JSON trace file when the server stops "
+            "(``triton,log-frequency=N``: every N traces, to ``PATH.0``, ``PATH.1``, ...). The variable "
+            "takes several entries separated by ``;``; the flag repeats."
+        ),
+    )
     model_name: str = setting(
         default="",
         flag="--model-name",
@@ -910,6 +943,9 @@ class Settings:
             raise SettingsError("tls_client_ca: mutual TLS needs TLS: give --tls-cert and --tls-key too")
         if self.model_control_mode == "explicit" and self.workers is not None and self.workers > 1:
             raise SettingsError(EXPLICIT_WORKERS.format(workers=self.workers))
+        traces = from_entries(self.trace_config)
+        if traces.level != "OFF" and not traces.file:
+            raise SettingsError("trace_config: level=TIMESTAMPS needs triton,file=PATH, where the traces go")
 
     @property
     def metrics_enabled(self) -> bool:
@@ -941,7 +977,7 @@ class Settings:
 OPTIONS: tuple[_Option, ...] = tuple(
     dataclasses.replace(f.metadata["option"], field=f.name) for f in dataclasses.fields(Settings)
 )
-LISTS = ("models", "load_models", "grpc_restricted_protocol", "http_restricted_api")  # repeatable flags
+LISTS = ("models", "load_models", "grpc_restricted_protocol", "http_restricted_api", "trace_config")  # repeatable flags
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:

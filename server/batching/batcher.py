@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -35,6 +36,8 @@ from cnnserve.server.batching.inline import LONE_GAP_SECONDS, InlinePath, RunInl
 from cnnserve.server.batching.policy import LeavePolicy
 from cnnserve.server.batching.queue import DEFAULT_QUEUE_BATCHES, QueuedRequest, RequestQueue, Tensors
 from cnnserve.server.batching.stats import Accounting, BatcherStats, BatchObserver
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.record import Trace
 
 log = logging.getLogger("cnnserve.batching")
 
@@ -129,7 +132,9 @@ class DynamicBatcher:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._dispatch(), name=f"batcher:{self.name}")
 
-    async def infer(self, inputs: Mapping[str, np.ndarray], *, items: int, deadline: float | None = None) -> Tensors:
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], *, items: int, deadline: float | None = None, trace: Trace | None = None
+    ) -> Tensors:
         """Queue ``inputs`` (``items`` on the leading axis of each, checked by the caller) and
         return the outputs of exactly those items. ``deadline`` is in ``loop.time()`` units.
 
@@ -148,11 +153,17 @@ class DynamicBatcher:
             raise errors.DeadlineExceeded(f"model {self.name!r}: deadline passed before the request was queued")
         idle = self._policy.arrives(now, busy=bool(self._running or len(self._queue)))
         if idle and self._inline is not None and self._inline.applies(now):
+            if trace is not None:
+                trace.stamp(record.COMPUTE_START)
             outputs = self._inline.run(inputs, items, now)
             if outputs is not None:
+                if trace is not None:
+                    trace.stamp(record.COMPUTE_END)
                 return outputs
         self.start()
-        request = QueuedRequest(inputs, items, loop.create_future(), now, deadline, nbytes, idle)
+        request = QueuedRequest(inputs, items, loop.create_future(), now, deadline, nbytes, idle, trace=trace)
+        if trace is not None:
+            trace.stamp(record.QUEUE_START)
         self._enqueue(request)
         return await request.future
 
@@ -324,7 +335,11 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         started = loop.time()
         result = await self._run([r.inputs for r in requests])
-        outputs, seconds = self._record(result, sum(r.items for r in requests), len(requests), loop.time() - started)
+        ended = loop.time()
+        size = sum(r.items for r in requests)
+        outputs, seconds = self._record(result, size, len(requests), ended - started)
+        if any(r.trace is not None for r in requests):
+            _stamp_batch(requests, size, started, ended, getattr(result, "copy_seconds", None) or 0.0, seconds)
         offset = 0
         for request in requests:
             request.compute_seconds = seconds
@@ -373,3 +388,24 @@ class DynamicBatcher:
             if not request.future.done():
                 # One instance per request: an exception's traceback is written as it is raised.
                 request.future.set_exception(error(message))
+
+
+_batch_ids = itertools.count(1)
+
+def _stamp_batch(requests: list[QueuedRequest], size: int, started: float, ended: float, copy: float,
+                 compute: float) -> None:  # fmt: skip
+    """One Batch record for the traced requests of a run, stamped from the loop's clock (the
+    monotonic one) and the runtime's own copy and compute times; each traced request gets it and
+    its first item's position."""
+    batch = record.Batch(next(_batch_ids), size, len(requests))
+    start_ns = int(started * 1e9)
+    batch.stamp(record.COMPUTE_START, start_ns)
+    batch.stamp(record.COMPUTE_INPUT_END, start_ns + int(copy * 1e9))
+    batch.stamp(record.COMPUTE_OUTPUT_START, start_ns + int((copy + compute) * 1e9))
+    batch.stamp(record.COMPUTE_END, int(ended * 1e9))
+    position = 0
+    for request in requests:
+        if request.trace is not None:
+            request.trace.batch, request.trace.position = batch, position
+        position += request.items
+

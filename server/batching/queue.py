@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnserve.server import errors
+from cnnserve.server.tracing.record import Trace
 
 Tensors = dict[str, np.ndarray]
 
@@ -30,6 +31,7 @@ class QueuedRequest:
     timer: asyncio.TimerHandle | None = None  # fires at the deadline while queued
     started: float | None = None  # when its batch began computing
     compute_seconds: float = 0.0
+    trace: Trace | None = None  # sampled for tracing: its stamps and the batch it rode in
 
 
 class RequestQueue:

@@ -122,7 +122,7 @@ class _V2:
         # Names, datatypes and shapes first, from the JSON: bounded by the model's sizes before decoding.
         items = self.plane.check_tensors(config, {t.name: (t.datatype, t.shape) for t in tensors})
         inputs = {t.name: decode(t) for t in tensors}
-        results = await self.plane.infer(model, inputs, items)
+        results = await self.plane.infer(model, inputs, items, protocol="http", request_id=str(document.get("id", "")))
         binary_default = bool((document.get("parameters") or {}).get("binary_data_output", False))
         outputs = []
         for output in document.get("outputs") or [{"name": o.name} for o in config.outputs]:

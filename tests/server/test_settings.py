@@ -52,6 +52,7 @@ ENV = [
     ("CNNSERVE_INSTANCES", "Auto", "instances", None),
     ("CNNSERVE_PREFERRED_BATCH_SIZES", "1, 16,64", "preferred_batch_sizes", (1, 16, 64)),
     ("CNNSERVE_PREFERRED_BATCH_SIZES", "None", "preferred_batch_sizes", ()),
+    ("CNNSERVE_TRACE_CONFIG", "rate=10; count=5", "trace_config", ("rate=10", "count=5")),
     ("CNNSERVE_BATCH_SHAPES", "Padded", "batch_shapes", "padded"),
     ("CNNSERVE_CUDA_CONV_ALGO_SEARCH", "HEURISTIC", "cuda_conv_algo_search", "heuristic"),
     ("CNNSERVE_CUDA_MEMORY_LIMIT", "8GiB", "cuda_memory_limit", 8 * 1024 * MIB),
@@ -179,6 +180,9 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
         ("CNNSERVE_GRACE_SECONDS", "-1", "CNNSERVE_GRACE_SECONDS='-1': expected a number of seconds, 0 or more"),
         ("CNNSERVE_LOG_LEVEL", "verbose", "CNNSERVE_LOG_LEVEL='verbose': expected debug, info, warning or error"),
         ("CNNSERVE_MODELS", ",", "CNNSERVE_MODELS=',': expected model names, comma-separated"),
+        ("CNNSERVE_TRACE_CONFIG", "rate=x",
+         "CNNSERVE_TRACE_CONFIG='rate=x': expected Triton's trace settings: level=OFF|TIMESTAMPS, rate=N, count=N, "
+         "triton,file=PATH, triton,log-frequency=N"),
     ],
 )  # fmt: skip
 def test_bad_variables_name_the_variable_and_the_expectation(variable: str, text: str, message: str) -> None:
@@ -304,4 +308,11 @@ def test_each_setting_is_declared_once_with_its_help_and_docs() -> None:
     for option in OPTIONS:
         assert option.help and option.doc and option.flag.startswith("--"), option.field
         assert option.variable not in option.doc  # the variable and flag are said by the table, not again
+
+
+def test_traces_need_a_file() -> None:
+    with pytest.raises(SettingsError, match="trace_config: level=TIMESTAMPS needs triton,file=PATH"):
+        load("--trace-config", "level=TIMESTAMPS")
+    assert load("--trace-config", "level=TIMESTAMPS", "--trace-config", "triton,file=/tmp/t.json").trace_config == (
+        "level=TIMESTAMPS", "triton,file=/tmp/t.json")
 
