@@ -147,7 +147,7 @@ class DataPlane:
 
     async def infer(
         self, model: ServedModel, inputs: dict[str, np.ndarray], items: int, *, timeout: float | None = None,
-        protocol: str = "grpc", request_id: str = "",
+        protocol: str = "", request_id: str = "",
     ) -> dict[str, np.ndarray]:  # fmt: skip
         """Queue ``inputs`` (checked against ``model``: ``items`` on their leading axis) in the
         model's batcher and return the outputs of exactly those items; traced when sampled."""

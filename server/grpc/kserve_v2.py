@@ -124,7 +124,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         items = self.plane.check_tensors(config, {t.name: (t.datatype, t.shape) for t in request.inputs})
         # The codec gives each tensor exactly the datatype and shape its header names: checked.
         inputs = await _decoded(request)
-        results = await self.plane.infer(model, inputs, items, timeout=context.time_remaining(), request_id=request.id)
+        results = await self.plane.infer(model, inputs, items, timeout=context.time_remaining(), protocol="grpc",
+                                         request_id=request.id)
         response = pb.ModelInferResponse(model_name=config.name, model_version=str(config.version), id=request.id)
         # No outputs named: all of them as they are, in the model's order (the runner's).
         outputs = [_requested(o, results, config) for o in request.outputs] or results.items()

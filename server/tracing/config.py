@@ -7,8 +7,8 @@ trace-setting API's (``trace_level``, ``trace_rate``, ``trace_count``, ``trace_f
 - ``rate``: one request in ``rate`` is traced (0: only those that arrive with a W3C
   ``traceparent``, as Triton's OpenTelemetry mode has it).
 - ``count``: traces left to take; -1 for no end. Each trace taken counts it down.
-- ``mode``: ``triton`` (Triton's JSON trace file, ``file`` and ``log-frequency``) or
-  ``opentelemetry`` (spans over OTLP to ``url``).
+- ``mode``: ``triton`` (Triton's JSON trace file, ``file`` and ``log-frequency``); Triton's
+  ``opentelemetry`` (spans over OTLP to ``url``) is parsed and refused: not available yet.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ class Batch:
 class Trace:
     model: str
     version: str
-    protocol: str  # "grpc" or "http"
+    protocol: str  # "grpc" or "http" for V2 ModelInfer; "" where the caller does not say (Classify, Policy)
     request_id: str = ""
     id: int = field(default_factory=lambda: next(_ids))
     stamps: list[tuple[str, int]] = field(default_factory=list)

@@ -18,7 +18,8 @@ def entries(trace: Trace) -> list[dict[str, Any]]:
     if trace.batch is not None:  # cnnserve's addition: the run it rode in, and where in it
         b = trace.batch
         head["batch"] = {"id": b.id, "size": b.size, "requests": b.requests, "position": trace.position}
-    head["protocol"] = trace.protocol
+    if trace.protocol:
+        head["protocol"] = trace.protocol
     stamps = [{"name": name, "ns": ns} for name, ns in trace.timestamps()]
     return [head, {"id": trace.id, "timestamps": stamps}]
 
