@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,12 +21,14 @@ import cnnserve
 from cnnserve.repository import ModelConfig
 from cnnserve.server import errors
 from cnnserve.server.model_manager import ModelManager, ServedModel, State
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import CURRENT
 from cnnserve.server.tracing.tracer import Tracer
 
 SERVER_NAME = "cnnserve"
 SERVER_VERSION = cnnserve.__version__
 # What ServerMetadata advertises (Triton's names for the extensions cnnserve implements).
-EXTENSIONS = ("classification", "model_repository", "statistics", "logging")
+EXTENSIONS = ("classification", "model_repository", "statistics", "trace", "logging")
 
 
 class _Handling:
@@ -146,22 +149,37 @@ class DataPlane:
         return batch
 
     async def infer(
-        self, model: ServedModel, inputs: dict[str, np.ndarray], items: int, *, timeout: float | None = None,
-        protocol: str = "", request_id: str = "",
-    ) -> dict[str, np.ndarray]:  # fmt: skip
+        self, model: ServedModel, inputs: dict[str, np.ndarray], items: int, *, timeout: float | None = None
+    ) -> dict[str, np.ndarray]:
         """Queue ``inputs`` (checked against ``model``: ``items`` on their leading axis) in the
-        model's batcher and return the outputs of exactly those items; traced when sampled."""
+        model's batcher and return the outputs of exactly those items; stamped on the request's
+        trace where its front end sampled it."""
         assert model.batcher is not None
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        tracer = self.tracer
-        trace = tracer.start(model.name, str(model.version), protocol, request_id) if tracer.table.active else None
-        try:
-            outputs = await model.batcher.infer(inputs, items=items, deadline=deadline, trace=trace)
-        finally:
-            if trace is not None:
-                self.tracer.finish(trace)
+        trace = CURRENT.get()
+        if trace is None:
+            outputs = await model.batcher.infer(inputs, items=items, deadline=deadline)
+        else:
+            trace.version = str(model.version)
+            trace.stamp(record.REQUEST_START)
+            try:
+                outputs = await model.batcher.infer(inputs, items=items, deadline=deadline, trace=trace)
+            finally:
+                trace.stamp(record.REQUEST_END)
         model.last_inference_ms = int(time.time() * 1000)
         return outputs
+
+    def trace_settings(self, model: str = "", given: Mapping[str, Any] | None = None) -> dict[str, str | list[str]]:
+        """The trace settings of ``model`` (or the server's), after applying ``given`` where a
+        client changes them: Triton's trace-setting API, whichever protocol it came by."""
+        if model and self.models.find(model) is None:
+            raise errors.NotFound(f"trace settings: unknown model {model!r}")
+        if given is None:
+            return self.tracer.settings(model).to_api()
+        try:
+            return self.tracer.change(given, model).to_api()
+        except ValueError as exc:
+            raise errors.InvalidArgument(str(exc)) from None
 
     def index(self, ready_only: bool = False) -> list[ServedModel]:
         return [m for m in self.models.index() if m.ready or not ready_only]

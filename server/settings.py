@@ -35,7 +35,7 @@ ARENA_STRATEGIES = ("same_as_requested", "next_power_of_two")
 COPY_STREAMS = ("default", "separate")
 CONTROL_MODES = ("none", "explicit", "poll")
 # Triton's groups of protocols that a header may restrict (cnnserve.v1 belongs to inference).
-GROUPS = ("health", "metadata", "inference", "model-repository", "statistics", "logging")
+GROUPS = ("health", "metadata", "inference", "model-repository", "statistics", "trace", "logging")
 # A load or unload call reaches one worker of several (connections are spread, not calls).
 EXPLICIT_WORKERS = (
     "model_control_mode explicit with {workers} workers: a RepositoryModelLoad reaches one worker "
@@ -872,9 +872,9 @@ class Settings:
         repr=False,
         doc=(
             "Triton's ``GROUPS:KEY=VALUE`` (groups health, metadata, inference, model-repository, "
-            "statistics, logging; comma-separated): their gRPC calls need the header ``triton-grpc-protocol-KEY: "
-            "VALUE``, others get UNAVAILABLE; each group in one entry at most. The variable takes several "
-            "entries separated by ``;``; the flag repeats."
+            "statistics, trace, logging; comma-separated): their gRPC calls need the header "
+            "``triton-grpc-protocol-KEY: VALUE``, others get UNAVAILABLE; each group in one entry at most. "
+            "The variable takes several entries separated by ``;``; the flag repeats."
         ),
     )
     http_restricted_api: tuple[str, ...] = setting(
@@ -899,16 +899,27 @@ class Settings:
         metavar="[MODE,]SETTING=VALUE",
         parse=_parse_trace_entries,
         check=_trace_entries,
-        expected="Triton's trace settings: level=OFF|TIMESTAMPS, rate=N, count=N, triton,file=PATH, "
-                 "triton,log-frequency=N",
+        expected=(
+            "Triton's trace settings: level=OFF|TIMESTAMPS, rate=N, count=N, mode=triton|opentelemetry, "
+            "triton,file=PATH, triton,log-frequency=N, opentelemetry,url=URL, opentelemetry,resource=KEY=VALUE, "
+            "opentelemetry,bsp_max_queue_size=N, opentelemetry,bsp_schedule_delay=MS, "
+            "opentelemetry,bsp_max_export_batch_size=N"
+        ),
         help="a trace setting, as Triton's --trace-config (repeatable)",
         shown_default="level=OFF",
         doc=(
             "Per-request traces, as Triton's ``--trace-config``: ``level=TIMESTAMPS`` turns them on, "
-            "``rate=N`` traces one request in N of each model (default 1000), ``count=N`` stops after N "
-            "(-1: never), ``triton,file=PATH`` writes Triton's JSON trace file when the server stops "
-            "(``triton,log-frequency=N``: every N traces, to ``PATH.0``, ``PATH.1``, ...). The variable "
-            "takes several entries separated by ``;``; the flag repeats."
+            "``rate=N`` traces one request in N of each model (default 1000; 0: only requests that bring "
+            "a sampled W3C ``traceparent``, which are always traced), ``count=N`` stops after N (-1: "
+            "never). ``mode=triton`` (the default): ``triton,file=PATH`` writes Triton's JSON trace file "
+            "when the server stops (``triton,log-frequency=N``: every N traces, to ``PATH.0``, "
+            "``PATH.1``, ...). ``mode=opentelemetry``: spans over OTLP to ``opentelemetry,url=URL`` "
+            "(default: the ``OTEL_EXPORTER_OTLP_*`` variables, else ``http://localhost:4318/v1/traces``; "
+            "``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc`` for OTLP over gRPC), batched as the "
+            "``bsp_*`` settings say, with ``resource=KEY=VALUE`` attributes. Clients change level, rate "
+            "and count at run time, for the server or one model (``/v2/trace/setting``, gRPC "
+            "TraceSetting; the ``trace`` group). The variable takes several entries separated by ``;``; "
+            "the flag repeats."
         ),
     )
     model_name: str = setting(
@@ -944,8 +955,9 @@ class Settings:
         if self.model_control_mode == "explicit" and self.workers is not None and self.workers > 1:
             raise SettingsError(EXPLICIT_WORKERS.format(workers=self.workers))
         traces = from_entries(self.trace_config)
-        if traces.level != "OFF" and not traces.file:
-            raise SettingsError("trace_config: level=TIMESTAMPS needs triton,file=PATH, where the traces go")
+        if traces.mode == "triton" and traces.level != "OFF" and not traces.file:
+            raise SettingsError("trace_config: level=TIMESTAMPS needs triton,file=PATH, where the traces go "
+                                "(or mode=opentelemetry)")  # fmt: skip
 
     @property
     def metrics_enabled(self) -> bool:

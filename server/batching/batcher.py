@@ -339,7 +339,8 @@ class DynamicBatcher:
         size = sum(r.items for r in requests)
         outputs, seconds = self._record(result, size, len(requests), ended - started)
         if any(r.trace is not None for r in requests):
-            _stamp_batch(requests, size, started, ended, getattr(result, "copy_seconds", None) or 0.0, seconds)
+            _stamp_batch(requests, size, started, ended, getattr(result, "copy_seconds", None) or 0.0, seconds,
+                         getattr(result, "instance", 0))  # fmt: skip
         offset = 0
         for request in requests:
             request.compute_seconds = seconds
@@ -392,12 +393,13 @@ class DynamicBatcher:
 
 _batch_ids = itertools.count(1)
 
+
 def _stamp_batch(requests: list[QueuedRequest], size: int, started: float, ended: float, copy: float,
-                 compute: float) -> None:  # fmt: skip
+                 compute: float, instance: int) -> None:  # fmt: skip
     """One Batch record for the traced requests of a run, stamped from the loop's clock (the
     monotonic one) and the runtime's own copy and compute times; each traced request gets it and
     its first item's position."""
-    batch = record.Batch(next(_batch_ids), size, len(requests))
+    batch = record.Batch(next(_batch_ids), size, len(requests), instance)
     start_ns = int(started * 1e9)
     batch.stamp(record.COMPUTE_START, start_ns)
     batch.stamp(record.COMPUTE_INPUT_END, start_ns + int(copy * 1e9))
@@ -406,6 +408,5 @@ def _stamp_batch(requests: list[QueuedRequest], size: int, started: float, ended
     position = 0
     for request in requests:
         if request.trace is not None:
-            request.trace.batch, request.trace.position = batch, position
+            request.trace.runs.append((batch, position))
         position += request.items
-

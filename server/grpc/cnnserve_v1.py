@@ -21,6 +21,8 @@ from cnnserve.server.metrics import Metrics
 from cnnserve.server.model_manager import ServedModel
 from cnnserve.server.services.classifier import Classifier
 from cnnserve.server.services.policy import PolicyService, PositionQuery
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import stamp
 
 _COLORS = {pb.BLACK: BLACK, pb.WHITE: WHITE}
 _WIRE_COLORS = {BLACK: pb.BLACK, WHITE: pb.WHITE}
@@ -61,6 +63,7 @@ class CnnServeServicer(pb_grpc.CnnServeServicer):
             request.top_k,
             timeout=context.time_remaining(),
         )
+        stamp(record.ENCODE_START)
         model = classified.model
         return pb.ClassifyResponse(
             model_name=model.name,
@@ -86,6 +89,7 @@ class CnnServeServicer(pb_grpc.CnnServeServicer):
             request.top_k,
             timeout=context.time_remaining(),
         )
+        stamp(record.ENCODE_START)
         model, where = result.model, result.position
         return pb.PolicyResponse(
             model_name=model.name,

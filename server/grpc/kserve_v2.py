@@ -23,6 +23,8 @@ from cnnserve.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, D
 from cnnserve.server.grpc.status import handle_errors, observed
 from cnnserve.server.metrics import Metrics
 from cnnserve.server.model_manager import ServedModel
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import stamp
 
 
 def _classification_k(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> int | None:
@@ -121,11 +123,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         assert config is not None
         # Names, datatypes and shapes first, from the tensors' headers: a request is bounded by
         # the model's own sizes before a byte of it is decoded.
+        stamp(record.DECODE_START)
         items = self.plane.check_tensors(config, {t.name: (t.datatype, t.shape) for t in request.inputs})
         # The codec gives each tensor exactly the datatype and shape its header names: checked.
         inputs = await _decoded(request)
-        results = await self.plane.infer(model, inputs, items, timeout=context.time_remaining(), protocol="grpc",
-                                         request_id=request.id)
+        stamp(record.DECODE_END)
+        results = await self.plane.infer(model, inputs, items, timeout=context.time_remaining())
+        stamp(record.ENCODE_START)
         response = pb.ModelInferResponse(model_name=config.name, model_version=str(config.version), id=request.id)
         # No outputs named: all of them as they are, in the model's order (the runner's).
         outputs = [_requested(o, results, config) for o in request.outputs] or results.items()
@@ -165,6 +169,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.RepositoryModelUnloadResponse:
         await self.plane.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+    @handle_errors
+    async def TraceSetting(
+        self, request: pb.TraceSettingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TraceSettingResponse:
+        # Triton's reading of the map: no settings asks for them; a setting with no value clears
+        # a model's own; one value is a value; the level alone may be a list.
+        given = {name: (None if not value.value else list(value.value) if name == "trace_level" else value.value[0])
+                 for name, value in request.settings.items()}  # fmt: skip
+        settings = self.plane.trace_settings(request.model_name, given or None)
+        response = pb.TraceSettingResponse()
+        for name, value in settings.items():
+            response.settings[name].value.extend([value] if isinstance(value, str) else value)
+        return response
 
     @handle_errors
     async def LogSettings(

@@ -1,7 +1,7 @@
 """Exceptions become gRPC statuses here: :func:`handle_errors` for every unary RPC, and
 :func:`observed` for the RPCs that run a model (ModelInfer, Classify, Policy), which also looks
-the request's model up (the request's one lookup: the method gets what it found) and counts each
-call in the request metrics under its final status code.
+the request's model up (the request's one lookup: the method gets what it found), counts each
+call in the request metrics under its final status code, and traces the calls that are sampled.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.errors import to_status
 from cnnserve.server.metrics import Metrics
 from cnnserve.server.model_manager import ServedModel
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import CURRENT
 
 
 class _Observed(Protocol):
@@ -85,6 +87,14 @@ def observed(
             # Unknown names share one label value, so a client cannot grow the metrics without end.
             model = found.name if found is not None else ""
             code = grpc.StatusCode.CANCELLED  # unless the call ends another way below
+            message = ""
+            tracer = self.plane.tracer
+            trace = None
+            if tracer.table.active and found is not None:
+                trace = tracer.begin(model, "grpc", rpc, record.GRPC_WAITREAD_END, _traceparent(context))
+                if trace is not None:
+                    trace.request_id = getattr(request, "id", "")
+                    token = CURRENT.set(trace)
             with self.metrics.inflight(model), self.plane.handling(found):
                 try:
                     response = await method(self, request, context, found)
@@ -96,7 +106,19 @@ def observed(
                     raise AssertionError("unreachable: context.abort raises") from None
                 finally:
                     self.metrics.observe_request(model, rpc, code.name, time.perf_counter() - started)
+                    if trace is not None:
+                        trace.stamp(record.GRPC_SEND_START)
+                        CURRENT.reset(token)
+                        tracer.finish(trace, "" if code == grpc.StatusCode.OK else f"{code.name}: {message}")
 
         return wrapper
 
     return decorate
+
+
+def _traceparent(context: grpc.aio.ServicerContext) -> str | None:
+    """The W3C ``traceparent`` in the call's metadata (gRPC keys are lower case)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent":
+            return value if isinstance(value, str) else None
+    return None

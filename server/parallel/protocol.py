@@ -8,6 +8,8 @@ imports the other).
 - Log settings: a worker whose log settings a client changed prints ``cnnserve log settings:`` and
   them as JSON; the supervisor takes them and writes ``log settings`` and the same JSON on every
   other worker's stdin, and on each new worker's when it starts, so that the whole server logs alike.
+  Trace settings travel the same way (``cnnserve trace settings:``, ``trace settings``), as the
+  whole table of the server's and each model's, so that a worker started later traces alike.
 - Heartbeat: a file per worker (``CNNSERVE_WORKER_HEARTBEAT``) whose modification time the
   worker's event loop touches every :func:`beat_interval` seconds, as gunicorn's workers touch
   theirs; a worker silent for longer than ``--worker-timeout`` is killed and replaced.
@@ -33,6 +35,8 @@ PEERS_READY = "peers ready"
 PEERS_NOT_READY = "peers not ready"
 LOG_SETTINGS_CHANGED = "cnnserve log settings:"  # a worker's stdout, then the settings as JSON
 SET_LOG_SETTINGS = "log settings"  # a worker's stdin, then the settings as JSON
+TRACE_SETTINGS_CHANGED = "cnnserve trace settings:"
+SET_TRACE_SETTINGS = "trace settings"
 BOOT_FAILED = 3
 """A worker's exit status when it could not start (gunicorn's ``WORKER_BOOT_ERROR``)."""
 

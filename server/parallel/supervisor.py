@@ -46,7 +46,9 @@ from cnnserve.server.parallel.protocol import (
     PEERS_NOT_READY,
     PEERS_READY,
     SET_LOG_SETTINGS,
+    SET_TRACE_SETTINGS,
     SETTINGS_VARIABLE,
+    TRACE_SETTINGS_CHANGED,
     Heartbeat,
     beat_interval,
     settings_json,
@@ -146,6 +148,7 @@ class Supervisor:
         self._all_ready_once = False
         self._early_deaths = 0  # replacements in a row that died before they were ready
         self._log_settings = ""  # as a client last changed them through a worker (JSON); "" never
+        self._trace_settings = ""  # the same for the trace settings' table
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -265,6 +268,8 @@ class Supervisor:
         log.info("worker %d started (pid %d)", number, worker.pid)
         if self._log_settings:  # a replacement logs as the others do
             self._tell(worker, f"{SET_LOG_SETTINGS} {self._log_settings}")
+        if self._trace_settings:  # and traces as they do
+            self._tell(worker, f"{SET_TRACE_SETTINGS} {self._trace_settings}")
         if self._stopping:  # the stop began while it was being started: it stops too
             process.terminate()
         watcher = asyncio.get_running_loop().create_task(self._watch(worker), name=f"worker:{number}")
@@ -282,6 +287,10 @@ class Supervisor:
                 self._tell_readiness()
             elif line.startswith(LOG_SETTINGS_CHANGED):
                 self._spread_log_settings(worker, line.removeprefix(LOG_SETTINGS_CHANGED).strip())
+            elif line.startswith(TRACE_SETTINGS_CHANGED):
+                self._trace_settings = line.removeprefix(TRACE_SETTINGS_CHANGED).strip()
+                self._tell_others(worker, f"{SET_TRACE_SETTINGS} {self._trace_settings}")
+                log.info("trace settings changed through worker %d: %s", worker.number, self._trace_settings)
             elif not line.startswith("cnnserve listening:"):
                 print(line, flush=True)
         code = await worker.process.wait()
@@ -297,10 +306,13 @@ class Supervisor:
             return
         logs.apply(settings)
         self._log_settings = text
+        self._tell_others(source, f"{SET_LOG_SETTINGS} {text}")
+        log.info("log settings changed through worker %d: %s", source.number, text)
+
+    def _tell_others(self, source: _Worker, line: str) -> None:
         for worker in self.workers.values():
             if worker is not source:
-                self._tell(worker, f"{SET_LOG_SETTINGS} {text}")
-        log.info("log settings changed through worker %d: %s", source.number, text)
+                self._tell(worker, line)
 
     def _exited(self, worker: _Worker, code: int) -> None:
         forget_worker(self.metrics_dir, worker.pid)

@@ -26,7 +26,9 @@ from cnnserve.server.parallel.protocol import (
     PEERS_NOT_READY,
     PEERS_READY,
     SET_LOG_SETTINGS,
+    SET_TRACE_SETTINGS,
     SETTINGS_VARIABLE,
+    TRACE_SETTINGS_CHANGED,
     Heartbeat,
     beat_interval,
     settings_from_json,
@@ -45,6 +47,8 @@ class SupervisorLink:
 
     async def __call__(self, server: Server) -> None:
         self.server = server
+        # A client's change here goes to the supervisor, which passes it to the other workers.
+        server.plane.tracer.listen(lambda state: print(f"{TRACE_SETTINGS_CHANGED} {json.dumps(state)}", flush=True))
         beating = asyncio.get_running_loop().create_task(self._beat(), name="heartbeat")
         try:
             await self._follow(server)
@@ -70,6 +74,11 @@ class SupervisorLink:
                     logs.apply(logs.LogSettings(**json.loads(said.removeprefix(SET_LOG_SETTINGS))))
                 except (ValueError, TypeError) as exc:
                     log.warning("log settings from the supervisor that are not: %r (%s)", said, exc)
+            elif said.startswith(SET_TRACE_SETTINGS + " "):
+                try:
+                    server.plane.tracer.restore(json.loads(said.removeprefix(SET_TRACE_SETTINGS)))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    log.warning("trace settings from the supervisor that are not: %r (%s)", said, exc)
             else:
                 log.warning("unexpected line from the supervisor: %r", said)
         log.warning("the supervisor has gone; stopping")

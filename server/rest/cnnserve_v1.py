@@ -19,6 +19,8 @@ from cnnserve.server import errors
 from cnnserve.server.rest import FOUND
 from cnnserve.server.services.classifier import Classifier
 from cnnserve.server.services.policy import PolicyService, PositionQuery
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import stamp
 
 _COLORS = {"black": BLACK, "b": BLACK, "white": WHITE, "w": WHITE}
 _COLOR_NAMES = {BLACK: "black", WHITE: "white"}
@@ -66,9 +68,12 @@ class _V1:
     async def classify(self, request: web.Request) -> web.Response:
         top_k = _integer(request, "top_k", 5)
         assert top_k is not None
+        images = await _images(request)
+        stamp(record.HTTP_RECV_END)
         classified = await self.classifier.classify(
-            request[FOUND], request.match_info["name"], request.query.get("version", ""), await _images(request), top_k
+            request[FOUND], request.match_info["name"], request.query.get("version", ""), images, top_k
         )
+        stamp(record.ENCODE_START)
         model = classified.model
         return web.json_response({
             "model_name": model.name, "model_version": str(model.version),
@@ -79,6 +84,7 @@ class _V1:
 
     async def policy(self, request: web.Request) -> web.Response:
         text = (await request.read()).decode("utf-8", "replace")
+        stamp(record.HTTP_RECV_END)
         side = request.query.get("to_move")
         if side is not None and side.lower() not in _COLORS:
             raise errors.InvalidArgument(f"to_move: {side!r}; expected black or white")
@@ -95,6 +101,7 @@ class _V1:
         result = await self.policies.policy(
             request[FOUND], request.match_info["name"], request.query.get("version", ""), query, top_k
         )
+        stamp(record.ENCODE_START)
         model, where = result.model, result.position
         return web.json_response({
             "model_name": model.name, "model_version": str(model.version),

@@ -15,6 +15,8 @@ from cnnserve.server.classification import top_classes
 from cnnserve.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
 from cnnserve.server.rest import FOUND
 from cnnserve.server.rest.tensors import HEADER_LENGTH, decode, encode_reply, parse_request
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import CURRENT, stamp
 from cnnserve.triton_config import triton_config
 
 MODEL = "/v2/models/{name}"
@@ -32,6 +34,10 @@ def routes(plane: DataPlane) -> list[web.RouteDef]:
         web.post("/v2/repository/models/{name}/unload", v2.unload),
         web.get("/v2/logging", v2.log_settings),
         web.post("/v2/logging", v2.log_settings),
+        web.get("/v2/trace/setting", v2.trace_settings),
+        web.post("/v2/trace/setting", v2.trace_settings),
+        web.get(MODEL + "/trace/setting", v2.trace_settings),
+        web.post(MODEL + "/trace/setting", v2.trace_settings),
     ]
     table.append(web.get("/v2/models/stats", v2.statistics))
     for base in (MODEL, VERSION):
@@ -105,24 +111,31 @@ class _V2:
     async def log_settings(self, request: web.Request) -> web.Response:
         if request.method == "GET":
             return web.json_response(logs.current().to_json())
-        try:
-            given = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise errors.InvalidArgument(f"log settings: the body is not JSON: {exc}") from None
-        if not isinstance(given, dict):
-            what = type(given).__name__
-            raise errors.InvalidArgument(f"log settings: expected a JSON object of settings, got {what}")
-        return web.json_response(logs.change(given))
+        return web.json_response(logs.change(await _settings(request, "log settings")))
+
+    async def trace_settings(self, request: web.Request) -> web.Response:
+        model = request.match_info.get("name", "")
+        given = await _settings(request, "trace settings") if request.method == "POST" else None
+        return web.json_response(self.plane.trace_settings(model, given or None))
 
     async def infer(self, request: web.Request) -> web.Response:
         model = self.plane.resolve(request[FOUND], *_model(request))
         config = model.config
         assert config is not None
-        document, tensors = parse_request(await request.read(), request.headers.get(HEADER_LENGTH))
+        body = await request.read()
+        trace = CURRENT.get()
+        if trace is not None:
+            trace.stamp(record.HTTP_RECV_END)
+            trace.stamp(record.DECODE_START)
+        document, tensors = parse_request(body, request.headers.get(HEADER_LENGTH))
         # Names, datatypes and shapes first, from the JSON: bounded by the model's sizes before decoding.
         items = self.plane.check_tensors(config, {t.name: (t.datatype, t.shape) for t in tensors})
         inputs = {t.name: decode(t) for t in tensors}
-        results = await self.plane.infer(model, inputs, items, protocol="http", request_id=str(document.get("id", "")))
+        if trace is not None:
+            trace.request_id = str(document.get("id", ""))
+            trace.stamp(record.DECODE_END)
+        results = await self.plane.infer(model, inputs, items)
+        stamp(record.ENCODE_START)
         binary_default = bool((document.get("parameters") or {}).get("binary_data_output", False))
         outputs = []
         for output in document.get("outputs") or [{"name": o.name} for o in config.outputs]:
@@ -138,6 +151,17 @@ class _V2:
             return web.Response(body=body, content_type="application/json")
         return web.Response(body=body, content_type="application/octet-stream",
                             headers={HEADER_LENGTH: str(header_length)})  # fmt: skip
+
+
+async def _settings(request: web.Request, what: str) -> dict[str, Any]:
+    """A settings API's body: a JSON object."""
+    try:
+        given = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidArgument(f"{what}: the body is not JSON: {exc}") from None
+    if not isinstance(given, dict):
+        raise errors.InvalidArgument(f"{what}: expected a JSON object of settings, got {type(given).__name__}")
+    return given
 
 
 def _model(request: web.Request) -> tuple[str, str]:

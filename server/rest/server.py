@@ -25,6 +25,9 @@ from cnnserve.server.security.tls import CertificateStore
 from cnnserve.server.services.classifier import Classifier
 from cnnserve.server.services.policy import PolicyService
 from cnnserve.server.settings import Settings
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import CURRENT
+from cnnserve.server.tracing.record import Trace
 
 # Triton's HTTP status for each error (its HttpCodeFromError); RESOURCE_EXHAUSTED, which Triton's
 # HTTP front end does not produce, is 429, HTTP's "too many requests".
@@ -39,6 +42,9 @@ HTTP_STATUS = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The routes that run a model: the ones a request is traced on.
+TRACED = frozenset(("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer",
+                    "/v1/models/{name}/classify", "/v1/models/{name}/policy"))  # fmt: skip
 
 
 def build(
@@ -60,6 +66,12 @@ def build(
         route = request.match_info.route.resource
         rpc = route.canonical if route is not None else "unmatched"
         code = grpc.StatusCode.CANCELLED
+        message = ""
+        trace = None
+        if plane.tracer.table.active and found is not None and rpc in TRACED:
+            trace = plane.tracer.begin(model, "http", rpc, record.HTTP_RECV_START, request.headers.get("traceparent"))
+            if trace is not None:
+                token = CURRENT.set(trace)
         with metrics.inflight(model), plane.handling(found), limit.slot(request):
             try:
                 # Only when groups are restricted: the path is not classified on every request.
@@ -81,12 +93,28 @@ def build(
                     metrics.observe_request(model, rpc, code.name, time.perf_counter() - started)
         if plane.draining:  # shutting down: the client should reconnect elsewhere
             response.force_close()
+        if trace is not None:
+            CURRENT.reset(token)
+            await _sent(request, response, trace)
+            plane.tracer.finish(trace, "" if code == grpc.StatusCode.OK else f"{code.name}: {message}")
         return response
 
     app = web.Application(middlewares=[observed], client_max_size=settings.max_message_bytes)
     app.add_routes(kserve_v2.routes(plane))
     app.add_routes(cnnserve_v1.routes(classifier, policies))
     return app
+
+
+async def _sent(request: web.Request, response: web.StreamResponse, trace: Trace) -> None:
+    """Send a traced request's reply here rather than after the middleware (aiohttp's prepare
+    and write_eof do nothing the second time), so that its trace can say when it was sent."""
+    trace.stamp(record.HTTP_SEND_START)
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError) as exc:  # the caller went away: the trace says so
+        trace.error = trace.error or f"reply not sent: {exc}"
+    trace.stamp(record.HTTP_SEND_END)
 
 
 class Forbidden(Exception):

@@ -43,6 +43,7 @@ class RunResult:
     # Copying the requests' inputs into the session's buffers, before it; None when nothing was
     # copied (a lone request on the CPU is run from its own arrays).
     copy_seconds: float | None = None
+    instance: int = 0  # which of the model's instances ran it (for traces); -1: the inline session
 
 
 class ModelRunner:
@@ -112,6 +113,8 @@ class ModelRunner:
         self._idle: queue.SimpleQueue[dict[int, ort.InferenceSession]] = queue.SimpleQueue()
         for i in range(instances):
             self._idle.put(dict(zip(sizes, sessions[i * len(sizes) : (i + 1) * len(sizes)], strict=True)))
+        # Which instance a session belongs to, by id(): a trace says which one ran its batch.
+        self._instance_of = {id(s): i // len(sizes) for i, s in enumerate(sessions)}
         self._executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"ort-{config.name}")
         self._output_names = [o.name for o in config.outputs]
         self._closed = False
@@ -162,12 +165,15 @@ class ModelRunner:
         size = self.shapes.padded(batch)
         session = instance[size if self.shapes.buckets else 0]
         if not self._bindable:
-            return self._timed(session, _joined(parts, size))
-        if len(parts) == 1 and batch == size and self.provider != CUDA:
+            result = self._timed(session, _joined(parts, size))
+        elif len(parts) == 1 and batch == size and self.provider != CUDA:
             # On the CPU a lone request's own arrays can be the session's inputs: copying them
             # into a bound buffer first would cost more than the run of a small model.
-            return self._timed(session, parts[0])
-        return self._bound(session, parts, batch, size)
+            result = self._timed(session, parts[0])
+        else:
+            result = self._bound(session, parts, batch, size)
+        result.instance = self._instance_of.get(id(session), -1)
+        return result
 
     def prepare_inline(self) -> None:
         """Give the runs made on the calling thread (``run_inline``) a session of their own on the

@@ -34,6 +34,7 @@ GRPC_GROUPS = {
     "/inference.GRPCInferenceService/RepositoryModelLoad": "model-repository",
     "/inference.GRPCInferenceService/RepositoryModelUnload": "model-repository",
     "/inference.GRPCInferenceService/ModelStatistics": "statistics",
+    "/inference.GRPCInferenceService/TraceSetting": "trace",
     "/inference.GRPCInferenceService/LogSettings": "logging",
 }
 
@@ -117,6 +118,8 @@ def http_group(method: str, path: str) -> str:
         return "health"
     if path == "/v2/logging":
         return "logging"
+    if path == "/v2/trace/setting" or path.endswith("/trace/setting"):
+        return "trace"
     if path.startswith("/v2/repository/"):
         return "model-repository"
     if path.endswith("/stats"):

@@ -24,6 +24,8 @@ from cnnserve.server import errors
 from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.model_manager import ServedModel
 from cnnserve.server.services.admission import Admission, queued
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import stamp
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,9 @@ class Classifier:
         classes = config.outputs[0].shape[-1]
         if not 1 <= top_k <= classes:
             raise errors.InvalidArgument(f"top_k: {top_k}; expected 1 to {classes}, the classes of model {name!r}")
+        stamp(record.IMAGE_DECODE_START)
         batch = await self._preprocess(pipeline, images)
+        stamp(record.IMAGE_DECODE_END)
         if timeout is not None:
             timeout = max(timeout - (time.monotonic() - started), 0.0)
         # Requests of more images than max_batch_size go as several batcher requests.

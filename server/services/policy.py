@@ -27,6 +27,8 @@ from cnnserve.server import errors
 from cnnserve.server.dataplane import DataPlane
 from cnnserve.server.model_manager import ServedModel
 from cnnserve.server.services.admission import Admission, queued
+from cnnserve.server.tracing import record
+from cnnserve.server.tracing.context import stamp
 
 # A record longer than any real game by far; it bounds the work one request can ask for.
 MAX_SGF_CHARS = 1 << 20
@@ -145,7 +147,9 @@ class PolicyService:
             if not 0 <= top_k <= POINTS:
                 raise errors.InvalidArgument(f"top_k: {top_k}; expected 0 to {POINTS}")
             loop = asyncio.get_running_loop()
+            stamp(record.PLANES_START)
             where, planes, legal = await loop.run_in_executor(self._executor, read_position, query)
+            stamp(record.PLANES_END)
             if timeout is not None:
                 timeout = max(timeout - (time.monotonic() - started), 0.0)
             # check_model made sure the planes are the input's item shape and datatype.

@@ -7,8 +7,12 @@ trace-setting API's (``trace_level``, ``trace_rate``, ``trace_count``, ``trace_f
 - ``rate``: one request in ``rate`` is traced (0: only those that arrive with a W3C
   ``traceparent``, as Triton's OpenTelemetry mode has it).
 - ``count``: traces left to take; -1 for no end. Each trace taken counts it down.
-- ``mode``: ``triton`` (Triton's JSON trace file, ``file`` and ``log-frequency``); Triton's
-  ``opentelemetry`` (spans over OTLP to ``url``) is parsed and refused: not available yet.
+- ``mode``: ``triton`` (Triton's JSON trace file, ``file`` and ``log-frequency``) or
+  ``opentelemetry`` (spans over OTLP to ``url``, batched by the SDK's span processor:
+  ``bsp_max_queue_size``, ``bsp_schedule_delay`` in ms, ``bsp_max_export_batch_size``; 0 takes
+  the SDK's default or its ``OTEL_BSP_*`` variable; ``resource=KEY=VALUE`` adds a resource
+  attribute). The mode, file and log frequency are the server's, set at start: the API shows
+  them and refuses to change them (a client must not point the server's writes at a path).
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ LEVELS = ("OFF", "TIMESTAMPS")
 MODES = ("triton", "opentelemetry")
 # The trace-setting API's names, and the field each is.
 API_NAMES = {"trace_level": "level", "trace_rate": "rate", "trace_count": "count", "trace_file": "file",
-             "log_frequency": "log_frequency"}  # fmt: skip
+             "log_frequency": "log_frequency", "trace_mode": "mode"}  # fmt: skip
+# Set at start only: the API answers them, and refuses a value other than the server's.
+FIXED = ("trace_file", "log_frequency", "trace_mode")
+_INTEGERS = ("rate", "count", "log_frequency", "bsp_max_queue_size", "bsp_schedule_delay",
+             "bsp_max_export_batch_size")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,11 +42,15 @@ class TraceSettings:
     file: str = ""
     log_frequency: int = 0
     url: str = ""  # opentelemetry: "" takes OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or the SDK's default
+    bsp_max_queue_size: int = 0
+    bsp_schedule_delay: int = 0
+    bsp_max_export_batch_size: int = 0
+    resource: tuple[str, ...] = ()  # KEY=VALUE
 
     def to_api(self) -> dict[str, str | list[str]]:
         """As the trace-setting API answers: every value a string, the level a list of them."""
         return {"trace_level": [self.level], "trace_rate": str(self.rate), "trace_count": str(self.count),
-                "trace_file": self.file, "log_frequency": str(self.log_frequency)}  # fmt: skip
+                "trace_file": self.file, "log_frequency": str(self.log_frequency), "trace_mode": self.mode}  # fmt: skip
 
     def changed(self, given: Mapping[str, Any]) -> TraceSettings:
         """These settings with the API's ``given`` applied (strings, or a list of strings for the
@@ -57,9 +69,9 @@ def _api_value(name: str, value: Any) -> Any:
         if not (isinstance(levels, list) and len(levels) == 1 and levels[0] in LEVELS):
             raise ValueError(f"trace setting 'trace_level': expected one of {', '.join(LEVELS)}, got {value!r}")
         return levels[0]
-    if name == "trace_file":
+    if name in ("trace_file", "trace_mode"):
         if not isinstance(value, str):
-            raise ValueError(f"trace setting 'trace_file': expected a file name, got {value!r}")
+            raise ValueError(f"trace setting {name!r}: expected a string, got {value!r}")
         return value
     try:
         return int(value, 10) if isinstance(value, str) else _int(value)
@@ -74,9 +86,6 @@ def _int(value: Any) -> int:
 
 
 def _checked(s: TraceSettings) -> TraceSettings:
-    if s.mode == "opentelemetry":
-        raise ValueError("trace mode 'opentelemetry' is not available yet: traces go to Triton's JSON trace file "
-                         "(triton,file=PATH)")  # fmt: skip
     if s.level not in LEVELS:
         raise ValueError(f"trace level: expected one of {', '.join(LEVELS)}, got {s.level!r}")
     if s.mode not in MODES:
@@ -85,13 +94,21 @@ def _checked(s: TraceSettings) -> TraceSettings:
         raise ValueError(f"trace rate: expected an integer, 0 or more, got {s.rate}")
     if s.count < -1:
         raise ValueError(f"trace count: expected an integer, -1 (no end) or more, got {s.count}")
-    if s.log_frequency < 0:
-        raise ValueError(f"trace log frequency: expected an integer, 0 or more, got {s.log_frequency}")
+    for name in _INTEGERS[2:]:
+        if getattr(s, name) < 0:
+            raise ValueError(f"trace {name.replace('_', ' ')}: expected an integer, 0 or more, got {getattr(s, name)}")
+    for entry in s.resource:
+        if not entry.partition("=")[0] or "=" not in entry:
+            raise ValueError(f"trace resource {entry!r}: expected KEY=VALUE")
     return s
 
 
 _GLOBAL = {"level": "level", "rate": "rate", "count": "count", "mode": "mode"}
-_BY_MODE = {"triton": {"file": "file", "log-frequency": "log_frequency"}, "opentelemetry": {"url": "url"}}
+_BSP = ("bsp_max_queue_size", "bsp_schedule_delay", "bsp_max_export_batch_size")
+_BY_MODE = {
+    "triton": {"file": "file", "log-frequency": "log_frequency"},
+    "opentelemetry": {"url": "url", "resource": "resource", **{name: name for name in _BSP}},
+}
 
 
 def from_entries(entries: Sequence[str]) -> TraceSettings:
@@ -110,11 +127,13 @@ def from_entries(entries: Sequence[str]) -> TraceSettings:
             raise ValueError(f"--trace-config {entry!r}: expected {where}SETTING=VALUE with SETTING one of "
                              f"{', '.join(table)}")  # fmt: skip
         field = table[key]
-        if field in ("rate", "count", "log_frequency"):
+        if field in _INTEGERS:
             try:
                 values[field] = int(value, 10)
             except ValueError:
                 raise ValueError(f"--trace-config {entry!r}: {key} takes an integer") from None
+        elif field == "resource":  # repeatable: each adds an attribute
+            values["resource"] = (*values.get("resource", ()), value)
         else:
             values[field] = value.upper() if field == "level" else value
     return _checked(TraceSettings(**values))
@@ -142,6 +161,11 @@ class TraceTable:
     def change(self, given: Mapping[str, Any], model: str = "") -> TraceSettings:
         """Apply an API change (ValueError naming what is wrong; nothing changes then); the
         settings that hold afterwards for ``model`` (or the server)."""
+        current = self.server.to_api()
+        for name in FIXED:
+            if given.get(name) is not None and str(given[name]) != current[name]:
+                raise ValueError(f"trace setting {name!r} is the server's, set at start by --trace-config "
+                                 f"(it is {current[name]!r}); a client cannot change it")  # fmt: skip
         if not model:
             cleared = {k for k, v in given.items() if v is None}
             if cleared:
@@ -163,3 +187,16 @@ class TraceTable:
         self.models[model] = own
         self._refresh()
         return settings
+
+    def state(self) -> dict[str, Any]:
+        """What clients changed, as JSON: for the other workers of the server to take."""
+        return {"server": self.server.to_api(), "models": self.models}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take another worker's ``state`` (ValueError when it is not one)."""
+        server = self.server.changed(state["server"])
+        models = {str(name): dict(own) for name, own in state["models"].items()}
+        for own in models.values():
+            server.changed(own)
+        self.server, self.models = server, models
+        self._refresh()

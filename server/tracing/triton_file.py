@@ -15,11 +15,20 @@ def entries(trace: Trace) -> list[dict[str, Any]]:
     head: dict[str, Any] = {"id": trace.id, "model_name": trace.model, "model_version": int(trace.version or 0)}
     if trace.request_id:
         head["request_id"] = trace.request_id
-    if trace.batch is not None:  # cnnserve's addition: the run it rode in, and where in it
-        b = trace.batch
-        head["batch"] = {"id": b.id, "size": b.size, "requests": b.requests, "position": trace.position}
-    if trace.protocol:
-        head["protocol"] = trace.protocol
+    # cnnserve's additions: the runs it rode in and its place in each, how it came, how it ended.
+    runs = [{"id": b.id, "size": b.size, "requests": b.requests, "position": p, "instance": b.instance}
+            for b, p in trace.runs]  # fmt: skip
+    if runs:
+        head["batch"] = runs[0]
+    if len(runs) > 1:  # a Classify call of more images than the model's max_batch_size
+        head["batches"] = runs
+    head["protocol"] = trace.protocol
+    if trace.api:
+        head["rpc"] = trace.api
+    if trace.parent is not None:
+        head["trace_id"] = trace.parent.trace_hex
+    if trace.error:
+        head["error"] = trace.error
     stamps = [{"name": name, "ns": ns} for name, ns in trace.timestamps()]
     return [head, {"id": trace.id, "timestamps": stamps}]
 

@@ -21,7 +21,7 @@ from cnnserve.generated.inference import grpc_service_pb2_grpc as ours_grpc
 
 RPCS = {"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
         "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "ModelStatistics",
-        "LogSettings"}  # fmt: skip
+        "TraceSetting", "LogSettings"}  # fmt: skip
 
 
 def run_python(code: str, *path: Path) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import json
 
 from cnnserve.server.tracing import record
 from cnnserve.server.tracing.config import TraceSettings, TraceTable
-from cnnserve.server.tracing.record import Batch, Trace
+from cnnserve.server.tracing.record import Batch, Parent, Trace
 from cnnserve.server.tracing.sampler import Sampler
 from cnnserve.server.tracing.triton_file import TritonFile
 
@@ -34,12 +34,15 @@ def test_a_trace_holds_its_batchs_stamps_in_time_order() -> None:
     trace = Trace("lenet5", "1", "grpc")
     trace.stamp(record.REQUEST_START, 100)
     trace.stamp(record.QUEUE_START, 110)
-    trace.batch = Batch(7, size=4, requests=2)
+    batch = Batch(7, size=4, requests=2)
+    trace.runs.append((batch, 3))
     for name, ns in ((record.COMPUTE_START, 130), (record.COMPUTE_INPUT_END, 140),
                      (record.COMPUTE_OUTPUT_START, 170), (record.COMPUTE_END, 180)):  # fmt: skip
-        trace.batch.stamp(name, ns)
+        batch.stamp(name, ns)
     trace.stamp(record.REQUEST_END, 200)
-    assert [name for name, _ in trace.timestamps()] == list(record.ORDER)
+    names = [name for name, _ in trace.timestamps()]
+    assert names == [n for n in record.ORDER if n in names] and len(names) == 7
+    assert (trace.batch, trace.position) == (batch, 3)
     assert Trace("m", "1", "http").id != Trace("m", "1", "http").id
 
 
@@ -55,8 +58,13 @@ def test_the_triton_file_and_its_log_frequency(tmp_path) -> None:  # type: ignor
     path, text = whole.close()  # type: ignore[misc]
     assert path == tmp_path / "trace.json"
     document = json.loads(text)
-    assert document[0] == {"id": document[0]["id"], "model_name": "lenet5", "model_version": 1, "request_id": "r0",
-                           "protocol": "http"}
+    assert document[0] == {
+        "id": document[0]["id"],
+        "model_name": "lenet5",
+        "model_version": 1,
+        "request_id": "r0",
+        "protocol": "http",
+    }
     assert document[1]["timestamps"] == [{"name": "REQUEST_START", "ns": 0}, {"name": "REQUEST_END", "ns": 1}]
     assert len(document) == 6 and whole.close() is None
 
@@ -65,3 +73,19 @@ def test_the_triton_file_and_its_log_frequency(tmp_path) -> None:  # type: ignor
     assert [d[0].name for d in due if d is not None] == ["trace.json.0", "trace.json.1"]
     last = rolling.close()
     assert last is not None and last[0].name == "trace.json.2" and len(json.loads(last[1])) == 2
+
+
+def test_traceparent_as_w3c_reads_it() -> None:
+    parent = Parent.parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    assert parent == Parent(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, sampled=True)
+    assert parent.trace_hex == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert not Parent.parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").sampled  # type: ignore[union-attr]
+    # A later version may add fields after the flags; version 00 may not.
+    assert Parent.parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra") is not None
+    for wrong in ("", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+                  "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # version ff is invalid
+                  "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
+                  "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                  "00-4bf92f3577b34da6a3ce929d0e0e473x-00f067aa0ba902b7-01",
+                  "not a traceparent at all, no, not at all, not at all!"):  # fmt: skip
+        assert Parent.parse(wrong) is None, wrong

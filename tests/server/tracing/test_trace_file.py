@@ -12,6 +12,11 @@ import tritonclient.grpc as tc
 from harness import batched, http_call, scrape, serving, triton_input
 
 RECORDS = ("REQUEST_START", "COMPUTE_START", "COMPUTE_END", "REQUEST_END")
+FRONT = {
+    "grpc": (["GRPC_WAITREAD_END", "DECODE_START", "DECODE_END"], ["REQUEST_END", "ENCODE_START", "GRPC_SEND_START"]),
+    "http": (["HTTP_RECV_START", "HTTP_RECV_END", "DECODE_START", "DECODE_END"],
+             ["REQUEST_END", "ENCODE_START", "HTTP_SEND_START", "HTTP_SEND_END"]),
+}  # fmt: skip
 
 
 def _traces(path: Path) -> dict[int, dict[str, object]]:
@@ -64,9 +69,12 @@ def test_every_request_traced_at_rate_one(small_repo: Path, tmp_path: Path) -> N
     for trace in traces.values():
         names = [s["name"] for s in trace["timestamps"]]  # type: ignore[union-attr]
         times = [s["ns"] for s in trace["timestamps"]]  # type: ignore[union-attr]
-        assert trace["model_name"] == "cifar_resnet20" and trace["model_version"] == 1
-        assert names[0] == "REQUEST_START" and names[-1] == "REQUEST_END" and times == sorted(times)
-        assert all(stage in names for stage in RECORDS)
+        assert trace["model_name"] == "cifar_resnet20" and trace["model_version"] == 1 and times == sorted(times)
+        # The front end's stages around the model's, in order.
+        first, last = FRONT[trace["protocol"]]  # type: ignore[index]
+        assert names[: len(first)] == first and names[-len(last) :] == last, names
+        assert names[len(first)] == "REQUEST_START" and all(stage in names for stage in RECORDS)
+        assert trace["rpc"] == ("ModelInfer" if trace["protocol"] == "grpc" else "/v2/models/{name}/infer")
         if "batch" in trace:  # queued: it waited, then rode in a run with its stages
             assert "QUEUE_START" in names and "COMPUTE_INPUT_END" in names and "COMPUTE_OUTPUT_START" in names
             batch = trace["batch"]
