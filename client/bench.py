@@ -6,6 +6,7 @@ endpoint before and after).
     cnnserve bench --model lenet5 --rate 200 --requests 2000          # open loop, Poisson arrivals
     cnnserve bench --model resnet50 --rpc classify --image photo.jpg
     cnnserve bench --model alphago_policy --rpc policy --concurrency 32 [--sgf game.sgf --move 150]
+    cnnserve bench --model lenet5 --concurrency 32 --trace    # the slowest requests' stages (client/traces.py)
 
 The pieces here (targets, the preflight request, the server-side split) are shared with
 ``cnnserve compare``.
@@ -27,6 +28,7 @@ import grpc
 import numpy as np
 from PIL import Image
 
+from cnnserve.client import traces
 from cnnserve.client.channel import ClientError, add_security_arguments, channel, configure, rpc_error
 from cnnserve.client.loadgen import Call, LoadReport, run_load
 from cnnserve.client.scrape import Samples, metrics_address, scrape, total
@@ -201,10 +203,10 @@ class ProgressBar:
 def measure(server: str, target: Target, *, concurrency: int = 1, requests: int | None = None,
             duration: float | None = None, rate: float | None = None, warmup: float = 0.0,
             progress: bool = True, on_start: Callable[[], object] | None = None,
-            connections: int = 1) -> LoadReport:  # fmt: skip
+            connections: int = 1, make_call: Any = None) -> LoadReport:  # fmt: skip
     bar = ProgressBar(requests, duration) if progress else None
     try:
-        return run_load(server, target.make_call, items_per_request=target.items, concurrency=concurrency,
+        return run_load(server, make_call or target.make_call, items_per_request=target.items, concurrency=concurrency,
                         requests=requests, duration=duration, rate=rate, warmup=warmup, progress=bar,
                         on_start=on_start, connections=connections)  # fmt: skip
     finally:
@@ -253,19 +255,71 @@ def main(args: argparse.Namespace) -> int:
     preflight(args.server, target)
     metrics = metrics_address(args.server, args.metrics)
     scraped: list[Samples | None] = []  # at the start of measuring, and at the end
-    report = measure(args.server, target, concurrency=args.concurrency, requests=args.requests,
-                     duration=args.duration, rate=args.rate, warmup=args.warmup, connections=args.connections,
-                     on_start=lambda: scraped.append(_try_scrape(metrics)))  # fmt: skip
+    receiver = traces.Receiver(args.trace_listen) if args.trace else None
+    sent: list[tuple[float, float, str]] = []  # with --trace: (started, latency, trace id) per request
+    began: list[float] = []
+
+    def started() -> None:
+        began.append(time.perf_counter())
+        scraped.append(_try_scrape(metrics))
+
+    try:
+        calls = traces.traced_calls(target, sent) if receiver else None
+        report = measure(args.server, target, concurrency=args.concurrency, requests=args.requests,
+                         duration=args.duration, rate=args.rate, warmup=args.warmup, connections=args.connections,
+                         on_start=started, make_call=calls)  # fmt: skip
+        slowest = _slowest(receiver, sent, began, args) if receiver is not None else None
+    finally:
+        if receiver is not None:
+            receiver.close()
     before = scraped[0] if scraped else None
     after = _try_scrape(metrics) if before is not None else None
     split = server_split(before, after, args.model) if before is not None and after is not None else None
     mode = f"open loop at {args.rate:g} req/s" if args.rate else f"closed loop, {args.concurrency} callers"
     if args.json:
+        extra = {} if slowest is None else {"slowest": slowest}
         print(json.dumps({"model": args.model, "rpc": args.rpc, "items_per_request": args.items, "mode": mode,
-                          **report.summary(), "server": split}, indent=2))  # fmt: skip
+                          **report.summary(), "server": split, **extra}, indent=2))  # fmt: skip
     else:
         print_report(target, report, mode, split)
+        if slowest is not None:
+            print_slowest(slowest)
     return 130 if report.interrupted else 0
+
+
+def _slowest(receiver: traces.Receiver, sent: list[tuple[float, float, str]], began: list[float],
+             args: argparse.Namespace) -> list[dict[str, Any]]:  # fmt: skip
+    """The slowest measured requests, each with its stages from the server's spans."""
+    measured = [(latency, trace_id) for start, latency, trace_id in sent if began and start >= began[0]]
+    slowest = sorted(measured, reverse=True)[: args.trace_slowest]
+    receiver.wait([trace_id for _, trace_id in slowest], args.trace_wait)
+    rows = []
+    for latency, trace_id in slowest:
+        stages = traces.breakdown(receiver.spans.get(trace_id, []))
+        row: dict[str, Any] = {"trace_id": trace_id, "client_ms": latency * 1e3}
+        if stages is not None:
+            row.update(stages, outside_ms=latency * 1e3 - stages["server_ms"])
+        rows.append(row)
+    if slowest and all(len(row) == 2 for row in rows):
+        url = f"http://THIS-HOST:{receiver.port}/v1/traces"
+        print(f"note: no spans of these requests reached {args.trace_listen} within {args.trace_wait:g} s; start "
+              f"the server with --trace-config level=TIMESTAMPS --trace-config mode=opentelemetry "
+              f"--trace-config opentelemetry,url={url}", file=sys.stderr)  # fmt: skip
+    return rows
+
+
+def print_slowest(rows: list[dict[str, Any]]) -> None:
+    """Where the slowest requests' time went: a line each, in ms."""
+    print(f"\nthe {len(rows)} slowest requests, from the server's spans (ms):")
+    header = ["trace id", "client", "outside", "server", "read+decode", "queue", "compute", "batch", "reply", "worker"]
+    table = []
+    for r in rows:
+        if "server_ms" not in r:
+            table.append([r["trace_id"], _ms(r["client_ms"]), "no spans"] + [""] * 7)
+            continue
+        times = [_ms(r[k]) for k in ("client_ms", "outside_ms", "server_ms", "read_ms", "queue_ms", "compute_ms")]
+        table.append([r["trace_id"], *times, str(r["batch_size"]), _ms(r["reply_ms"]), str(r["worker_pid"])])
+    print(render_table(header, table))
 
 
 def _read(path: str, mode: str) -> Any:
@@ -308,3 +362,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--move", type=int, help="with --rpc policy and --sgf: the move number (default: the end)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load not measured (default: 1)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--trace", action="store_true",
+                        help="send a W3C traceparent with every request, take the server's spans over OTLP/HTTP on "
+                             "--trace-listen and show where the slowest requests' time went")  # fmt: skip
+    parser.add_argument("--trace-listen", default="127.0.0.1:4318", metavar="HOST:PORT",
+                        help="with --trace: where the server's spans are received (default: %(default)s, "
+                             "OTLP/HTTP's port; the server's --trace-config "
+                             "opentelemetry,url=http://HOST:PORT/v1/traces)")  # fmt: skip
+    parser.add_argument(
+        "--trace-slowest",
+        type=int,
+        default=5,
+        metavar="N",
+        help="with --trace: how many of the slowest requests to show (default: %(default)s)",
+    )
+    parser.add_argument("--trace-wait", type=float, default=15.0, metavar="SECONDS",
+                        help="with --trace: how long to wait for their spans after the load, as a server sends "
+                             "them in batches (default: %(default)s)")  # fmt: skip

@@ -182,7 +182,9 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
         ("CNNSERVE_MODELS", ",", "CNNSERVE_MODELS=',': expected model names, comma-separated"),
         ("CNNSERVE_TRACE_CONFIG", "rate=x",
          "CNNSERVE_TRACE_CONFIG='rate=x': expected Triton's trace settings: level=OFF|TIMESTAMPS, rate=N, count=N, "
-         "triton,file=PATH, triton,log-frequency=N"),
+         "mode=triton|opentelemetry, triton,file=PATH, triton,log-frequency=N, opentelemetry,url=URL, "
+         "opentelemetry,resource=KEY=VALUE, opentelemetry,bsp_max_queue_size=N, opentelemetry,bsp_schedule_delay=MS, "
+         "opentelemetry,bsp_max_export_batch_size=N"),
     ],
 )  # fmt: skip
 def test_bad_variables_name_the_variable_and_the_expectation(variable: str, text: str, message: str) -> None:
