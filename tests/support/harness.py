@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,8 +26,8 @@ import tritonclient.http as th
 
 from cnnserve.client.scrape import Samples, scrape, total
 
-__all__ = ["Served", "ServerProcess", "accepted", "at", "batched", "cli", "cnnserve", "copy_repository", "http_call",
-           "http_input", "model_total", "ort_run", "scrape", "serving", "start_server", "triton_input",
+__all__ = ["Served", "ServerProcess", "accepted", "at", "batched", "cli", "cnnserve", "copy_repository", "crowd",
+           "http_call", "http_input", "model_total", "ort_run", "scrape", "serving", "start_server", "triton_input",
            "wait_ready"]  # fmt: skip
 
 LISTENING = re.compile(r"cnnserve listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+) http=(?P<http>\S+)")
@@ -195,6 +195,28 @@ def batched(before: Samples, after: Samples, model: str) -> tuple[float, float]:
         return model_total(after, model, name) - model_total(before, model, name)
 
     return delta("cnnserve_batch_size_sum"), delta("cnnserve_batch_size_count")
+
+
+def crowd(server: Served, model: str, call: Callable[[int, int], object], callers: int, tries: int = 5) -> None:
+    """``callers`` threads call ``call(try, caller)`` at once, and again (up to ``tries`` times)
+    until the batch metrics show a run of several items: on a loaded machine callers meant to
+    share a run may come one after another's answer instead."""
+    for attempt in range(tries):
+        before, start = scrape(server.metrics_address), threading.Barrier(callers)
+
+        def one(n: int, attempt: int = attempt, start: threading.Barrier = start) -> None:
+            start.wait()
+            call(attempt, n)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        items, runs = batched(before, scrape(server.metrics_address), model)
+        if items > runs:
+            return
+    raise AssertionError(f"{tries} tries, and no two requests shared a run")
 
 
 def accepted(proc: Served, model: str) -> tuple[float, float]:

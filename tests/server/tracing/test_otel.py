@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.http as th
-from harness import batched, http_call, scrape, serving, triton_input
+from harness import crowd, http_call, serving, triton_input
 from imagefiles import encode, random_rgb
 from inprocess import in_process
 from otlp import Receiver, Span, free_port, otlp_receiver
@@ -105,24 +104,11 @@ def test_requests_that_share_a_run_link_its_one_span(small_repo: Path, receiver:
         clients = [tc.InferenceServerClient(server.grpc_address) for _ in range(4)]
         image = np.zeros((1, 3, 32, 32), np.float32)
 
-        def call(n: int, start: threading.Barrier) -> None:
-            start.wait()
+        def call(attempt: int, n: int) -> None:
             clients[n].infer("cifar_resnet20", [triton_input("input", image)])
 
         try:
-            # Four at once with a long queue delay: some ride in one run. On a loaded machine they
-            # may come one after another's answer instead: then they are sent again.
-            for _ in range(5):
-                before, start = scrape(server.metrics_address), threading.Barrier(4)
-                callers = [threading.Thread(target=call, args=(n, start)) for n in range(4)]
-                for t in callers:
-                    t.start()
-                for t in callers:
-                    t.join()
-                items, runs = batched(before, scrape(server.metrics_address), "cifar_resnet20")
-                if items > runs:
-                    break
-            assert items > runs, "five tries, and no two requests shared a run"
+            crowd(server, "cifar_resnet20", call, 4)  # four at once: some ride in one run
         finally:
             for client in clients:
                 client.close()

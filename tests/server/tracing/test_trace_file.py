@@ -4,12 +4,11 @@ trace file, with each traced request's stages in order and the batch it rode in.
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as tc
-from harness import batched, http_call, scrape, serving, triton_input
+from harness import crowd, http_call, serving, triton_input
 
 RECORDS = ("REQUEST_START", "COMPUTE_START", "COMPUTE_END", "REQUEST_END")
 FRONT = {
@@ -37,25 +36,12 @@ def test_every_request_traced_at_rate_one(small_repo: Path, tmp_path: Path) -> N
         try:
             clients[0].infer("cifar_resnet20", [triton_input("input", x)], request_id="alone")
 
-            def call(n: int, start: threading.Barrier, tag: str) -> None:
-                start.wait()
-                clients[n].infer("cifar_resnet20", [triton_input("input", x)], request_id=f"{tag}-{n}")
+            def call(attempt: int, n: int) -> None:
+                sent.add(f"crowd{attempt}-{n}")
+                clients[n].infer("cifar_resnet20", [triton_input("input", x)], request_id=f"crowd{attempt}-{n}")
 
-            # Five at once: one finds the model idle and runs alone, the others share a run. On a
-            # loaded machine they may arrive one after another's answer instead, each alone: then
-            # they are sent again, until a run of several items shows in the metrics.
-            for attempt in range(5):
-                before, start = scrape(server.metrics_address), threading.Barrier(5)
-                callers = [threading.Thread(target=call, args=(n, start, f"crowd{attempt}")) for n in range(5)]
-                for t in callers:
-                    t.start()
-                for t in callers:
-                    t.join()
-                sent |= {f"crowd{attempt}-{n}" for n in range(5)}
-                items, runs = batched(before, scrape(server.metrics_address), "cifar_resnet20")
-                if items > runs:
-                    break
-            assert items > runs, "five tries, and no two requests shared a run"
+            # Five at once: one finds the model idle and runs alone, the others share a run.
+            crowd(server, "cifar_resnet20", call, 5)
         finally:
             for client in clients:
                 client.close()
