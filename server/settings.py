@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnserve.repository import OVERRIDABLE
-from cnnserve.server.tracing.config import from_entries
+from cnnserve.server.tracing.config import from_entries, otel_problem
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 DEVICES = ("auto", "cpu", "cuda")
@@ -955,6 +955,8 @@ class Settings:
         if self.model_control_mode == "explicit" and self.workers is not None and self.workers > 1:
             raise SettingsError(EXPLICIT_WORKERS.format(workers=self.workers))
         traces = from_entries(self.trace_config)
+        if traces.mode == "opentelemetry" and (problem := otel_problem()):
+            raise SettingsError(f"trace_config: {problem}")
         if traces.mode == "triton" and traces.level != "OFF" and not traces.file:
             raise SettingsError("trace_config: level=TIMESTAMPS needs triton,file=PATH, where the traces go "
                                 "(or mode=opentelemetry)")  # fmt: skip

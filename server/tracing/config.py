@@ -18,6 +18,8 @@ trace-setting API's (``trace_level``, ``trace_rate``, ``trace_count``, ``trace_f
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -200,3 +202,28 @@ class TraceTable:
             server.changed(own)
         self.server, self.models = server, models
         self._refresh()
+
+
+OTLP_PROTOCOLS = {
+    "http/protobuf": "opentelemetry.exporter.otlp.proto.http",
+    "grpc": "opentelemetry.exporter.otlp.proto.grpc",
+}
+
+
+def otel_problem() -> str:
+    """Why ``mode=opentelemetry`` cannot start here ("" when it can): an OTLP protocol other than
+    HTTP's or gRPC's in the environment, or the SDK or its exporter missing. Checked with the
+    settings, before anything starts, without importing the SDK."""
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")  # fmt: skip
+    if protocol not in OTLP_PROTOCOLS:
+        return f"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL {protocol!r}: expected {' or '.join(OTLP_PROTOCOLS)}"
+    for module in ("opentelemetry.sdk.trace", OTLP_PROTOCOLS[protocol]):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            return (f"mode=opentelemetry needs {module} (pip install opentelemetry-sdk "
+                    f"opentelemetry-exporter-otlp-proto-{protocol.split('/')[0]})")  # fmt: skip
+    return ""

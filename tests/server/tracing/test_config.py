@@ -96,3 +96,24 @@ def test_the_table_travels_to_another_worker_as_json() -> None:
     with pytest.raises(ValueError):
         theirs.restore({"server": {"trace_rate": "fast"}, "models": {}})
     assert theirs.of("").rate == 7  # a bad table changes nothing
+
+
+def test_opentelemetry_mode_is_checked_with_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnserve.server.settings import Settings, SettingsError
+    from cnnserve.server.tracing import config
+
+    assert Settings(trace_config=("mode=opentelemetry",)).trace_config == ("mode=opentelemetry",)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "zipkin")
+    with pytest.raises(
+        SettingsError, match="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL 'zipkin': expected http/protobuf or grpc"
+    ):
+        Settings(trace_config=("mode=opentelemetry",))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+    real = config.importlib.util.find_spec
+    # An install without the gRPC exporter: said at start, with what to install.
+    monkeypatch.setattr(config.importlib.util, "find_spec",
+                        lambda name: None if name.endswith("otlp.proto.grpc") else real(name))  # fmt: skip
+    with pytest.raises(SettingsError, match=r"needs opentelemetry.exporter.otlp.proto.grpc \(pip install "
+                                            r"opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc\)"):  # fmt: skip
+        Settings(trace_config=("mode=opentelemetry",))
+    assert Settings(trace_config=("level=OFF",)).trace_config == ("level=OFF",)  # the file mode needs none of it
