@@ -15,11 +15,14 @@ import yaml
 from deployfiles import ROOT, load_compose, mounts
 from harness import copy_repository, serving, start_server
 
+from cnnserve.server.settings import Settings
+from cnnserve.server.tracing.config import from_entries
+
 
 def test_services_ports_and_volumes() -> None:
     compose = load_compose()
     services = compose["services"]
-    assert set(services) == {"export", "cnnserve", "cnnserve-gpu", "nginx", "prometheus", "grafana"}
+    assert set(services) == {"export", "cnnserve", "cnnserve-gpu", "nginx", "prometheus", "grafana", "jaeger"}
     # gRPC and HTTP/REST on Triton's ports through nginx; the CPU replicas publish none.
     assert set(services["nginx"]["ports"]) == {"8000:8000", "8001:8001"}
     assert "ports" not in services["cnnserve"] and {"8000", "8001", "8002"} <= set(services["cnnserve"]["expose"])
@@ -49,6 +52,28 @@ def test_the_cpu_server_is_the_default_and_the_gpu_one_a_profile_with_a_reserved
     # Everything may run at once: no host port is published twice.
     published = [port.split(":")[0] for service in services.values() for port in service.get("ports", [])]
     assert len(published) == len(set(published)), published
+
+
+def _interpolated(value: str, environ: dict[str, str]) -> str:
+    """Compose's ``${NAME:-default}``, as ``docker compose`` fills it in from the shell."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: environ.get(m[1]) or m[2], value)
+
+
+def test_the_servers_trace_towards_jaeger_in_the_tracing_profile() -> None:
+    services = load_compose()["services"]
+    jaeger = services["jaeger"]
+    assert jaeger["profiles"] == ["tracing"] and "16686:16686" in jaeger["ports"] and "4318" in jaeger["expose"]
+    for name in ("cnnserve", "cnnserve-gpu"):
+        environment = services[name]["environment"]
+        assert environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://jaeger:4318/v1/traces"
+        # Off unless the shell says otherwise; on, as the file's header shows it.
+        for shell, level, rate in (({}, "OFF", 1000), ({"CNNSERVE_TRACE_CONFIG": "level=TIMESTAMPS;rate=100"},
+                                                       "TIMESTAMPS", 100)):  # fmt: skip
+            env = {k: _interpolated(str(v), shell) for k, v in environment.items()}
+            settings = Settings.from_env(env)
+            traces = from_entries(settings.trace_config)
+            assert (traces.mode, traces.level, traces.rate) == ("opentelemetry", level, rate)
+    assert services["cnnserve-gpu"]["environment"]["CNNSERVE_DEVICE"] == "cuda"
 
 
 def test_the_cpu_server_scales_behind_nginx() -> None:
