@@ -17,17 +17,18 @@ import asyncio
 import logging
 import os
 import queue
+import random
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace as api
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Status, StatusCode
 
 import cnnserve
 from cnnserve.server.tracing import record
@@ -39,6 +40,8 @@ log = logging.getLogger("cnnserve.tracing")
 _MODEL = frozenset((record.REQUEST_START, record.QUEUE_START, record.REQUEST_END))
 _COMPUTE = frozenset(record.COMPUTE)
 _SHUTDOWN_SECONDS = 5.0
+_SAMPLED = api.TraceFlags(api.TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
 
 
 def _protocol() -> str:
@@ -66,6 +69,11 @@ def exporter(url: str) -> tuple[SpanExporter, str]:
     # The SDK's exporters log every failed try; _Reporting says it once per outage instead.
     logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
     return _Reporting(inner, f"{where} (OTLP over {protocol})"), f"{where} over {protocol}"
+
+
+def _id(bits: int) -> int:
+    """A random trace (128 bits) or span (64) id, as the SDK's own generator makes them."""
+    return random.getrandbits(bits) or 1
 
 
 class _Reporting(SpanExporter):
@@ -96,7 +104,11 @@ class _Reporting(SpanExporter):
 
 class SpanExport:
     """Finished traces in, spans out: a queue (bounded like the span processor's: beyond it
-    traces are dropped, and said so once), a thread that builds the spans, the SDK's processor."""
+    traces are dropped, and said so once), a thread that builds the spans, the SDK's processor.
+
+    The spans are made finished (the SDK's ``ReadableSpan``, what a span processor is handed when a
+    span ends) rather than started and ended through a tracer: every time is known when a trace is
+    built, and a live span's locks, limits and callbacks cost a request's worth of CPU each."""
 
     def __init__(self, settings: TraceSettings, worker: int | None) -> None:
         span_exporter, self.where = exporter(settings.url)
@@ -108,15 +120,14 @@ class SpanExport:
             key, _, value = entry.partition("=")
             attributes[key] = value
         # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES; the settings' win.
-        self.provider = TracerProvider(resource=Resource.create(attributes), sampler=ALWAYS_ON)
+        self.resource = Resource.create(attributes)
+        self.scope = InstrumentationScope("cnnserve", cnnserve.__version__)
         self.processor = BatchSpanProcessor(
             span_exporter,
             max_queue_size=settings.bsp_max_queue_size or None,
             schedule_delay_millis=settings.bsp_schedule_delay or None,
             max_export_batch_size=settings.bsp_max_export_batch_size or None,
         )
-        self.provider.add_span_processor(self.processor)
-        self.tracer = self.provider.get_tracer("cnnserve", cnnserve.__version__)
         self.pid = os.getpid()
         self.worker = worker
         self._queue: queue.Queue[Trace | None] = queue.Queue(maxsize=settings.bsp_max_queue_size or 2048)
@@ -139,49 +150,60 @@ class SpanExport:
     def _build_all(self) -> None:
         while (trace := self._queue.get()) is not None:
             try:
-                self.build(trace)
+                for span in self.build(trace):
+                    self.processor.on_end(span)
             except Exception:  # one bad trace must not end the thread
                 log.exception("tracing: cannot make the spans of trace %d", trace.id)
 
-    def build(self, t: Trace) -> None:
-        """The spans of one trace, ended with their own times (the monotonic clock's stamps on the
-        wall clock, as OTLP takes them)."""
+    def build(self, t: Trace) -> list[ReadableSpan]:
+        """The spans of one trace (and of the runs it rode in, the first time one is met), with
+        the monotonic clock's stamps on the wall clock, as OTLP takes them."""
         wall = self._wall()
         stamps = sorted(t.stamps, key=lambda s: s[1])
         if not stamps:
-            return
+            return []
         common: dict[str, Any] = {"model_name": t.model, "model_version": t.version, "process.pid": self.pid}
         if self.worker is not None:
             common["cnnserve.worker"] = self.worker
         call_attributes = {**common, "protocol": t.protocol, "rpc": t.api}
         if t.request_id:
             call_attributes["request_id"] = t.request_id
-        context = None
+        parent = None
         if t.parent is not None:
-            remote = api.SpanContext(t.parent.trace_id, t.parent.span_id, is_remote=True,
-                                     trace_flags=api.TraceFlags(api.TraceFlags.SAMPLED))  # fmt: skip
-            context = api.set_span_in_context(api.NonRecordingSpan(remote))
-        call = self.tracer.start_span(t.api or "infer", context, api.SpanKind.SERVER, call_attributes,
-                                      start_time=stamps[0][1] + wall)  # fmt: skip
-        for name, ns in stamps:
-            if name not in _MODEL and name not in _COMPUTE:
-                call.add_event(name, timestamp=ns + wall)
-        if t.error:
-            call.set_status(api.Status(api.StatusCode.ERROR, t.error))
-        in_call = api.set_span_in_context(call)
+            parent = api.SpanContext(t.parent.trace_id, t.parent.span_id, True, _SAMPLED)
+        trace_id = t.parent.trace_id if t.parent is not None else _id(128)
+        spans: list[ReadableSpan] = []
+        call = self._span(spans, t.api or "infer", trace_id, parent, call_attributes, wall,
+                          [s for s in stamps if s[0] not in _MODEL and s[0] not in _COMPUTE], stamps,
+                          api.SpanKind.SERVER, Status(StatusCode.ERROR, t.error) if t.error else _UNSET)  # fmt: skip
         model_stamps = [s for s in stamps if s[0] in _MODEL]
         if model_stamps:
-            model = self.tracer.start_span(t.model, in_call, attributes=common, start_time=model_stamps[0][1] + wall)
-            for name, ns in model_stamps:
-                model.add_event(name, timestamp=ns + wall)
-            in_model = api.set_span_in_context(model)
+            model = self._span(spans, t.model, trace_id, call, common, wall, model_stamps)
             for batch, position in t.runs:
-                self._compute(batch.stamps, in_model, wall, common, batch, position)
+                attributes = {**common, "batch_size": batch.size, "batch_requests": batch.requests,
+                              "batch_position": position, "instance": batch.instance}  # fmt: skip
+                link = api.Link(self._batch_span(spans, batch, common, wall))
+                self._span(spans, "compute", trace_id, model, attributes, wall, batch.stamps, links=(link,))
             inline = [s for s in stamps if s[0] in _COMPUTE]
             if inline:  # a lone request run at once, not queued: no batch of its own
-                self._compute(inline, in_model, wall, common)
-            model.end(end_time=model_stamps[-1][1] + wall)
-        call.end(end_time=stamps[-1][1] + wall)
+                attributes = {**common, "batch_size": 1, "batch_requests": 1, "batch_position": 0, "inline": True}
+                self._span(spans, "compute", trace_id, model, attributes, wall, inline)
+        return spans
+
+    def _span(self, spans: list[ReadableSpan], name: str, trace_id: int, parent: api.SpanContext | None,
+              attributes: dict[str, Any], wall: int, events: list[tuple[str, int]],
+              extent: list[tuple[str, int]] | None = None, kind: api.SpanKind = api.SpanKind.INTERNAL,
+              status: Status = _UNSET, links: tuple[api.Link, ...] = ()) -> api.SpanContext:  # fmt: skip
+        """A finished span from ``events`` (its extent's first and last stamps: the events' own
+        unless ``extent`` is given), added to ``spans``; its context, for its children."""
+        extent = extent or events
+        context = api.SpanContext(trace_id, _id(64), False, _SAMPLED)
+        spans.append(ReadableSpan(
+            name, context, parent, self.resource, attributes,
+            [Event(stamp, None, ns + wall) for stamp, ns in events], links, kind, None, status,
+            extent[0][1] + wall, extent[-1][1] + wall, self.scope,
+        ))  # fmt: skip
+        return context
 
     def _wall(self) -> int:
         """The wall clock less the monotonic one, read again each minute: fixed in between, so
@@ -191,33 +213,13 @@ class SpanExport:
             self._wall_offset, self._wall_read = time.time_ns() - time.monotonic_ns(), now
         return self._wall_offset
 
-    def _compute(self, stamps: list[tuple[str, int]], context: Any, wall: int, common: dict[str, Any],
-                 batch: Batch | None = None, position: int = 0) -> None:  # fmt: skip
-        attributes = dict(common)
-        links = []
-        if batch is not None:
-            attributes.update({"batch_size": batch.size, "batch_requests": batch.requests,
-                               "batch_position": position, "instance": batch.instance})  # fmt: skip
-            links.append(api.Link(self._batch_span(batch, common, wall)))
-        else:
-            attributes.update({"batch_size": 1, "batch_requests": 1, "batch_position": 0, "inline": True})
-        span = self.tracer.start_span("compute", context, attributes=attributes, links=links,
-                                      start_time=stamps[0][1] + wall)  # fmt: skip
-        for name, ns in stamps:
-            span.add_event(name, timestamp=ns + wall)
-        span.end(end_time=stamps[-1][1] + wall)
-
-    def _batch_span(self, batch: Batch, common: dict[str, Any], wall: int) -> api.SpanContext:
+    def _batch_span(self, spans: list[ReadableSpan], batch: Batch, common: dict[str, Any], wall: int
+                    ) -> api.SpanContext:  # fmt: skip
         """The run's own span (a trace of its own), made by the first of its requests built."""
         if batch.span is None:
             attributes = {**common, "batch_size": batch.size, "batch_requests": batch.requests,
                           "instance": batch.instance, "batch_id": batch.id}  # fmt: skip
-            span = self.tracer.start_span("batch", Context(), attributes=attributes,
-                                          start_time=batch.stamps[0][1] + wall)  # fmt: skip
-            for name, ns in batch.stamps:
-                span.add_event(name, timestamp=ns + wall)
-            span.end(end_time=batch.stamps[-1][1] + wall)
-            batch.span = span.get_span_context()
+            batch.span = self._span(spans, "batch", _id(128), None, attributes, wall, batch.stamps)
         return batch.span
 
     async def close(self) -> None:
@@ -235,4 +237,4 @@ class SpanExport:
 
     def _shutdown(self) -> None:
         self._thread.join()
-        self.provider.shutdown()
+        self.processor.shutdown()
