@@ -1,21 +1,25 @@
-"""What tracing costs: lenet5 with tracing off, beside the same server tracing one request in
-1000 and every request, to Triton's JSON file and as OpenTelemetry spans, taking turns, in one
-run.
+"""What tracing costs: lenet5 with tracing off, one request in 1000 traced and every request
+traced, to Triton's JSON file and as OpenTelemetry spans, taking turns, in one run.
 
-    python -m bench.vs_tracing [--callers 1,32] [--seconds 6] [--rounds 2]
+    python -m bench.vs_tracing [--callers 1,32] [--seconds 5] [--rounds 3] [--settle 2]
 
-Each configuration is its own ``cnnserve serve`` subprocess; the spans go over OTLP/HTTP to a
-receiver on a thread of this process that reads each export and answers it (a collector that
-keeps up), the files to a temporary folder. Read the ratios: on a machine with few cores the
-client's own process and the receiver compete with the server.
+Two ``cnnserve serve`` subprocesses, one per mode, each switched between off, rate 1000 and rate
+1 through the trace-setting API (``POST /v2/trace/setting``) between measurements: each ratio
+compares a server with itself, as fresh server processes differ by more than what is measured
+here. The spans go over OTLP/HTTP to a receiver on a thread of this process that reads each
+export and answers it (a collector that keeps up), the file to a temporary folder. On a machine
+with few cores the client's own process and the receiver compete with the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import tempfile
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import ROOT, LoadReport, closed_loop, ensure_exported, infer_request, progress, running_server
+from bench.common import ROOT, LoadReport, closed_loop, ensure_exported, infer_request, progress, serving_with_http
+
+LEVELS = {"off": {"trace_level": ["OFF"]}, "rate 1000": {"trace_level": ["TIMESTAMPS"], "trace_rate": "1000"},
+          "rate 1": {"trace_level": ["TIMESTAMPS"], "trace_rate": "1"}}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -53,53 +60,64 @@ def collector() -> Iterator[str]:
         server.server_close()
 
 
-def configurations(url: str, folder: Path) -> dict[str, tuple[str, ...]]:
-    on = ("--trace-config", "level=TIMESTAMPS")
-    otel = (*on, "--trace-config", "mode=opentelemetry", "--trace-config", f"opentelemetry,url={url}")
-    file = (*on, "--trace-config", "triton,log-frequency=1000")
-    return {
-        "off": (),
-        "triton file, rate 1000": (*file, "--trace-config", f"triton,file={folder / 'r1000.json'}"),
-        "triton file, rate 1": (*file, "--trace-config", f"triton,file={folder / 'r1.json'}", "--trace-config",
-                                "rate=1"),
-        "opentelemetry, rate 1000": otel,
-        "opentelemetry, rate 1": (*otel, "--trace-config", "rate=1"),
-    }  # fmt: skip
+def set_tracing(http: str, settings: dict[str, Any]) -> None:
+    request = urllib.request.Request(f"http://{http}/v2/trace/setting", data=json.dumps(settings).encode(),
+                                     method="POST")  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        assert reply.status == 200, reply.read()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, default=ROOT / "exported")
     parser.add_argument("--callers", default="1,32", help="closed-loop callers, comma-separated (default: 1,32)")
-    parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds of quiet before each measurement")
     args = parser.parse_args()
     ensure_exported(args.repo, "lenet5")
     callers = [int(c) for c in args.callers.split(",")]
     request = infer_request("lenet5", "input", np.random.default_rng(0).random((1, 1, 32, 32), dtype=np.float32))
-    results: dict[tuple[str, int], list[LoadReport]] = {}
+    results: dict[tuple[str, str, int], list[LoadReport]] = {}
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(collector())
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        servers = {name: stack.enter_context(running_server(args.repo, "--model", "lenet5", *flags))
-                   for name, flags in configurations(url, folder).items()}  # fmt: skip
+        modes = {
+            "triton file": ("--trace-config", f"triton,file={folder / 'trace.json'}", "--trace-config",
+                            "triton,log-frequency=1000"),
+            "opentelemetry": ("--trace-config", "mode=opentelemetry", "--trace-config", f"opentelemetry,url={url}"),
+        }  # fmt: skip
+        servers = {mode: stack.enter_context(serving_with_http(args.repo, "--model", "lenet5", *flags))
+                   for mode, flags in modes.items()}  # fmt: skip
+        levels = list(LEVELS)
         for round_ in range(args.rounds):
+            # Each round in another order, each measurement after a pause: a server's spans and
+            # files are still being sent and written for a while after its load.
+            order = levels[round_ % len(levels) :] + levels[: round_ % len(levels)]
             for n in callers:
-                for name, address in servers.items():
-                    progress(f"round {round_ + 1}/{args.rounds}: {name}, {n} callers")
-                    report = closed_loop(address, request, concurrency=n, seconds=args.seconds, connections=n)
-                    results.setdefault((name, n), []).append(report)
+                for mode, (grpc_address, http_address) in servers.items():
+                    for level in order:
+                        progress(f"round {round_ + 1}/{args.rounds}: {mode}, {level}, {n} callers")
+                        set_tracing(http_address, LEVELS[level])
+                        time.sleep(args.settle)
+                        report = closed_loop(grpc_address, request, concurrency=n, seconds=args.seconds,
+                                             connections=n)  # fmt: skip
+                        results.setdefault((mode, level, n), []).append(report)
+                    set_tracing(http_address, LEVELS["off"])
 
-    print(f"lenet5, V2 ModelInfer; best of {args.rounds} rounds of {args.seconds:g} s each")
-    print(f"{'':28}{'callers':>8}{'requests/s':>12}{'/off':>7}{'p50 ms':>9}{'p50 - off':>11}")
+    print(f"lenet5, V2 ModelInfer; best of {args.rounds} rounds of {args.seconds:g} s; each against its own server off")
+    print(f"{'':30}{'callers':>8}{'requests/s':>12}{'/off':>7}{'p50 ms':>9}{'p50 - off':>11}")
     for n in callers:
-        rate_off = max(r.requests_per_second for r in results[("off", n)])
-        p50_off = min(r.percentile(50) for r in results[("off", n)]) * 1e3
-        for name in servers:
-            reports = results[(name, n)]
-            rate = max(r.requests_per_second for r in reports)
-            p50 = min(r.percentile(50) for r in reports) * 1e3
-            print(f"{name:<28}{n:>8}{rate:>12,.0f}{rate / rate_off:>7.3f}{p50:>9.3f}{p50 - p50_off:>+11.3f}")
+        for mode in servers:
+            off = results[(mode, "off", n)]
+            rate_off = max(r.requests_per_second for r in off)
+            p50_off = min(r.percentile(50) for r in off) * 1e3
+            for level in levels:
+                reports = results[(mode, level, n)]
+                rate = max(r.requests_per_second for r in reports)
+                p50 = min(r.percentile(50) for r in reports) * 1e3
+                name = f"{mode}, {level}"
+                print(f"{name:<30}{n:>8}{rate:>12,.0f}{rate / rate_off:>7.3f}{p50:>9.3f}{p50 - p50_off:>+11.3f}")
 
 
 if __name__ == "__main__":
