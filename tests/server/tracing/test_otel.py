@@ -177,31 +177,34 @@ def test_settings_change_what_is_traced_over_both_protocols(small_repo: Path, re
                 "trace_level": ["TIMESTAMPS"], "trace_rate": "1000", "trace_count": "-1", "trace_file": "",
                 "log_frequency": "0", "trace_mode": "opentelemetry"}  # fmt: skip
 
-            def traced_now() -> bool:
-                before = len(receiver.spans)
-                grpc_client.infer("lenet5", [triton_input("input", X)])
-                try:
-                    receiver.wait(lambda got: len(got) > before, timeout=2)
-                except AssertionError:
-                    return False
-                return True
+            # Each request is named; which were traced is read from the spans once the server has
+            # stopped and sent them all, so a slow export on a busy machine cannot be taken for
+            # an untraced request.
+            expected: dict[str, bool] = {}
 
-            assert not traced_now()  # one in 1000, and this is the first
+            def send(traced: bool) -> None:
+                request_id = f"r{len(expected)}"
+                expected[request_id] = traced
+                grpc_client.infer("lenet5", [triton_input("input", X)], request_id=request_id)
+
+            send(False)  # one in 1000, and this is the first
             # Over HTTP, for the model: every request, from the next one on.
             got = http_client.update_trace_settings("lenet5", {"trace_rate": "1"}, headers=http_key)
             assert got["trace_rate"] == "1" and got["trace_level"] == ["TIMESTAMPS"]
-            assert traced_now() and traced_now()
+            send(True)
+            send(True)
             assert grpc_client.get_trace_settings(headers=grpc_key).settings["trace_rate"].value == ["1000"]
             # Over gRPC: a count of two, then none.
             got = grpc_client.update_trace_settings("lenet5", {"trace_count": "2"}, headers=grpc_key)
             assert got.settings["trace_count"].value == ["2"] and got.settings["trace_rate"].value == ["1"]
-            assert [traced_now() for _ in range(3)] == [True, True, False]
+            for traced in (True, True, False):
+                send(traced)
             # Off for the server, and the model's own cleared: nothing is traced.
             grpc_client.update_trace_settings(settings={"trace_level": ["OFF"]}, headers=grpc_key)
             http_client.update_trace_settings("lenet5", {"trace_rate": None, "trace_count": None,
                                                          "trace_level": None}, headers=http_key)  # fmt: skip
             assert http_client.get_trace_settings("lenet5", headers=http_key)["trace_level"] == ["OFF"]
-            assert not traced_now()
+            send(False)
             # What is not a client's to change is refused by name, and changes nothing.
             status, body = http_call(server, "POST", "/v2/trace/setting", b'{"trace_file": "/etc/cron.d/x"}',
                                      headers=http_key)  # fmt: skip
@@ -213,6 +216,8 @@ def test_settings_change_what_is_traced_over_both_protocols(small_repo: Path, re
         finally:
             grpc_client.close()
             http_client.close()
+    traced = {s.attributes["request_id"] for s in receiver.spans if s.kind == 2}
+    assert traced == {request_id for request_id, wanted in expected.items() if wanted}, expected
 
 
 def test_a_collector_that_is_down_costs_a_log_line(
@@ -241,7 +246,14 @@ def test_each_worker_exports_its_own_and_a_change_reaches_all(small_repo: Path, 
     with serving(small_repo, "--model", "lenet5", "--workers", "2", *env_free) as server:
         status, body = http_call(server, "POST", "/v2/trace/setting", b'{"trace_rate": "1"}')
         assert status == 200 and json.loads(body)["trace_rate"] == "1"
-        # Fresh connections land on either worker; every request is traced wherever it lands.
+        # The other worker hears of it through the supervisor, a moment later: fresh connections
+        # (each lands on either worker) ask until twenty in a row have the new rate.
+        agreed, stop = 0, time.monotonic() + 30
+        while agreed < 20:
+            assert time.monotonic() < stop, "a worker kept the old rate"
+            rate = json.loads(http_call(server, "GET", "/v2/trace/setting")[1])["trace_rate"]
+            agreed = agreed + 1 if rate == "1" else 0
+        # Every request is traced wherever it lands.
         sent = 0
         for _ in range(5):
             for _ in range(10):
