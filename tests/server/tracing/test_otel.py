@@ -66,7 +66,7 @@ def test_each_api_gets_its_spans_with_the_stages_in_order(small_repo: Path, rece
                           timeout=60)  # fmt: skip
             stub.Policy(v1.PolicyRequest(model_name="alphago_policy", board=BOARD, to_move=v1.BLACK), timeout=60)
         ended = time.time_ns()
-        spans = receiver.wait(lambda got: sum(s.kind == 2 for s in got) >= 4)  # four server spans
+    spans = list(receiver.spans)  # all of them: a stopping server sends what it has left
     expected = {
         "ModelInfer": ["GRPC_WAITREAD_END", "DECODE_START", "DECODE_END", "ENCODE_START", "GRPC_SEND_START"],
         "/v2/models/{name}/infer": ["HTTP_RECV_START", "HTTP_RECV_END", "DECODE_START", "DECODE_END", "ENCODE_START",
@@ -112,9 +112,7 @@ def test_requests_that_share_a_run_link_its_one_span(small_repo: Path, receiver:
         finally:
             for client in clients:
                 client.close()
-        spans = receiver.wait(lambda got: any(s.name == "batch" and s.attributes["batch_requests"] > 1 for s in got))
-        spans = receiver.wait(lambda got: len([s for s in got if s.links]) >= sum(
-            s.attributes["batch_requests"] for s in got if s.name == "batch"))  # fmt: skip
+    spans = list(receiver.spans)  # all of them: a stopping server sends what it has left
     batches = {s.span_id: s for s in spans if s.name == "batch"}
     linked: dict[str, list[Span]] = {}
     for compute in (s for s in spans if s.name == "compute" and s.links):
@@ -151,9 +149,8 @@ def test_a_clients_traceparent_continues_its_trace(small_repo: Path, receiver: R
             http.infer("lenet5", [x], request_id="http", headers={"traceparent": TRACEPARENT})
         finally:
             http.close()
-        spans = receiver.wait(lambda got: sum(s.kind == 2 for s in got) >= 2)
-        time.sleep(0.3)  # a span for the untraced ones would have come with these
-    roots = [s for s in receiver.spans if s.kind == 2]
+    spans = list(receiver.spans)  # all of them: a stopping server sends what it has left
+    roots = [s for s in spans if s.kind == 2]
     assert sorted(s.attributes["request_id"] for s in roots) == ["grpc", "http"]
     for root in roots:
         assert (root.trace_id, root.parent_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
