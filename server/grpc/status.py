@@ -109,7 +109,7 @@ def observed(
                     if trace is not None:
                         trace.stamp(record.GRPC_SEND_START)
                         CURRENT.reset(token)
-                        tracer.finish(trace, "" if code == grpc.StatusCode.OK else f"{code.name}: {message}")
+                        tracer.finish(trace, code.name, message)
 
         return wrapper
 

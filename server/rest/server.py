@@ -96,7 +96,7 @@ def build(
         if trace is not None:
             CURRENT.reset(token)
             await _sent(request, response, trace)
-            plane.tracer.finish(trace, "" if code == grpc.StatusCode.OK else f"{code.name}: {message}")
+            plane.tracer.finish(trace, code.name, message)
         return response
 
     app = web.Application(middlewares=[observed], client_max_size=settings.max_message_bytes)

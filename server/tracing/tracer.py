@@ -46,8 +46,10 @@ class Tracer:
         trace.stamp(first)
         return trace
 
-    def finish(self, trace: Trace, error: str = "") -> None:
-        trace.error = error or trace.error
+    def finish(self, trace: Trace, code: str = "OK", message: str = "") -> None:
+        """The request ended with status ``code`` (a gRPC status name, as the metrics count it)."""
+        if code != "OK":
+            trace.error = f"{code}: {message}" if message else code
         if self.spans is not None:
             self.spans.add(trace)
         if self.file is not None:

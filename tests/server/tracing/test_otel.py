@@ -57,6 +57,8 @@ def test_each_api_gets_its_spans_with_the_stages_in_order(small_repo: Path, rece
         began = time.time_ns()
         with tc.InferenceServerClient(server.grpc_address) as client:
             client.infer("lenet5", [triton_input("input", X)], request_id="by-grpc")
+            with pytest.raises(InferenceServerException, match="datatype FP64"):
+                client.infer("lenet5", [triton_input("input", X.astype(np.float64), "FP64")], request_id="refused")
         body = json.dumps({"id": "by-http", "inputs": [{"name": "input", "shape": [1, 1, 32, 32], "datatype": "FP32",
                                                         "data": [0.0] * 1024}]}).encode()  # fmt: skip
         assert http_call(server, "POST", "/v2/models/lenet5/infer", body)[0] == 200
@@ -74,6 +76,12 @@ def test_each_api_gets_its_spans_with_the_stages_in_order(small_repo: Path, rece
         "Classify": ["GRPC_WAITREAD_END", "IMAGE_DECODE_START", "IMAGE_DECODE_END", "ENCODE_START", "GRPC_SEND_START"],
         "Policy": ["GRPC_WAITREAD_END", "PLANES_START", "PLANES_END", "ENCODE_START", "GRPC_SEND_START"],
     }  # fmt: skip
+    # A refused call is traced too: its span says why, and it never reached the model.
+    (refused,) = [s for s in spans if s.attributes.get("request_id") == "refused"]
+    assert refused.status[0] == 2 and refused.status[1].startswith("INVALID_ARGUMENT: input 'input': datatype FP64")
+    assert [name for name, _ in refused.events] == ["GRPC_WAITREAD_END", "DECODE_START", "GRPC_SEND_START"]
+    assert not [s for s in spans if s.parent_id == refused.span_id]
+    spans.remove(refused)
     for rpc, stages in expected.items():
         (root,) = calls(spans, rpc)
         assert root.name == rpc and root.kind == 2 and root.parent_id == ""  # SERVER, a trace of its own
