@@ -210,12 +210,18 @@ OTLP_PROTOCOLS = {
 }
 
 
+def otlp_protocol() -> str:
+    """The OTLP protocol the environment asks for, as OpenTelemetry's SDKs read it."""
+    return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+
+
 def otel_problem() -> str:
     """Why ``mode=opentelemetry`` cannot start here ("" when it can): an OTLP protocol other than
     HTTP's or gRPC's in the environment, or the SDK or its exporter missing. Checked with the
     settings, before anything starts, without importing the SDK."""
-    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")  # fmt: skip
+    protocol = otlp_protocol()
     if protocol not in OTLP_PROTOCOLS:
         return f"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL {protocol!r}: expected {' or '.join(OTLP_PROTOCOLS)}"
     for module in ("opentelemetry.sdk.trace", OTLP_PROTOCOLS[protocol]):

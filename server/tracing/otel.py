@@ -32,7 +32,7 @@ from opentelemetry.trace import Status, StatusCode
 
 import cnnserve
 from cnnserve.server.tracing import record
-from cnnserve.server.tracing.config import TraceSettings
+from cnnserve.server.tracing.config import TraceSettings, otlp_protocol
 from cnnserve.server.tracing.record import Batch, Trace
 
 log = logging.getLogger("cnnserve.tracing")
@@ -44,17 +44,10 @@ _SAMPLED = api.TraceFlags(api.TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 
 
-def _protocol() -> str:
-    """The OTLP protocol the environment asks for (the settings checked it: otel_problem)."""
-    return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-
-
 def exporter(url: str) -> tuple[SpanExporter, str]:
     """The OTLP exporter for ``url`` ("" for the SDK's default or OTEL_EXPORTER_OTLP_*), over
     HTTP (Triton's, the default) or gRPC; and where it sends, for the log."""
-    protocol = _protocol()
+    protocol = otlp_protocol()  # the settings checked it (otel_problem)
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
 
